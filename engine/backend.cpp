@@ -1,0 +1,51 @@
+// engine/backend.cpp — picks the backend of a device; thread-count control.
+#include "engine/backend.h"
+
+#include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "engine/cpu/cpu_backend.h"
+
+namespace cg {
+
+// Defined in engine/cuda/cuda_backend.cu when built with CUDA, else in
+// engine/cuda_stub.cpp. Returns null and sets *why when unavailable.
+Backend* cuda_backend(std::string* why);
+
+Backend& backend_for(Device d) {
+  static CpuBackend cpu;
+  if (d == Device::CPU) return cpu;
+  std::string why;
+  Backend* b = cuda_backend(&why);
+  if (!b) throw DeviceError(why);
+  return *b;
+}
+
+bool cuda_available() {
+  std::string why;
+  return cuda_backend(&why) != nullptr;
+}
+
+static int g_threads = 0;
+
+void set_num_threads(int n) {
+  if (n < 1) n = 1;
+  g_threads = n;
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+  openblas_set_num_threads(n);
+}
+
+int num_threads() {
+  if (g_threads > 0) return g_threads;
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+}  // namespace cg

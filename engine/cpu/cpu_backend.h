@@ -1,0 +1,68 @@
+// engine/cpu/cpu_backend.h — the CPU implementation of the backend table: OpenBLAS for
+// GEMM, OpenMP loops for everything else. Loops are parallel only over independent
+// outputs, and every reduction runs in a fixed order, so results never depend on the
+// thread count. Kernels are split by family: cpu_memory.cpp, cpu_elementwise.cpp,
+// cpu_nn.cpp, cpu_optim.cpp.
+#pragma once
+#include "engine/backend.h"
+
+namespace cg {
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::CPU; }
+
+  void* alloc(size_t bytes) override;
+  void release(void* p, size_t bytes) override;
+  void to_host(void* dst, const void* src, size_t bytes) override;
+  void from_host(void* dst, const void* src, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override;
+  void fill(Tensor& t, double value) override;
+
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) override;
+  void sum_to(const Tensor& x, Tensor& out) override;
+  void unary(UnaryOp op, const Tensor& x, Tensor& y, double s) override;
+  void unary_backward(UnaryOp op, const Tensor& x, const Tensor& gy, Tensor& gx, double s) override;
+  void axpy(double alpha, const Tensor& x, Tensor& y) override;
+  double sum_squares(const Tensor& x) override;
+  void copy_box(DType dt, const void* src, const int64_t src_strides[4], void* dst,
+                const int64_t dst_strides[4], const int64_t shape[4], bool accumulate) override;
+
+  void softmax(const Tensor& x, Tensor& y, bool log, int64_t causal_tq, int64_t causal_offset) override;
+  void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx, bool log) override;
+  void rmsnorm(const Tensor& x, const Tensor& w, Tensor& y, Tensor& rstd, double eps) override;
+  void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& gy,
+                        Tensor* gx, Tensor* gw) override;
+  void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean,
+                 Tensor& rstd, double eps) override;
+  void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                          const Tensor& gy, Tensor* gx, Tensor* gw, Tensor* gb) override;
+  void rope(const Tensor& x, Tensor& y, int64_t pos_offset, double theta, bool inverse) override;
+  void embedding(const Tensor& table, const Tensor& ids, Tensor& out) override;
+  void embedding_backward(const Tensor& ids, const Tensor& gy, Tensor& gtable) override;
+  void cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& loss, Tensor& lse) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& targets,
+                              double scale, Tensor& glogits) override;
+  void dropout(const Tensor& x, Tensor& y, double p, uint64_t seed) override;
+
+  void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1,
+             double beta2, double eps, double weight_decay, int64_t step) override;
+  void sgd(Tensor& param, const Tensor& grad, Tensor& buf, double lr, double momentum,
+           double weight_decay) override;
+
+ protected:
+  void do_gemm(DType dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+               const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb,
+               int64_t stride_b, double beta, void* c, int64_t ldc, int64_t stride_c,
+               int64_t batch) override;
+};
+
+// Calls f(T{}) with T = float or double for a float dtype; throws for i32.
+template <class F>
+void dispatch_float(DType dt, const char* what, F&& f) {
+  if (dt == DType::F32) f(float{});
+  else if (dt == DType::F64) f(double{});
+  else throw DTypeError(std::string(what) + ": needs a float tensor, got " + dtype_name(dt));
+}
+
+}  // namespace cg

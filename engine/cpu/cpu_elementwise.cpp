@@ -1,0 +1,239 @@
+// engine/cpu/cpu_elementwise.cpp — broadcasting binary ops, reductions to a shape,
+// unary ops and their derivatives, axpy, strided box copies.
+#include <cmath>
+
+#include "engine/cpu/cpu_backend.h"
+
+namespace cg {
+namespace {
+
+// Element strides of `s` viewed in the 4-d broadcast frame `out` (0 where broadcast).
+std::array<int64_t, 4> bstrides(const Shape& s, const std::array<int64_t, 4>& out) {
+  auto p = s.padded();
+  std::array<int64_t, 4> st{};
+  int64_t acc = 1;
+  for (int d = 3; d >= 0; --d) {
+    st[d] = (p[d] == 1 && out[d] != 1) ? 0 : acc;
+    acc *= p[d];
+  }
+  return st;
+}
+
+template <class T>
+inline T apply_binary(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+  }
+  return 0;
+}
+
+constexpr double kGeluK = 0.7978845608028654;  // √(2/π)
+
+template <class T>
+inline T apply_unary(UnaryOp op, T x, T s) {
+  switch (op) {
+    case UnaryOp::Neg: return -x;
+    case UnaryOp::Exp: return std::exp(x);
+    case UnaryOp::Log: return std::log(x);
+    case UnaryOp::Sqrt: return std::sqrt(x);
+    case UnaryOp::Silu: return x / (T(1) + std::exp(-x));
+    case UnaryOp::Gelu: return T(0.5) * x * (T(1) + std::tanh(T(kGeluK) * (x + T(0.044715) * x * x * x)));
+    case UnaryOp::Relu: return x > T(0) ? x : T(0);
+    case UnaryOp::AddScalar: return x + s;
+    case UnaryOp::MulScalar: return x * s;
+    case UnaryOp::PowScalar: return std::pow(x, s);
+  }
+  return 0;
+}
+
+// d f(x) / dx
+template <class T>
+inline T unary_deriv(UnaryOp op, T x, T s) {
+  switch (op) {
+    case UnaryOp::Neg: return T(-1);
+    case UnaryOp::Exp: return std::exp(x);
+    case UnaryOp::Log: return T(1) / x;
+    case UnaryOp::Sqrt: return T(0.5) / std::sqrt(x);
+    case UnaryOp::Silu: {
+      const T sg = T(1) / (T(1) + std::exp(-x));
+      return sg * (T(1) + x * (T(1) - sg));
+    }
+    case UnaryOp::Gelu: {
+      const T u = T(kGeluK) * (x + T(0.044715) * x * x * x);
+      const T t = std::tanh(u);
+      return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * T(kGeluK) * (T(1) + T(3 * 0.044715) * x * x);
+    }
+    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
+    case UnaryOp::AddScalar: return T(1);
+    case UnaryOp::MulScalar: return s;
+    case UnaryOp::PowScalar: return s * std::pow(x, s - T(1));
+  }
+  return 0;
+}
+
+}  // namespace
+
+void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  dispatch_float(out.dtype(), "binary", [&](auto tag) {
+    using T = decltype(tag);
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* po = out.data<T>();
+    if (a.shape() == out.shape() && b.shape() == out.shape()) {
+      const int64_t n = out.numel();
+#pragma omp parallel for schedule(static) if (n > 32768)
+      for (int64_t i = 0; i < n; ++i) po[i] = apply_binary(op, pa[i], pb[i]);
+      return;
+    }
+    const auto o = out.shape().padded();
+    const auto sa = bstrides(a.shape(), o), sb = bstrides(b.shape(), o);
+    const int64_t outer = o[0] * o[1];
+#pragma omp parallel for schedule(static) if (out.numel() > 32768)
+    for (int64_t i01 = 0; i01 < outer; ++i01) {
+      const int64_t i0 = i01 / o[1], i1 = i01 % o[1];
+      T* dst = po + i01 * o[2] * o[3];
+      for (int64_t i2 = 0; i2 < o[2]; ++i2) {
+        const T* ra = pa + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
+        const T* rb = pb + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
+        for (int64_t i3 = 0; i3 < o[3]; ++i3) dst[i2 * o[3] + i3] = apply_binary(op, ra[i3 * sa[3]], rb[i3 * sb[3]]);
+      }
+    }
+  });
+}
+
+void CpuBackend::sum_to(const Tensor& x, Tensor& out) {
+  dispatch_float(x.dtype(), "sum_to", [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+    const auto xs = x.shape().padded();
+    const auto os = out.shape().padded();
+    // Strides of x; for each dim, out either keeps it (os == xs) or reduces it (os == 1).
+    std::array<int64_t, 4> st{};
+    int64_t acc = 1;
+    for (int d = 3; d >= 0; --d) { st[d] = acc; acc *= xs[d]; }
+    std::array<int64_t, 4> red{};  // extent to sum over per dim
+    for (int d = 0; d < 4; ++d) red[d] = (os[d] == 1) ? xs[d] : 1;
+    const int64_t n = out.numel();
+    // Each output sums its inputs in index order: deterministic.
+#pragma omp parallel for schedule(static) if (x.numel() > 32768)
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t r = i;
+      std::array<int64_t, 4> idx{};
+      for (int d = 3; d >= 0; --d) { idx[d] = r % os[d]; r /= os[d]; }
+      const T* base = px + idx[0] * st[0] + idx[1] * st[1] + idx[2] * st[2] + idx[3] * st[3];
+      double s = 0;
+      for (int64_t a = 0; a < red[0]; ++a)
+        for (int64_t b = 0; b < red[1]; ++b)
+          for (int64_t c = 0; c < red[2]; ++c) {
+            const T* row = base + a * st[0] + b * st[1] + c * st[2];
+            for (int64_t e = 0; e < red[3]; ++e) s += row[e];
+          }
+      po[i] = static_cast<T>(s);
+    }
+  });
+}
+
+void CpuBackend::unary(UnaryOp op, const Tensor& x, Tensor& y, double s) {
+  dispatch_float(x.dtype(), "unary", [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    const int64_t n = x.numel();
+    const T ts = static_cast<T>(s);
+#pragma omp parallel for schedule(static) if (n > 16384)
+    for (int64_t i = 0; i < n; ++i) py[i] = apply_unary(op, px[i], ts);
+  });
+}
+
+void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& gy, Tensor& gx, double s) {
+  dispatch_float(x.dtype(), "unary_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = x.data<T>();
+    const T* pg = gy.data<T>();
+    T* pgx = gx.data<T>();
+    const int64_t n = x.numel();
+    const T ts = static_cast<T>(s);
+#pragma omp parallel for schedule(static) if (n > 16384)
+    for (int64_t i = 0; i < n; ++i) pgx[i] = unary_deriv(op, px[i], ts) * pg[i];
+  });
+}
+
+void CpuBackend::axpy(double alpha, const Tensor& x, Tensor& y) {
+  dispatch_float(x.dtype(), "axpy", [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    const int64_t n = x.numel();
+    const T a = static_cast<T>(alpha);
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; ++i) py[i] += a * px[i];
+  });
+}
+
+double CpuBackend::sum_squares(const Tensor& x) {
+  double total = 0;
+  dispatch_float(x.dtype(), "sum_squares", [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = x.data<T>();
+    const int64_t n = x.numel();
+    constexpr int64_t kChunk = 4096;  // fixed chunks, summed in order: thread-count independent
+    const int64_t nchunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> part(static_cast<size_t>(nchunks));
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t c = 0; c < nchunks; ++c) {
+      double s = 0;
+      const int64_t end = std::min(n, (c + 1) * kChunk);
+      for (int64_t i = c * kChunk; i < end; ++i) s += static_cast<double>(px[i]) * px[i];
+      part[static_cast<size_t>(c)] = s;
+    }
+    for (double p : part) total += p;
+  });
+  return total;
+}
+
+void CpuBackend::copy_box(DType dt, const void* src, const int64_t ss[4], void* dst, const int64_t ds[4],
+                          const int64_t sh[4], bool accumulate) {
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    const T* ps = static_cast<const T*>(src);
+    T* pd = static_cast<T*>(dst);
+    const int64_t outer = sh[0] * sh[1];
+#pragma omp parallel for schedule(static) if (outer * sh[2] * sh[3] > 32768)
+    for (int64_t i01 = 0; i01 < outer; ++i01) {
+      const int64_t i0 = i01 / sh[1], i1 = i01 % sh[1];
+      for (int64_t i2 = 0; i2 < sh[2]; ++i2) {
+        const T* s = ps + i0 * ss[0] + i1 * ss[1] + i2 * ss[2];
+        T* d = pd + i0 * ds[0] + i1 * ds[1] + i2 * ds[2];
+        if (accumulate)
+          for (int64_t i3 = 0; i3 < sh[3]; ++i3) d[i3 * ds[3]] += s[i3 * ss[3]];
+        else
+          for (int64_t i3 = 0; i3 < sh[3]; ++i3) d[i3 * ds[3]] = s[i3 * ss[3]];
+      }
+    }
+  };
+  if (dt == DType::I32) {
+    if (accumulate) throw DTypeError("copy_box: cannot accumulate i32");
+    run(int32_t{});
+  } else {
+    dispatch_float(dt, "copy_box", run);
+  }
+}
+
+void CpuBackend::dropout(const Tensor& x, Tensor& y, double p, uint64_t seed) {
+  dispatch_float(x.dtype(), "dropout", [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    const int64_t n = x.numel();
+    const T scale = static_cast<T>(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static) if (n > 16384)
+    for (int64_t i = 0; i < n; ++i)
+      py[i] = dropout_keep(seed, static_cast<uint64_t>(i), p) ? px[i] * scale : T(0);
+  });
+}
+
+}  // namespace cg

@@ -1,0 +1,53 @@
+// ops/chain_matmul.h — ChainMatmul, the first-class op of chaingrad:
+//   y[..., d_k] = x[..., d_0] · op(F_1) · op(F_2) ⋯ op(F_k)
+// Forward picks the association by the matrix-chain dynamic program on the real shapes
+// (x's row count included) and keeps the partial products that backward needs. Backward
+// walks the same product tree: a node L·R hands G·Rᵀ to L and Lᵀ·G to R, so each factor
+// gets ∂L/∂F_i = (x F_1⋯F_{i−1})ᵀ · G · (F_{i+1}⋯F_k)ᵀ with O(k) matmuls and no product
+// computed twice; subtrees holding only frozen factors cost nothing.
+//
+// A ChainProbe makes the chain observable: name a contiguous span of factors (the r×r
+// middle W_1⋯W_n of a LinChain) and the op forms their product P as one block, reports
+// P, and after backward ∂L/∂P and each factor's share
+//   ∂L/∂W_i = (W_1⋯W_{i−1})ᵀ · ∂L/∂P · (W_{i+1}⋯W_n)ᵀ.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace cg::ops {
+
+// A factor of the chain: a rank-2 tensor, used transposed when `transposed`.
+struct ChainFactor {
+  Tensor t;
+  bool transposed = false;
+  ChainFactor(const Tensor& tensor, bool tr = false) : t(tensor), transposed(tr) {}  // NOLINT: implicit on purpose
+};
+inline ChainFactor T(const Tensor& t) { return ChainFactor(t, true); }
+
+struct ChainProbe {
+  // In: the factors [span_begin, span_end) (0-based into the factor list) form P.
+  // Leave span_begin < 0 for no span.
+  int span_begin = -1;
+  int span_end = -1;
+
+  // Out, after forward:
+  std::string order;          // the association used, e.g. "((x·F1)·(F2·F3))"
+  double forward_flops = 0;   // 2·m·n·k summed over the products formed
+  Tensor product;             // P (when a span was given)
+  // Out, after backward:
+  double backward_flops = 0;  // FLOPs of the gradient products
+  Tensor grad_product;               // ∂L/∂P
+  std::vector<Tensor> grad_factors;  // ∂L/∂F_i for i in the span (this call's share)
+};
+
+// The optimal association's cost in multiplications (m·n·k per product) for matrices
+// with dims p[0]×p[1], p[1]×p[2], …; and that association as a string over names.
+double chain_order_cost(const std::vector<int64_t>& dims, std::string* order = nullptr,
+                        const std::vector<std::string>& names = {});
+
+// The probe, when given, must outlive the backward pass that fills it.
+Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, ChainProbe* probe = nullptr);
+
+}  // namespace cg::ops

@@ -1,0 +1,59 @@
+// ops/detail.cpp — shared checks for the ops.
+#include "ops/detail.h"
+
+namespace cg::ops::detail {
+
+void check_same(const char* op, std::initializer_list<const Tensor*> ts) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : ts) {
+    if (!t || !t->defined()) continue;
+    if (!first) { first = t; continue; }
+    if (t->device() != first->device())
+      throw DeviceError(std::string(op) + ": tensors on different devices: " + first->desc() + " and " + t->desc());
+    if (t->dtype() != first->dtype())
+      throw DTypeError(std::string(op) + ": mixed dtypes: " + first->desc() + " and " + t->desc());
+  }
+}
+
+void check_float(const char* op, const Tensor& t) {
+  if (!is_float(t.dtype())) throw DTypeError(std::string(op) + ": needs a float tensor, got " + t.desc());
+}
+
+void check_rank(const char* op, const Tensor& t, int lo, int hi, const char* what) {
+  if (t.rank() < lo || t.rank() > hi)
+    throw ShapeError(std::string(op) + ": " + what + " must have rank " + std::to_string(lo) +
+                     (hi != lo ? ".." + std::to_string(hi) : "") + ", got " + t.desc());
+}
+
+Shape broadcast_shape(const char* op, const Shape& a, const Shape& b) {
+  const int r = std::max(a.rank(), b.rank());
+  const auto pa = a.padded(), pb = b.padded();
+  Shape out;
+  for (int d = kMaxRank - r; d < kMaxRank; ++d) {
+    if (pa[d] != pb[d] && pa[d] != 1 && pb[d] != 1)
+      throw ShapeError(std::string(op) + ": shapes " + a.str() + " and " + b.str() + " do not broadcast");
+    out.push(pa[d] == 1 ? pb[d] : pa[d]);
+  }
+  return out;
+}
+
+Tensor reduce_to(const Tensor& g, const Shape& shape) {
+  if (g.shape() == shape) return g;
+  Tensor out = Tensor::empty(shape, g.dtype(), g.device());
+  // sum_to wants out's rank ≤ g's rank; padded 1s align the rest.
+  backend(g).sum_to(g, out);
+  return out;
+}
+
+Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); }
+Tensor empty_as(const Tensor& t, const Shape& shape) { return Tensor::empty(shape, t.dtype(), t.device()); }
+
+void gemm2d(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha, double beta) {
+  const int64_t m = ta ? a.shape().cols() : a.shape().rows();
+  const int64_t k = ta ? a.shape().rows() : a.shape().cols();
+  const int64_t n = tb ? b.shape().rows() : b.shape().cols();
+  backend(a).gemm(a.dtype(), ta, tb, m, n, k, alpha, a.raw(), a.shape().cols(), 0, b.raw(), b.shape().cols(), 0,
+                  beta, c.raw(), c.shape().cols(), 0, 1);
+}
+
+}  // namespace cg::ops::detail
