@@ -1,0 +1,32 @@
+// nn/linear.cpp — Linear forward, merge and unmerge.
+#include "nn/linear.h"
+
+#include "engine/backend.h"
+#include "engine/tape.h"
+#include "ops/ops.h"
+
+namespace cg::nn {
+
+Tensor Linear::forward(const Tensor& x) const {
+  Tensor y = ops::linear(x, weight);
+  if (adapter && !adapter->merged) y = ops::add(y, adapter->forward(x));
+  return y;
+}
+
+void Linear::merge() {
+  if (!adapter || adapter->merged) return;
+  NoGrad ng;
+  Tensor dw = adapter->delta_weight();
+  backend(weight).axpy(1.0, dw, weight);
+  adapter->merged = true;
+}
+
+void Linear::unmerge() {
+  if (!adapter || !adapter->merged) return;
+  NoGrad ng;
+  Tensor dw = adapter->delta_weight();
+  backend(weight).axpy(-1.0, dw, weight);
+  adapter->merged = false;
+}
+
+}  // namespace cg::nn
