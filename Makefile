@@ -2,6 +2,7 @@
 #   make              library + tools + tests
 #   make test         build, run every test and gradcheck
 #   make SANITIZE=1 test   the same under ASan + UBSan (objects in build/san)
+#   make golden       regenerate tests/golden/ with the PyTorch reference scripts
 #   make CUDA=1       insist on the CUDA backend (CUDA=0 skips it; default: detect nvcc)
 # The Makefile detects rather than demands: it says what it found and builds what it can.
 
@@ -83,7 +84,7 @@ TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(OBJ)/%.o)
 TEST_BIN  := $(BUILD)/tests/test_all$(if $(filter 1,$(SANITIZE)),_san,)
 
-.PHONY: all test clean info tools examples
+.PHONY: all test clean info tools examples golden
 all: info $(LIB) $(TOOLS) $(EXAMPLES) $(TEST_BIN)
 
 info:
@@ -116,6 +117,10 @@ $(TEST_BIN): $(TEST_OBJS) $(COMMON_OBJS) $(LIB)
 test: all
 	OMP_NUM_THREADS=2 $(TEST_BIN)
 	$(BIN)/gradcheck
+
+# Regenerates the committed golden files of the PyTorch parity tests (needs Debian's python3-torch).
+golden:
+	/usr/bin/python3 tests/reference/adapters_ref.py --out tests/golden
 
 clean:
 	rm -rf $(BUILD)

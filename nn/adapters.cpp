@@ -1,0 +1,290 @@
+// nn/adapters.cpp — ChainAdapter (forward through ChainMatmul, ΔW for merging), adapter
+// configuration parsing, initialisation (incl. LAPACK QR for orthogonal mixers) and
+// attach_adapters.
+#include "nn/adapters.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cmath>
+
+#include "engine/backend.h"
+#include "engine/tape.h"
+#include "ops/ops.h"
+
+extern "C" {
+void dgeqrf_(const int* m, const int* n, double* a, const int* lda, double* tau, double* work, const int* lwork,
+             int* info);
+void dorgqr_(const int* m, const int* n, const int* k, double* a, const int* lda, const double* tau, double* work,
+             const int* lwork, int* info);
+}
+
+namespace cg::nn {
+namespace {
+
+constexpr std::array<const char*, 7> kTargetShort{"q", "k", "v", "o", "gate", "up", "down"};
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+std::string trim(const std::string& s) {
+  size_t b = 0, e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  return s.substr(b, e - b);
+}
+int target_index(const std::string& short_name) {
+  for (size_t i = 0; i < kTargetShort.size(); ++i)
+    if (short_name == kTargetShort[i]) return static_cast<int>(i);
+  return -1;
+}
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+Tensor identity(int64_t n, DType dt) {
+  std::vector<double> v(static_cast<size_t>(n * n), 0.0);
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i * n + i)] = 1.0;
+  return Tensor::from(v, {n, n}, dt);
+}
+
+}  // namespace
+
+// ---- config ---------------------------------------------------------------------------------
+int AdapterConfig::num_mixers() const {
+  switch (kind) {
+    case AdapterKind::LoRA: return 0;
+    case AdapterKind::MoSLoRA: return 1;
+    case AdapterKind::LinChain: return chain;
+  }
+  return 0;
+}
+
+void AdapterConfig::validate() const {
+  if (rank < 1) throw FormatError("adapter: rank must be ≥ 1, got " + std::to_string(rank));
+  if (kind == AdapterKind::LinChain && chain < 1)
+    throw FormatError("adapter: linchain needs chain length ≥ 1, got " + std::to_string(chain));
+  if (!std::isfinite(alpha)) throw FormatError("adapter: alpha must be finite");
+  if (targets.empty()) throw FormatError("adapter: no target modules");
+  for (const auto& t : targets)
+    if (target_index(t) < 0) throw FormatError("adapter: unknown target '" + t + "' (q,k,v,o,gate,up,down)");
+}
+
+AdapterKind parse_adapter_kind(const std::string& s) {
+  const std::string l = lower(trim(s));
+  if (l == "lora") return AdapterKind::LoRA;
+  if (l == "moslora") return AdapterKind::MoSLoRA;
+  if (l == "linchain") return AdapterKind::LinChain;
+  throw FormatError("unknown adapter '" + s + "' (expected lora, moslora or linchain)");
+}
+
+std::string adapter_kind_name(AdapterKind k) {
+  switch (k) {
+    case AdapterKind::LoRA: return "lora";
+    case AdapterKind::MoSLoRA: return "moslora";
+    case AdapterKind::LinChain: return "linchain";
+  }
+  return "?";
+}
+
+MixerInit parse_mixer_init(const std::string& s) {
+  const std::string l = lower(trim(s));
+  if (l == "kaiming") return MixerInit::Kaiming;
+  if (l == "identity") return MixerInit::Identity;
+  if (l == "orthogonal") return MixerInit::Orthogonal;
+  throw FormatError("unknown init '" + s + "' (expected kaiming, identity or orthogonal)");
+}
+
+std::string mixer_init_name(MixerInit m) {
+  switch (m) {
+    case MixerInit::Kaiming: return "kaiming";
+    case MixerInit::Identity: return "identity";
+    case MixerInit::Orthogonal: return "orthogonal";
+  }
+  return "?";
+}
+
+std::string target_short_name(const std::string& name) {
+  std::string l = lower(trim(name));
+  if (ends_with(l, "_proj")) l = l.substr(0, l.size() - 5);
+  if (target_index(l) < 0) throw FormatError("unknown target module '" + name + "' (expected q,k,v,o,gate,up,down)");
+  return l;
+}
+
+std::string target_module_name(const std::string& short_name) { return target_short_name(short_name) + "_proj"; }
+
+std::vector<std::string> parse_targets(const std::string& csv) {
+  std::vector<bool> on(kTargetShort.size(), false);
+  size_t start = 0;
+  bool any = false;
+  while (start <= csv.size()) {
+    size_t comma = csv.find(',', start);
+    if (comma == std::string::npos) comma = csv.size();
+    const std::string item = trim(csv.substr(start, comma - start));
+    if (!item.empty()) {
+      on[static_cast<size_t>(target_index(target_short_name(item)))] = true;
+      any = true;
+    }
+    start = comma + 1;
+  }
+  if (!any) throw FormatError("empty target list '" + csv + "'");
+  std::vector<std::string> out;
+  for (size_t i = 0; i < on.size(); ++i)
+    if (on[i]) out.emplace_back(kTargetShort[i]);
+  return out;
+}
+
+std::string target_modules_csv(const std::vector<std::string>& targets) {
+  std::string s;
+  for (const auto& t : targets) s += (s.empty() ? "" : ",") + target_module_name(t);
+  return s;
+}
+
+// ---- ChainAdapter ----------------------------------------------------------------------------
+ChainAdapter::ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, double scale)
+    : a_(std::move(a)), b_(std::move(b)), mixers_(std::move(mixers)), scale_(scale) {
+  if (a_.rank() != 2 || b_.rank() != 2 || a_.dim(1) != b_.dim(1))
+    throw ShapeError("ChainAdapter: A " + a_.desc() + " and B " + b_.desc() + " must be [in, r] and [out, r]");
+  for (const Tensor& w : mixers_)
+    if (w.rank() != 2 || w.dim(0) != a_.dim(1) || w.dim(1) != a_.dim(1))
+      throw ShapeError("ChainAdapter: mixer " + w.desc() + " must be [r, r] with r = " + std::to_string(a_.dim(1)));
+  if (!mixers_.empty()) {
+    probe_.span_begin = 1;
+    probe_.span_end = 1 + static_cast<int>(mixers_.size());
+  }
+}
+
+// Δy[..., out] = s · x[..., in] · A[in,r] · W₁[r,r] ⋯ Wₙ[r,r] · B[out,r]ᵀ
+Tensor ChainAdapter::forward(const Tensor& x) {
+  std::vector<ops::ChainFactor> f{a_};
+  for (const Tensor& w : mixers_) f.emplace_back(w);
+  f.push_back(ops::T(b_));
+  return ops::mul_scalar(ops::chain_matmul(x, f, &probe_), scale_);
+}
+
+// ΔW[out, in] = s · B[out,r] · Wₙᵀ ⋯ W₁ᵀ · A[in,r]ᵀ  (= s·(A·W₁⋯Wₙ·Bᵀ)ᵀ)
+Tensor ChainAdapter::delta_weight() {
+  NoGrad ng;
+  std::vector<ops::ChainFactor> f;
+  for (auto it = mixers_.rbegin(); it != mixers_.rend(); ++it) f.push_back(ops::T(*it));
+  f.push_back(ops::T(a_));
+  Tensor d = ops::chain_matmul(b_, f);
+  backend(d).unary(UnaryOp::MulScalar, d, d, scale_);
+  return d;
+}
+
+// ---- AdapterSet ------------------------------------------------------------------------------
+ChainAdapter* AdapterSet::find(const std::string& module) const {
+  for (const auto& a : adapters)
+    if (a.module == module) return a.adapter.get();
+  return nullptr;
+}
+
+void AdapterSet::merge_all() {
+  for (auto& a : adapters) a.linear->merge();
+}
+
+void AdapterSet::unmerge_all() {
+  for (auto& a : adapters) a.linear->unmerge();
+}
+
+void AdapterSet::detach() {
+  for (auto& a : adapters) {
+    a.linear->unmerge();
+    if (a.linear->adapter.get() == a.adapter.get()) a.linear->adapter.reset();
+  }
+}
+
+std::string adapter_a_name(const std::string& module) { return module + ".lora_A.weight"; }
+std::string adapter_b_name(const std::string& module) { return module + ".lora_B.weight"; }
+std::string adapter_mixer_name(const std::string& module, AdapterKind kind, int j) {
+  if (kind == AdapterKind::MoSLoRA) return module + ".lora_AB.weight";
+  return module + ".lora_mixer." + std::to_string(j) + ".weight";
+}
+
+Tensor random_orthogonal(int64_t n, Rng& rng, DType dtype) {
+  if (n < 1) throw ShapeError("random_orthogonal: n = " + std::to_string(n));
+  const int ni = static_cast<int>(n);
+  std::vector<double> a(static_cast<size_t>(n * n));  // column-major for LAPACK
+  for (double& x : a) x = rng.normal();
+  std::vector<double> tau(static_cast<size_t>(n));
+  int info = 0, lwork = -1;
+  double wq = 0;
+  dgeqrf_(&ni, &ni, a.data(), &ni, tau.data(), &wq, &lwork, &info);
+  lwork = std::max(1, static_cast<int>(wq));
+  std::vector<double> work(static_cast<size_t>(lwork));
+  dgeqrf_(&ni, &ni, a.data(), &ni, tau.data(), work.data(), &lwork, &info);
+  if (info != 0) throw Error("random_orthogonal: dgeqrf failed, info " + std::to_string(info));
+  std::vector<double> rdiag(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) rdiag[static_cast<size_t>(i)] = a[static_cast<size_t>(i * n + i)];
+  lwork = -1;
+  dorgqr_(&ni, &ni, &ni, a.data(), &ni, tau.data(), &wq, &lwork, &info);
+  lwork = std::max(1, static_cast<int>(wq));
+  work.assign(static_cast<size_t>(lwork), 0.0);
+  dorgqr_(&ni, &ni, &ni, a.data(), &ni, tau.data(), work.data(), &lwork, &info);
+  if (info != 0) throw Error("random_orthogonal: dorgqr failed, info " + std::to_string(info));
+  // Q·diag(sign(diag R)) makes the factorisation unique (Haar-distributed Q); to row-major.
+  std::vector<double> q(static_cast<size_t>(n * n));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      const double sgn = rdiag[static_cast<size_t>(j)] < 0 ? -1.0 : 1.0;
+      q[static_cast<size_t>(i * n + j)] = sgn * a[static_cast<size_t>(j * n + i)];
+    }
+  return Tensor::from(q, {n, n}, dtype);
+}
+
+AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& linears, const AdapterConfig& cfg,
+                           uint64_t seed, Device device) {
+  cfg.validate();
+  AdapterSet set;
+  set.config = cfg;
+  set.store = std::make_unique<ParamStore>("adapters");
+  Rng rng(seed);
+  const int64_t r = cfg.rank;
+  const int n = cfg.num_mixers();
+  struct Pending {
+    std::string module;
+    Linear* linear;
+    Tensor a, b;
+    std::vector<Tensor> mixers;
+  };
+  std::vector<Pending> pending;
+  for (const auto& [module, lin] : linears) {
+    bool hit = false;
+    for (const auto& t : cfg.targets) {
+      const std::string suffix = target_module_name(t);
+      if (module == suffix || ends_with(module, "." + suffix)) hit = true;
+    }
+    if (!hit) continue;
+    if (!lin || !lin->weight.defined()) throw Error("attach_adapters: module '" + module + "' has no weight");
+    if (lin->adapter) throw FormatError("attach_adapters: module '" + module + "' already has an adapter");
+    const DType dt = lin->weight.dtype();
+    const int64_t in = lin->in_features(), out = lin->out_features();
+    Pending p{module, lin, Tensor(), Tensor(), {}};
+    p.a = set.store->add(adapter_a_name(module), kaiming_uniform({in, r}, in, rng, dt));
+    for (int j = 0; j < n; ++j) {
+      Tensor w;
+      switch (cfg.init) {
+        case MixerInit::Kaiming: w = kaiming_uniform({r, r}, r, rng, dt); break;
+        case MixerInit::Identity: w = identity(r, dt); break;
+        case MixerInit::Orthogonal: w = random_orthogonal(r, rng, dt); break;
+      }
+      p.mixers.push_back(set.store->add(adapter_mixer_name(module, cfg.kind, j), w));
+    }
+    p.b = set.store->add(adapter_b_name(module), Tensor::zeros({out, r}, dt));
+    pending.push_back(std::move(p));
+  }
+  if (pending.empty())
+    throw FormatError("attach_adapters: no module matches the targets " + target_modules_csv(cfg.targets));
+  set.store->finalize(device);
+  set.store->set_trainable(true);
+  for (auto& p : pending) {
+    auto ad = std::make_shared<ChainAdapter>(p.a, p.mixers, p.b, cfg.scale());
+    p.linear->adapter = ad;
+    set.adapters.push_back({p.module, p.linear, ad});
+  }
+  return set;
+}
+
+}  // namespace cg::nn

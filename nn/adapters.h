@@ -1,0 +1,130 @@
+// nn/adapters.h — the low-rank adapters (LoRA, MoSLoRA, LinChain) as one class, ChainAdapter,
+// their configuration and CLI-string parsing, and attach_adapters(), which puts adapters on
+// a model's Linear modules with all adapter parameters in one trainable ParamStore.
+// The PEFT file format lives in models/adapter_file.h, not here.
+//
+// Convention (the paper's, y = x·W with W d_in×d_out), used everywhere in the code:
+//   Δy[..., out] = s · x[..., in] · A[in, r] · W₁[r, r] ⋯ Wₙ[r, r] · B[out, r]ᵀ,  s = alpha / r
+//   LoRA: n = 0; MoSLoRA: n = 1 (the mixer); LinChain: n = chain ≥ 1.
+// The product runs through ops::chain_matmul with a ChainProbe whose span is W₁⋯Wₙ, so
+// ∂L/∂P (P = W₁⋯Wₙ) and each ∂L/∂Wᵢ can be read after backward.
+// In the base weight's [out, in] layout the update is ΔW = s · B · Wₙᵀ ⋯ W₁ᵀ · Aᵀ.
+//
+// Parameter names in the adapter store are PEFT-style, but hold the tensors in the layout
+// above (A is [in, r], not PEFT's [r, in]; mixers are Wⱼ, not PEFT's Wⱼᵀ):
+//   "<module>.lora_A.weight" A[in, r], "<module>.lora_B.weight" B[out, r],
+//   MoSLoRA "<module>.lora_AB.weight" W₁[r, r], LinChain "<module>.lora_mixer.{j}.weight"
+//   W_{j+1}[r, r] for j = 0..n−1 (0-based, applied j-th after A).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/rng.h"
+#include "nn/linear.h"
+#include "nn/params.h"
+#include "ops/chain_matmul.h"
+
+namespace cg::nn {
+
+enum class AdapterKind { LoRA, MoSLoRA, LinChain };
+enum class MixerInit { Kaiming, Identity, Orthogonal };
+
+struct AdapterConfig {
+  AdapterKind kind = AdapterKind::LoRA;
+  int rank = 16;
+  int chain = 3;  // LinChain's n; MoSLoRA always uses 1 mixer, LoRA none (see num_mixers)
+  double alpha = 32;
+  std::vector<std::string> targets{"q", "k", "v", "up", "down"};  // short names
+  MixerInit init = MixerInit::Kaiming;
+
+  int num_mixers() const;  // LoRA 0, MoSLoRA 1, LinChain chain
+  double scale() const { return alpha / rank; }
+  void validate() const;  // rank ≥ 1, LinChain chain ≥ 1, alpha finite, known targets; FormatError
+};
+
+// ---- CLI strings ----------------------------------------------------------------------------
+// "lora" | "moslora" | "linchain" (case-insensitive); FormatError otherwise.
+AdapterKind parse_adapter_kind(const std::string& s);
+std::string adapter_kind_name(AdapterKind k);  // "lora", "moslora", "linchain"
+// "kaiming" | "identity" | "orthogonal".
+MixerInit parse_mixer_init(const std::string& s);
+std::string mixer_init_name(MixerInit m);
+// "q,k,v,o,gate,up,down" (short or HF names, e.g. "q_proj", in any order) → short names in
+// the canonical order q,k,v,o,gate,up,down, without duplicates. FormatError on unknown names.
+std::vector<std::string> parse_targets(const std::string& csv);
+std::string target_module_name(const std::string& short_name);  // "q" → "q_proj"
+std::string target_short_name(const std::string& name);         // "q_proj" or "q" → "q"
+// Short names → "q_proj,k_proj,…" (PEFT's target_modules).
+std::string target_modules_csv(const std::vector<std::string>& targets);
+
+// ---- the adapter --------------------------------------------------------------------------
+class ChainAdapter : public Adapter {
+ public:
+  // a[in, r], mixers[r, r] × n, b[out, r] (parameter handles from the adapter store).
+  ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, double scale);
+
+  // Δy[..., out] = s · chain_matmul(x[..., in], {A, W₁, …, Wₙ, Bᵀ}) (probe span = the Wᵢ).
+  Tensor forward(const Tensor& x) override;
+  // ΔW[out, in] = s · B · Wₙᵀ ⋯ W₁ᵀ · Aᵀ, computed without recording.
+  Tensor delta_weight() override;
+
+  // The probe of the latest forward: for n ≥ 1 its span is the mixers, so after backward
+  // grad_product = ∂L/∂P and grad_factors[i] = ∂L/∂W_{i+1}. LoRA: no span.
+  ops::ChainProbe& probe() { return probe_; }
+
+  const Tensor& a() const { return a_; }
+  const Tensor& b() const { return b_; }
+  const std::vector<Tensor>& mixers() const { return mixers_; }
+  int64_t rank() const { return a_.dim(1); }
+  int64_t in_features() const { return a_.dim(0); }
+  int64_t out_features() const { return b_.dim(0); }
+  double scale() const { return scale_; }
+
+ private:
+  Tensor a_, b_;
+  std::vector<Tensor> mixers_;
+  double scale_;
+  ops::ChainProbe probe_;
+};
+
+// ---- a model's adapters -------------------------------------------------------------------
+struct AttachedAdapter {
+  std::string module;  // HF module name, e.g. "model.layers.3.self_attn.q_proj"
+  Linear* linear = nullptr;
+  std::shared_ptr<ChainAdapter> adapter;  // also held by linear->adapter
+};
+
+struct AdapterSet {
+  AdapterConfig config;
+  std::unique_ptr<ParamStore> store;  // group "adapters", trainable
+  std::vector<AttachedAdapter> adapters;
+
+  int64_t trainable_params() const { return store ? store->numel() : 0; }
+  ChainAdapter* find(const std::string& module) const;  // nullptr when absent
+  void merge_all();    // W += ΔW for every module (skips merged ones)
+  void unmerge_all();  // W −= ΔW
+  void detach();       // removes the adapters from their Linear modules (unmerging first)
+};
+
+// The store names of one module's parameters.
+std::string adapter_a_name(const std::string& module);
+std::string adapter_b_name(const std::string& module);
+std::string adapter_mixer_name(const std::string& module, AdapterKind kind, int j);  // j 0-based
+
+// Puts an adapter on every Linear whose module name ends in ".<target>_proj" for a target in
+// cfg.targets, in the order of `linears`. Initialises A kaiming-uniform (fan_in = in), B
+// zeros and the mixers per cfg.init (kaiming-uniform with fan_in = r, identity, or a random
+// orthogonal matrix), drawing from one Rng(seed) module by module (A, then W₁…Wₙ). The
+// returned store is finalized on `device` and trainable. Throws FormatError when no module
+// matches or a module already has an adapter.
+AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& linears, const AdapterConfig& cfg,
+                           uint64_t seed, Device device = Device::CPU);
+
+// A random orthogonal matrix [n, n] (Q of the QR of a Gaussian, signs fixed so diag(R) > 0),
+// via LAPACK dgeqrf/dorgqr.
+Tensor random_orthogonal(int64_t n, Rng& rng, DType dtype = DType::F32);
+
+}  // namespace cg::nn

@@ -1,0 +1,452 @@
+// tests/test_adapters.cpp — adapters (config parsing, attach, init schemes, merge/unmerge,
+// the chain probe, frozen base) and optimizers (AdamW/SGD by hand, clipping, schedule,
+// gradient accumulation) on a tiny stand-alone stack of Linear modules.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/rng.h"
+#include "engine/tape.h"
+#include "nn/adapters.h"
+#include "nn/optim.h"
+#include "ops/ops.h"
+
+using namespace cg;
+using namespace cg::nn;
+
+namespace {
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  const auto x = a.to_f64_vector(), y = b.to_f64_vector();
+  REQUIRE(x.size() == y.size());
+  double m = 0;
+  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
+  return m;
+}
+
+// Row-major dense product for checks, in double.
+std::vector<double> mm(const std::vector<double>& a, const std::vector<double>& b, int64_t m, int64_t k, int64_t n) {
+  std::vector<double> c(static_cast<size_t>(m * n), 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t p = 0; p < k; ++p)
+      for (int64_t j = 0; j < n; ++j) c[static_cast<size_t>(i * n + j)] += a[static_cast<size_t>(i * k + p)] * b[static_cast<size_t>(p * n + j)];
+  return c;
+}
+std::vector<double> tr(const std::vector<double>& a, int64_t m, int64_t n) {
+  std::vector<double> t(a.size());
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) t[static_cast<size_t>(j * m + i)] = a[static_cast<size_t>(i * n + j)];
+  return t;
+}
+double max_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+
+// A three-module stand-in for a transformer block: y = down(silu(o(q(x)))), base weights in
+// one frozen store under HF-like names.
+struct Tiny {
+  static constexpr int64_t kIn = 12, kHid = 20;
+  ParamStore base{"base"};
+  Linear q, o, down;
+  Tiny(uint64_t seed = 7) {
+    Rng rng(seed);
+    q.weight = base.add("model.layers.0.self_attn.q_proj.weight", rand_uniform({kHid, kIn}, -0.3, 0.3, rng));
+    o.weight = base.add("model.layers.0.self_attn.o_proj.weight", rand_uniform({kHid, kHid}, -0.3, 0.3, rng));
+    down.weight = base.add("model.layers.0.mlp.down_proj.weight", rand_uniform({kIn, kHid}, -0.3, 0.3, rng));
+    base.finalize();
+    base.set_trainable(false);
+  }
+  std::vector<std::pair<std::string, Linear*>> linears() {
+    return {{"model.layers.0.self_attn.q_proj", &q}, {"model.layers.0.self_attn.o_proj", &o},
+            {"model.layers.0.mlp.down_proj", &down}};
+  }
+  Tensor forward(const Tensor& x) { return down.forward(ops::silu(o.forward(q.forward(x)))); }
+  Tensor loss(const Tensor& x) {
+    Tensor y = forward(x);
+    return ops::mean_all(ops::mul(y, y));
+  }
+};
+
+Tensor input(uint64_t seed = 3, int64_t b = 2, int64_t t = 5) {
+  Rng rng(seed);
+  return rand_uniform({b, t, Tiny::kIn}, -1, 1, rng);
+}
+
+// Gives every B a non-zero random value so the adapters change the output.
+void randomize_b(AdapterSet& set, uint64_t seed = 11) {
+  Rng rng(seed);
+  for (auto& a : set.adapters) {
+    Tensor b = a.adapter->b();
+    Tensor v = rand_uniform(b.shape(), -0.5, 0.5, rng);
+    Tensor bb = b;
+    bb.copy_from(v);
+  }
+}
+
+AdapterConfig config(AdapterKind kind, int chain = 3, MixerInit init = MixerInit::Kaiming) {
+  AdapterConfig c;
+  c.kind = kind;
+  c.rank = 4;
+  c.chain = chain;
+  c.alpha = 8;
+  c.init = init;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("adapter config strings") {
+  CHECK(parse_adapter_kind("LinChain") == AdapterKind::LinChain);
+  CHECK(parse_adapter_kind("moslora") == AdapterKind::MoSLoRA);
+  CHECK(parse_adapter_kind(" lora ") == AdapterKind::LoRA);
+  CHECK_THROWS_AS(parse_adapter_kind("dora"), FormatError);
+  CHECK(parse_mixer_init("orthogonal") == MixerInit::Orthogonal);
+  CHECK(mixer_init_name(parse_mixer_init("identity")) == "identity");
+  CHECK_THROWS_AS(parse_mixer_init("xavier"), FormatError);
+  CHECK(parse_targets("down,q_proj, v,q") == std::vector<std::string>{"q", "v", "down"});
+  CHECK(target_modules_csv(parse_targets("q,k,v,up,down")) == "q_proj,k_proj,v_proj,up_proj,down_proj");
+  CHECK(target_short_name("gate_proj") == "gate");
+  CHECK_THROWS_AS(parse_targets("q,x"), FormatError);
+  CHECK_THROWS_AS(parse_targets(" , "), FormatError);
+  AdapterConfig c;
+  CHECK(c.num_mixers() == 0);
+  c.kind = AdapterKind::MoSLoRA;
+  CHECK(c.num_mixers() == 1);
+  c.kind = AdapterKind::LinChain;
+  CHECK(c.num_mixers() == 3);
+  CHECK(c.scale() == doctest::Approx(2.0));
+  c.rank = 0;
+  CHECK_THROWS_AS(c.validate(), FormatError);
+}
+
+TEST_CASE("attach_adapters: targets, names, counts, init") {
+  for (AdapterKind kind : {AdapterKind::LoRA, AdapterKind::MoSLoRA, AdapterKind::LinChain}) {
+    Tiny m;
+    AdapterConfig cfg = config(kind, 3);
+    AdapterSet set = attach_adapters(m.linears(), cfg, 42);
+    // Default targets q,k,v,up,down: q_proj and down_proj, not o_proj.
+    REQUIRE(set.adapters.size() == 2);
+    CHECK(set.adapters[0].module == "model.layers.0.self_attn.q_proj");
+    CHECK(set.adapters[1].module == "model.layers.0.mlp.down_proj");
+    CHECK(m.q.adapter != nullptr);
+    CHECK(m.o.adapter == nullptr);
+    const int n = cfg.num_mixers();
+    const int64_t r = 4, expect = r * (Tiny::kIn + Tiny::kHid) * 2 + 2 * n * r * r;
+    CHECK(set.trainable_params() == expect);
+    CHECK(set.store->trainable());
+    CHECK(set.store->group() == "adapters");
+    // Names in order: A, mixers, B per module.
+    const auto& ps = set.store->params();
+    REQUIRE(ps.size() == static_cast<size_t>(2 * (2 + n)));
+    CHECK(ps[0].first == "model.layers.0.self_attn.q_proj.lora_A.weight");
+    if (kind == AdapterKind::MoSLoRA) CHECK(ps[1].first == "model.layers.0.self_attn.q_proj.lora_AB.weight");
+    if (kind == AdapterKind::LinChain) CHECK(ps[3].first == "model.layers.0.self_attn.q_proj.lora_mixer.2.weight");
+    CHECK(ps[static_cast<size_t>(1 + n)].first == "model.layers.0.self_attn.q_proj.lora_B.weight");
+    // Init: A within the kaiming bound 1/√in and not all zero, B zeros, mixers within 1/√r.
+    const auto a = set.adapters[0].adapter->a().to_f64_vector();
+    double amax = 0;
+    for (double v : a) amax = std::max(amax, std::abs(v));
+    CHECK(amax > 0.1);
+    CHECK(amax <= 1.0 / std::sqrt(double(Tiny::kIn)));
+    for (double v : set.adapters[0].adapter->b().to_f64_vector()) CHECK(v == 0.0);
+    for (const Tensor& w : set.adapters[1].adapter->mixers())
+      for (double v : w.to_f64_vector()) CHECK(std::abs(v) <= 0.5);
+    // Same seed → same values; a second attach on the same modules is refused.
+    Tiny m2;
+    AdapterSet set2 = attach_adapters(m2.linears(), cfg, 42);
+    CHECK(max_abs_diff(set.store->flat(), set2.store->flat()) == 0.0);
+    CHECK_THROWS_AS(attach_adapters(m.linears(), cfg, 1), FormatError);
+  }
+  Tiny m;
+  AdapterConfig cfg = config(AdapterKind::LoRA);
+  cfg.targets = {"gate"};
+  CHECK_THROWS_AS(attach_adapters(m.linears(), cfg, 1), FormatError);
+  cfg.targets = parse_targets("q,k,v,o,gate,up,down");
+  CHECK(attach_adapters(m.linears(), cfg, 1).adapters.size() == 3);
+}
+
+TEST_CASE("mixer init: identity and orthogonal are what they say") {
+  Tiny m;
+  AdapterSet id = attach_adapters(m.linears(), config(AdapterKind::LinChain, 3, MixerInit::Identity), 5);
+  for (const auto& a : id.adapters)
+    for (const Tensor& w : a.adapter->mixers()) {
+      const auto v = w.to_f64_vector();
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) CHECK(v[static_cast<size_t>(i * 4 + j)] == (i == j ? 1.0 : 0.0));
+    }
+  Tiny m2;
+  AdapterSet orth = attach_adapters(m2.linears(), config(AdapterKind::LinChain, 3, MixerInit::Orthogonal), 5);
+  std::vector<std::vector<double>> seen;
+  for (const auto& a : orth.adapters)
+    for (const Tensor& w : a.adapter->mixers()) {
+      const auto v = w.to_f64_vector();
+      const auto wtw = mm(tr(v, 4, 4), v, 4, 4, 4), wwt = mm(v, tr(v, 4, 4), 4, 4, 4);
+      std::vector<double> eye(16, 0.0);
+      for (int i = 0; i < 4; ++i) eye[static_cast<size_t>(i * 5)] = 1.0;
+      CHECK(max_diff(wtw, eye) < 1e-6);
+      CHECK(max_diff(wwt, eye) < 1e-6);
+      CHECK(max_diff(v, eye) > 0.1);  // not the identity
+      for (const auto& s : seen) CHECK(max_diff(v, s) > 0.1);  // a fresh draw each time
+      seen.push_back(v);
+    }
+  // Larger n in double: orthogonal to rounding.
+  Rng rng(9);
+  const auto q = random_orthogonal(16, rng, DType::F64).to_f64_vector();
+  const auto qtq = mm(tr(q, 16, 16), q, 16, 16, 16);
+  std::vector<double> eye(256, 0.0);
+  for (int i = 0; i < 16; ++i) eye[static_cast<size_t>(i * 17)] = 1.0;
+  CHECK(max_diff(qtq, eye) < 1e-12);
+}
+
+TEST_CASE("delta_weight, merge and unmerge") {
+  for (int chain : {0, 1, 3}) {
+    Tiny m;
+    const AdapterKind kind = chain == 0 ? AdapterKind::LoRA : AdapterKind::LinChain;
+    AdapterSet set = attach_adapters(m.linears(), config(kind, chain == 0 ? 3 : chain), 21);
+    randomize_b(set);
+    // ΔW = s·(A·W₁⋯Wₙ·Bᵀ)ᵀ by hand, in double.
+    for (const auto& a : set.adapters) {
+      ChainAdapter& ad = *a.adapter;
+      const int64_t in = ad.in_features(), out = ad.out_features(), r = ad.rank();
+      auto p = ad.a().to_f64_vector();
+      for (const Tensor& w : ad.mixers()) p = mm(p, w.to_f64_vector(), in, r, r);
+      auto dw = tr(mm(p, tr(ad.b().to_f64_vector(), out, r), in, r, out), in, out);
+      for (double& v : dw) v *= ad.scale();
+      CHECK(max_diff(ad.delta_weight().to_f64_vector(), dw) < 1e-6);
+    }
+    const Tensor x = input();
+    NoGrad ng;
+    const std::vector<double> base_q = m.q.weight.to_f64_vector(), base_d = m.down.weight.to_f64_vector();
+    const Tensor y_plain = [&] {
+      set.detach();
+      Tensor y = m.forward(x);
+      for (auto& a : set.adapters) a.linear->adapter = a.adapter;
+      return y;
+    }();
+    const Tensor y_adapter = m.forward(x);
+    CHECK(max_abs_diff(y_adapter, y_plain) > 1e-3);  // the adapters do something
+    set.merge_all();
+    CHECK(set.adapters[0].adapter->merged);
+    CHECK(max_diff(m.q.weight.to_f64_vector(), base_q) > 1e-3);
+    const Tensor y_merged = m.forward(x);
+    const double dm = max_abs_diff(y_merged, y_adapter);
+    MESSAGE("chain " << chain << ": |merged − adapter| = " << dm);
+    CHECK(dm <= 1e-5);
+    set.merge_all();  // a second merge is a no-op
+    CHECK(max_abs_diff(m.forward(x), y_merged) == 0.0);
+    set.unmerge_all();
+    const double du = std::max(max_diff(m.q.weight.to_f64_vector(), base_q), max_diff(m.down.weight.to_f64_vector(), base_d));
+    MESSAGE("chain " << chain << ": |unmerged − base| = " << du);
+    CHECK(du <= 1e-6);
+    CHECK(max_abs_diff(m.forward(x), y_adapter) <= 1e-6);
+  }
+}
+
+TEST_CASE("chain probe: P, dL/dP and its split across the factors") {
+  Tiny m;
+  AdapterSet set = attach_adapters(m.linears(), config(AdapterKind::LinChain, 3), 8);
+  randomize_b(set);
+  set.store->zero_grad();
+  backward(m.loss(input()));
+  for (const auto& a : set.adapters) {
+    ChainAdapter& ad = *a.adapter;
+    ops::ChainProbe& pr = ad.probe();
+    CHECK(pr.span_begin == 1);
+    CHECK(pr.span_end == 4);
+    const auto w1 = ad.mixers()[0].to_f64_vector(), w2 = ad.mixers()[1].to_f64_vector(),
+               w3 = ad.mixers()[2].to_f64_vector();
+    REQUIRE(pr.product.defined());
+    CHECK(max_diff(pr.product.to_f64_vector(), mm(mm(w1, w2, 4, 4, 4), w3, 4, 4, 4)) < 1e-6);
+    REQUIRE(pr.grad_product.defined());
+    REQUIRE(pr.grad_factors.size() == 3);
+    const auto g = pr.grad_product.to_f64_vector();
+    double gmax = 0;
+    for (double v : g) gmax = std::max(gmax, std::abs(v));
+    CHECK(gmax > 1e-4);
+    // ∂L/∂Wᵢ = (W₁⋯Wᵢ₋₁)ᵀ · ∂L/∂P · (Wᵢ₊₁⋯Wₙ)ᵀ
+    const auto g1 = mm(g, tr(mm(w2, w3, 4, 4, 4), 4, 4), 4, 4, 4);
+    const auto g2 = mm(mm(tr(w1, 4, 4), g, 4, 4, 4), tr(w3, 4, 4), 4, 4, 4);
+    const auto g3 = mm(tr(mm(w1, w2, 4, 4, 4), 4, 4), g, 4, 4, 4);
+    const std::vector<std::vector<double>> expect{g1, g2, g3};
+    for (size_t i = 0; i < 3; ++i) {
+      CHECK(max_diff(pr.grad_factors[i].to_f64_vector(), expect[i]) < 1e-5);
+      // One forward per module, so the probe's share is the whole gradient.
+      CHECK(max_diff(ad.mixers()[i].grad().to_f64_vector(), expect[i]) < 1e-5);
+    }
+  }
+  // One mixer gradient against a central finite difference of the loss.
+  ChainAdapter& ad = *set.adapters[0].adapter;
+  Tensor w = ad.mixers()[1];
+  const double analytic = w.grad().to_f64_vector()[5];
+  const double h = 1e-2;
+  auto loss_at = [&](double delta) {
+    NoGrad ng;
+    auto v = w.to_f64_vector();
+    v[5] += delta;
+    Tensor ww = w;
+    ww.copy_from(Tensor::from(v, w.shape()));
+    const double l = m.loss(input()).item();
+    v[5] -= delta;
+    ww.copy_from(Tensor::from(v, w.shape()));
+    return l;
+  };
+  const double numeric = (loss_at(h) - loss_at(-h)) / (2 * h);
+  MESSAGE("dL/dW2[1,1]: analytic " << analytic << ", numeric " << numeric);
+  CHECK(std::abs(analytic - numeric) <= 2e-3 * std::max(1.0, std::abs(analytic)));
+}
+
+TEST_CASE("frozen base: no grad buffers, no weight-gradient GEMMs") {
+  Tiny m;
+  AdapterSet set = attach_adapters(m.linears(), config(AdapterKind::LinChain, 3), 2);
+  randomize_b(set);
+  const Tensor x = input();
+  auto backward_gemms = [&] {
+    set.store->zero_grad();
+    Tensor l = m.loss(x);
+    Backend& be = backend_for(Device::CPU);
+    const int64_t before = be.stats().gemm_calls;
+    backward(l);
+    return be.stats().gemm_calls - before;
+  };
+  const int64_t frozen = backward_gemms();
+  CHECK(!m.q.weight.requires_grad());
+  CHECK(!m.q.weight.grad().defined());
+  CHECK(!m.o.weight.grad().defined());
+  CHECK(!m.base.flat_grad().defined());
+  CHECK(set.adapters[0].adapter->a().grad().defined());
+  m.base.set_trainable(true);
+  const int64_t full = backward_gemms();
+  MESSAGE("backward GEMMs: frozen base " << frozen << ", trainable base " << full);
+  // Exactly one weight-gradient GEMM per base Linear goes away.
+  CHECK(full - frozen == 3);
+}
+
+TEST_CASE("optimizer: AdamW and SGD by hand for two steps") {
+  auto make_store = [] {
+    auto s = std::make_unique<ParamStore>("p");
+    s->add("a", Tensor::from({1.0, -2.0, 0.5}, {3}));
+    s->add("b", Tensor::from({0.25}, {1}));
+    s->finalize();
+    s->set_trainable(true);
+    return s;
+  };
+  const std::vector<std::vector<double>> grads{{0.1, -0.3, 2.0, -0.05}, {0.2, 0.1, -1.0, 0.4}};
+  auto set_grad = [](ParamStore& s, const std::vector<double>& g) { s.flat_grad().copy_from(Tensor::from(g, {4})); };
+
+  SUBCASE("adamw") {
+    auto s = make_store();
+    OptimConfig c;
+    c.lr = 0.1;
+    c.weight_decay = 0.01;
+    c.clip = 0;
+    Optimizer opt(*s, c);
+    std::vector<double> p{1.0, -2.0, 0.5, 0.25}, mm1(4, 0.0), vv(4, 0.0);
+    for (int t = 1; t <= 2; ++t) {
+      set_grad(*s, grads[static_cast<size_t>(t - 1)]);
+      const auto info = opt.step();
+      CHECK(info.lr == doctest::Approx(0.1));
+      for (size_t i = 0; i < 4; ++i) {
+        const double g = grads[static_cast<size_t>(t - 1)][i];
+        p[i] *= 1 - 0.1 * 0.01;
+        mm1[i] = 0.9 * mm1[i] + 0.1 * g;
+        vv[i] = 0.999 * vv[i] + 0.001 * g * g;
+        const double mhat = mm1[i] / (1 - std::pow(0.9, t)), vhat = vv[i] / (1 - std::pow(0.999, t));
+        p[i] -= 0.1 * mhat / (std::sqrt(vhat) + 1e-8);
+      }
+      // float32 state: 1 − β₂ alone is off by 5e-5 relative in f32.
+      CHECK(max_diff(s->flat().to_f64_vector(), p) < 1e-5);
+      CHECK(max_diff(opt.m().to_f64_vector(), mm1) < 1e-6);
+      CHECK(max_diff(opt.v().to_f64_vector(), vv) < 1e-4 * 0.004);
+    }
+    CHECK(opt.step_count() == 2);
+  }
+  SUBCASE("sgd with momentum and plain sgd") {
+    for (double mom : {0.0, 0.9}) {
+      auto s = make_store();
+      OptimConfig c;
+      c.name = "sgd";
+      c.lr = 0.5;
+      c.momentum = mom;
+      c.clip = 0;
+      Optimizer opt(*s, c);
+      CHECK(opt.m().defined() == (mom != 0));
+      CHECK(!opt.v().defined());
+      std::vector<double> p{1.0, -2.0, 0.5, 0.25}, buf(4, 0.0);
+      for (int t = 0; t < 2; ++t) {
+        set_grad(*s, grads[static_cast<size_t>(t)]);
+        opt.step();
+        for (size_t i = 0; i < 4; ++i) {
+          buf[i] = mom * buf[i] + grads[static_cast<size_t>(t)][i];
+          p[i] -= 0.5 * buf[i];
+        }
+        CHECK(max_diff(s->flat().to_f64_vector(), p) < 1e-6);
+      }
+    }
+  }
+  SUBCASE("clipping") {
+    auto s = make_store();
+    set_grad(*s, {3.0, 0.0, 4.0, 0.0});
+    CHECK(clip_grad_norm(*s, 0) == doctest::Approx(5.0));  // off: norm only
+    CHECK(s->grad_norm() == doctest::Approx(5.0));
+    CHECK(clip_grad_norm(*s, 1.0) == doctest::Approx(5.0));
+    CHECK(s->grad_norm() == doctest::Approx(1.0).epsilon(1e-5));
+    CHECK(clip_grad_norm(*s, 10.0) == doctest::Approx(1.0).epsilon(1e-5));  // below max: untouched
+    CHECK(s->grad_norm() == doctest::Approx(1.0).epsilon(1e-5));
+    OptimConfig c;
+    c.name = "sgd";
+    c.lr = 1.0;
+    c.clip = 0.5;
+    Optimizer opt(*s, c);
+    const auto info = opt.step();
+    CHECK(info.grad_norm == doctest::Approx(1.0).epsilon(1e-5));
+    // p −= lr · g·0.5/‖g‖: a moved by −0.3, c by −0.4 (g was (0.6, 0, 0.8, 0) after clipping to 1).
+    CHECK(s->flat().to_f64_vector()[0] == doctest::Approx(1.0 - 0.3).epsilon(1e-5));
+    CHECK(s->flat().to_f64_vector()[2] == doctest::Approx(0.5 - 0.4).epsilon(1e-5));
+  }
+  SUBCASE("schedule") {
+    auto s = make_store();
+    OptimConfig c;
+    c.lr = 1.0;
+    c.warmup = 4;
+    c.total_steps = 14;
+    c.min_lr_frac = 0.1;
+    Optimizer opt(*s, c);
+    CHECK(opt.lr_at(0) == doctest::Approx(0.25));
+    CHECK(opt.lr_at(3) == doctest::Approx(1.0));
+    CHECK(opt.lr_at(4) == doctest::Approx(1.0));
+    CHECK(opt.lr_at(9) == doctest::Approx(0.1 + 0.9 * 0.5));
+    CHECK(opt.lr_at(14) == doctest::Approx(0.1));
+    CHECK(opt.lr_at(100) == doctest::Approx(0.1));
+    c.warmup = 0;
+    c.total_steps = 0;
+    Optimizer flat(*s, c);
+    CHECK(flat.lr_at(0) == 1.0);
+    CHECK(flat.lr_at(1000) == 1.0);
+    c.name = "lion";
+    CHECK_THROWS_AS(Optimizer(*s, c), FormatError);
+    ParamStore frozen("f");
+    frozen.add("x", Tensor::zeros({2}));
+    frozen.finalize();
+    CHECK_THROWS(Optimizer(frozen, OptimConfig{}));
+  }
+}
+
+TEST_CASE("gradient accumulation: k micro-batches with loss/k equal one big batch") {
+  Tiny m;
+  AdapterSet set = attach_adapters(m.linears(), config(AdapterKind::MoSLoRA), 4);
+  randomize_b(set);
+  const Tensor x = input(3, 4, 5);
+  set.store->zero_grad();
+  backward(m.loss(x));
+  const std::vector<double> whole = set.store->flat_grad().to_f64_vector();
+  set.store->zero_grad();
+  for (int i = 0; i < 2; ++i) backward(ops::mul_scalar(m.loss(ops::slice(x, 0, 2 * i, 2)), 0.5));
+  CHECK(max_diff(set.store->flat_grad().to_f64_vector(), whole) < 1e-6);
+}
