@@ -1,0 +1,264 @@
+// models/llama.cpp — LlamaModel: parameters under HF names, the training forward (ops on
+// the tape) and the cached decode forward (backend kernels on reused buffers, plus
+// ops::attention over the whole cache).
+#include "models/llama.h"
+
+#include <cmath>
+#include <map>
+
+#include "engine/backend.h"
+#include "engine/rng.h"
+#include "engine/tape.h"
+#include "ops/ops.h"
+
+namespace cg::models {
+namespace {
+
+std::string layer_prefix(int64_t i) { return "model.layers." + std::to_string(i) + "."; }
+
+bool is_residual_output(const std::string& name) {
+  const auto ends = [&](const char* s) {
+    const std::string suf(s);
+    return name.size() >= suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
+  };
+  return ends("self_attn.o_proj.weight") || ends("mlp.down_proj.weight");
+}
+
+// Row-major strides (elements) of a 4-d shape.
+std::array<int64_t, 4> strides_of(int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+  (void)d0;
+  return {d1 * d2 * d3, d2 * d3, d3, 1};
+}
+
+// y[N,O] = x[N,I] · Wᵀ + beta·y, plus the Linear's adapter when it is not merged.
+void project(Backend& be, const nn::Linear& lin, const Tensor& x, Tensor& y, double beta) {
+  const int64_t n = x.shape().rows(), in = lin.in_features(), out = lin.out_features();
+  be.gemm(x.dtype(), false, true, n, out, in, 1.0, x.raw(), in, 0, lin.weight.raw(), in, 0, beta, y.raw(), out, 0, 1);
+  if (lin.adapter && !lin.adapter->merged) {
+    Tensor d = lin.adapter->forward(x);  // [N,O]
+    be.axpy(1.0, d.view(y.shape()), y);
+  }
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(const LlamaConfig& config) : config_(config) { config_.validate("LlamaModel"); }
+
+LlamaModel::LlamaModel(const LlamaConfig& config, uint64_t seed, Device device) : LlamaModel(config) {
+  Rng rng(seed);
+  const double std = 0.02, resid_std = 0.02 / std::sqrt(2.0 * static_cast<double>(config_.n_layers));
+  std::vector<std::pair<std::string, Tensor>> values;
+  for (const TensorSpec& s : hf_llama_tensor_specs(config_)) {
+    if (s.name == "lm_head.weight" && config_.tied_embeddings) continue;
+    Tensor t = s.shape.rank() == 1 ? Tensor::ones(s.shape)
+                                   : rand_normal(s.shape, 0.0, is_residual_output(s.name) ? resid_std : std, rng);
+    values.emplace_back(s.name, t);
+  }
+  add_params(values, device);
+}
+
+std::unique_ptr<LlamaModel> LlamaModel::from_checkpoint(const Checkpoint& ckpt, Device device) {
+  check_checkpoint(ckpt, "checkpoint");
+  std::unique_ptr<LlamaModel> m(new LlamaModel(ckpt.config));
+  std::map<std::string, Tensor> by_name(ckpt.tensors.begin(), ckpt.tensors.end());
+  std::vector<std::pair<std::string, Tensor>> values;
+  for (const TensorSpec& s : hf_llama_tensor_specs(ckpt.config)) {
+    if (s.name == "lm_head.weight" && ckpt.config.tied_embeddings) continue;
+    values.emplace_back(s.name, by_name.at(s.name));
+  }
+  m->add_params(values, device);
+  return m;
+}
+
+// Registers the values in HF order (so q,k,v and gate,up sit next to each other in the
+// flat buffer), finalizes the store and points the layer structs at the parameters.
+void LlamaModel::add_params(const std::vector<std::pair<std::string, Tensor>>& values, Device device) {
+  for (const auto& [name, t] : values) params_.add(name, t);
+  params_.finalize(device);
+  embed_ = params_.get("model.embed_tokens.weight");
+  final_norm_ = params_.get("model.norm.weight");
+  lm_head_ = config_.tied_embeddings ? embed_ : params_.get("lm_head.weight");
+  layers_.resize(static_cast<size_t>(config_.n_layers));
+  for (int64_t i = 0; i < config_.n_layers; ++i) {
+    const std::string p = layer_prefix(i);
+    Layer& L = layers_[static_cast<size_t>(i)];
+    L.attn_norm = params_.get(p + "input_layernorm.weight");
+    L.q.weight = params_.get(p + "self_attn.q_proj.weight");
+    L.k.weight = params_.get(p + "self_attn.k_proj.weight");
+    L.v.weight = params_.get(p + "self_attn.v_proj.weight");
+    L.o.weight = params_.get(p + "self_attn.o_proj.weight");
+    L.ffn_norm = params_.get(p + "post_attention_layernorm.weight");
+    L.gate.weight = params_.get(p + "mlp.gate_proj.weight");
+    L.up.weight = params_.get(p + "mlp.up_proj.weight");
+    L.down.weight = params_.get(p + "mlp.down_proj.weight");
+  }
+}
+
+Checkpoint LlamaModel::to_checkpoint() const {
+  Checkpoint ck;
+  ck.config = config_;
+  for (const TensorSpec& s : hf_llama_tensor_specs(config_)) {
+    const Tensor& src = (s.name == "lm_head.weight") ? lm_head_ : params_.get(s.name);
+    Tensor host = src.to(Device::CPU).to(DType::F32);
+    ck.tensors.emplace_back(s.name, host.same(src) ? host.clone() : host);
+  }
+  return ck;
+}
+
+std::vector<std::pair<std::string, nn::Linear*>> LlamaModel::linears() {
+  std::vector<std::pair<std::string, nn::Linear*>> out;
+  for (int64_t i = 0; i < config_.n_layers; ++i) {
+    const std::string p = layer_prefix(i);
+    Layer& L = layers_[static_cast<size_t>(i)];
+    out.emplace_back(p + "self_attn.q_proj", &L.q);
+    out.emplace_back(p + "self_attn.k_proj", &L.k);
+    out.emplace_back(p + "self_attn.v_proj", &L.v);
+    out.emplace_back(p + "self_attn.o_proj", &L.o);
+    out.emplace_back(p + "mlp.gate_proj", &L.gate);
+    out.emplace_back(p + "mlp.up_proj", &L.up);
+    out.emplace_back(p + "mlp.down_proj", &L.down);
+  }
+  return out;
+}
+
+void LlamaModel::check_ids(const char* what, const Tensor& ids) const {
+  if (ids.dtype() != DType::I32) throw DTypeError(std::string(what) + ": ids must be i32, got " + ids.desc());
+  if (ids.rank() != 2 || ids.dim(0) < 1 || ids.dim(1) < 1)
+    throw ShapeError(std::string(what) + ": ids must be [B,T] with B,T ≥ 1, got " + ids.desc());
+}
+
+// logits[B,T,V] = lm_head(norm(decoder(embed(ids))))
+Tensor LlamaModel::forward(const Tensor& ids_in) {
+  check_ids("LlamaModel::forward", ids_in);
+  const int64_t B = ids_in.dim(0), T = ids_in.dim(1);
+  if (T > config_.seq_len)
+    throw ShapeError("LlamaModel::forward: T=" + std::to_string(T) + " exceeds seq_len " + std::to_string(config_.seq_len));
+  const int64_t dim = config_.dim, H = config_.n_heads, KV = config_.n_kv_heads, D = config_.head_dim();
+  const double eps = config_.norm_eps, theta = config_.rope_theta;
+  const Tensor ids = ids_in.to(device());
+  Tensor x = ops::embedding(embed_, ids);  // [B,T,dim]
+  for (Layer& L : layers_) {
+    Tensor h = ops::rmsnorm(x, L.attn_norm, eps);                                // [B,T,dim]
+    Tensor q = ops::rope(ops::reshape(L.q.forward(h), {B, T, H, D}), 0, theta);   // [B,T,H,D]
+    Tensor k = ops::rope(ops::reshape(L.k.forward(h), {B, T, KV, D}), 0, theta);  // [B,T,KV,D]
+    Tensor v = ops::reshape(L.v.forward(h), {B, T, KV, D});                      // [B,T,KV,D]
+    Tensor a = ops::attention(ops::transpose(q, 1, 2), ops::transpose(k, 1, 2), ops::transpose(v, 1, 2),
+                              true);                                             // [B,H,T,D]
+    a = ops::reshape(ops::transpose(a, 1, 2), {B, T, dim});                      // [B,T,dim]
+    x = ops::add(x, L.o.forward(a));
+    h = ops::rmsnorm(x, L.ffn_norm, eps);
+    Tensor m = ops::mul(ops::silu(L.gate.forward(h)), L.up.forward(h));          // [B,T,hidden]
+    x = ops::add(x, L.down.forward(m));
+  }
+  x = ops::rmsnorm(x, final_norm_, eps);
+  return ops::linear(x, lm_head_);  // [B,T,V]
+}
+
+Tensor LlamaModel::loss(const Tensor& ids, const Tensor& targets) {
+  if (targets.dtype() != DType::I32 || targets.shape() != ids.shape())
+    throw ShapeError("LlamaModel::loss: targets " + targets.desc() + " must be i32 shaped like ids " + ids.desc());
+  return ops::cross_entropy(forward(ids), targets.to(device()));
+}
+
+LlamaModel::KVCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {
+  if (capacity <= 0) capacity = config_.seq_len;
+  if (batch < 1) throw ShapeError("LlamaModel::make_cache: batch must be ≥ 1, got " + std::to_string(batch));
+  KVCache c;
+  const DType dt = embed_.dtype();
+  for (int64_t i = 0; i < config_.n_layers; ++i) {
+    c.k.push_back(Tensor::zeros({batch, config_.n_kv_heads, capacity, config_.head_dim()}, dt, device()));
+    c.v.push_back(Tensor::zeros({batch, config_.n_kv_heads, capacity, config_.head_dim()}, dt, device()));
+  }
+  return c;
+}
+
+// The decode path. Same maths as forward() but without the tape: kernels write into
+// buffers kept in cache.scratch (reallocated only when B·Tnew changes), the residual
+// projections accumulate straight into x (GEMM with beta = 1), and new keys/values are
+// written into the cache after RoPE.
+Tensor LlamaModel::forward_cached(const Tensor& ids_in, KVCache& cache) {
+  if (grad_enabled()) throw Error("LlamaModel::forward_cached: call it inside a NoGrad scope");
+  check_ids("LlamaModel::forward_cached", ids_in);
+  const int64_t B = ids_in.dim(0), Tn = ids_in.dim(1), len = cache.len;
+  if (cache.k.size() != layers_.size() || cache.batch() != B)
+    throw ShapeError("LlamaModel::forward_cached: cache for batch " + std::to_string(cache.batch()) + " and " +
+                     std::to_string(cache.k.size()) + " layers does not fit ids " + ids_in.desc());
+  if (len + Tn > cache.capacity())
+    throw ShapeError("LlamaModel::forward_cached: positions up to " + std::to_string(len + Tn) +
+                     " exceed the cache capacity " + std::to_string(cache.capacity()));
+  const int64_t dim = config_.dim, H = config_.n_heads, KV = config_.n_kv_heads, D = config_.head_dim();
+  const int64_t hidden = config_.hidden_dim, V = config_.vocab_size, N = B * Tn, S = cache.capacity();
+  const double eps = config_.norm_eps, theta = config_.rope_theta;
+  const DType dt = embed_.dtype();
+  const Device dev = device();
+  Backend& be = backend_for(dev);
+
+  // Token ids: checked on the host, then on the model's device.
+  Tensor ids = ids_in.to(Device::CPU);
+  for (int64_t i = 0; i < N; ++i) {
+    const int32_t t = ids.data<int32_t>()[i];
+    if (t < 0 || t >= V)
+      throw ShapeError("LlamaModel::forward_cached: token id " + std::to_string(t) + " outside vocab " + std::to_string(V));
+  }
+  ids = ids.to(dev);
+
+  auto& sc = cache.scratch;
+  enum { X, Hn, Q, QR, QT, KN, VN, KR, AT, G, U, RSTD, kNumScratch };
+  if (sc.size() != kNumScratch || sc[X].dim(0) != N) {
+    sc.assign(kNumScratch, Tensor());
+    sc[X] = Tensor::empty({N, dim}, dt, dev);
+    sc[Hn] = Tensor::empty({N, dim}, dt, dev);
+    sc[Q] = Tensor::empty({B, Tn, H, D}, dt, dev);
+    sc[QR] = Tensor::empty({B, Tn, H, D}, dt, dev);
+    sc[QT] = Tensor::empty({B, H, Tn, D}, dt, dev);
+    sc[KN] = Tensor::empty({B, Tn, KV, D}, dt, dev);
+    sc[VN] = Tensor::empty({B, Tn, KV, D}, dt, dev);
+    sc[KR] = Tensor::empty({B, Tn, KV, D}, dt, dev);
+    sc[AT] = Tensor::empty({B, Tn, H, D}, dt, dev);
+    sc[G] = Tensor::empty({N, hidden}, dt, dev);
+    sc[U] = Tensor::empty({N, hidden}, dt, dev);
+    sc[RSTD] = Tensor::empty({N}, dt, dev);
+  }
+  Tensor &x = sc[X], &h = sc[Hn], &rstd = sc[RSTD], &g = sc[G], &u = sc[U];
+  Tensor qv = sc[Q].view({N, dim}), kv = sc[KN].view({N, KV * D}), vv = sc[VN].view({N, KV * D});
+  Tensor atv = sc[AT].view({N, dim});
+  const size_t es = dtype_size(dt);
+  auto at_pos = [&](const Tensor& t, int64_t elems) { return static_cast<char*>(t.raw()) + elems * static_cast<int64_t>(es); };
+
+  be.embedding(embed_, ids, x);  // x[N,dim]
+  const auto btkd = strides_of(B, Tn, KV, D);        // [B,Tn,KV,D]
+  const auto cache_st = std::array<int64_t, 4>{KV * S * D, D, S * D, 1};  // (b,t,kv,d) in [B,KV,S,D]
+  const int64_t box_kv[4] = {B, Tn, KV, D};
+  const auto bthd = strides_of(B, Tn, H, D);          // [B,Tn,H,D]
+  const auto bhtd_as_bthd = std::array<int64_t, 4>{H * Tn * D, D, Tn * D, 1};  // (b,t,h,d) in [B,H,Tn,D]
+  const int64_t box_q[4] = {B, Tn, H, D};
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = layers_[l];
+    be.rmsnorm(x, L.attn_norm, h, rstd, eps);  // h[N,dim]
+    project(be, L.q, h, qv, 0.0);              // q[N,dim]   = [B,Tn,H,D]
+    project(be, L.k, h, kv, 0.0);              // k[N,KV·D]  = [B,Tn,KV,D]
+    project(be, L.v, h, vv, 0.0);              // v[N,KV·D]
+    be.rope(sc[Q], sc[QR], len, theta, false);
+    be.rope(sc[KN], sc[KR], len, theta, false);
+    // q [B,Tn,H,D] → [B,H,Tn,D]; k, v [B,Tn,KV,D] → cache[l][B,KV,len+t,D]
+    be.copy_box(dt, sc[QR].raw(), bthd.data(), sc[QT].raw(), bhtd_as_bthd.data(), box_q, false);
+    be.copy_box(dt, sc[KR].raw(), btkd.data(), at_pos(cache.k[l], len * D), cache_st.data(), box_kv, false);
+    be.copy_box(dt, sc[VN].raw(), btkd.data(), at_pos(cache.v[l], len * D), cache_st.data(), box_kv, false);
+    Tensor a = ops::attention(sc[QT], cache.k[l], cache.v[l], true, len + Tn);  // [B,H,Tn,D]
+    be.copy_box(dt, a.raw(), bhtd_as_bthd.data(), sc[AT].raw(), bthd.data(), box_q, false);  // → [B,Tn,H,D]
+    project(be, L.o, atv, x, 1.0);  // x += o(a)
+    be.rmsnorm(x, L.ffn_norm, h, rstd, eps);
+    project(be, L.gate, h, g, 0.0);  // g[N,hidden]
+    project(be, L.up, h, u, 0.0);    // u[N,hidden]
+    be.unary(UnaryOp::Silu, g, g, 0.0);
+    be.binary(BinaryOp::Mul, g, u, g);
+    project(be, L.down, g, x, 1.0);  // x += down(silu(g)·u)
+  }
+  be.rmsnorm(x, final_norm_, h, rstd, eps);
+  Tensor logits = Tensor::empty({B, Tn, V}, dt, dev);
+  be.gemm(dt, false, true, N, V, dim, 1.0, h.raw(), dim, 0, lm_head_.raw(), dim, 0, 0.0, logits.raw(), V, 0, 1);
+  cache.len = len + Tn;
+  return logits;
+}
+
+}  // namespace cg::models
