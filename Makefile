@@ -84,6 +84,7 @@ TEST_OBJS := $(TEST_SRCS:%.cpp=$(OBJ)/%.o)
 TEST_BIN  := $(BUILD)/tests/test_all$(if $(filter 1,$(SANITIZE)),_san,)
 
 .PHONY: all test clean info tools examples
+.SECONDARY:
 all: info $(LIB) $(TOOLS) $(EXAMPLES) $(TEST_BIN)
 
 info:
@@ -114,8 +115,7 @@ $(TEST_BIN): $(TEST_OBJS) $(COMMON_OBJS) $(LIB)
 	$(CXX) $(CXXFLAGS) $(TEST_OBJS) $(COMMON_OBJS) $(LIB) $(LDLIBS) -o $@
 
 test: all
-	OMP_NUM_THREADS=2 $(TEST_BIN)
-	$(BIN)/gradcheck
+	bash scripts/run-tests.sh $(BIN) $(TEST_BIN)
 
 clean:
 	rm -rf $(BUILD)
