@@ -25,7 +25,7 @@ endif
 CXXFLAGS := -std=c++20 -O2 -g -fopenmp -Wall -Wextra -Werror -I. -MMD -MP
 LDLIBS   := -fopenmp
 ifeq ($(SANITIZE),1)
-CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DCG_NO_ALLOC_CACHE
 LDLIBS   += -fsanitize=address,undefined
 endif
 
