@@ -21,6 +21,7 @@ class TokenDataset {
  public:
   // Splits `tokens` into train (first 1 − val_frac) and validation (the rest).
   TokenDataset(std::vector<int32_t> tokens, double val_frac, int64_t seq_len);
+  int64_t seq_len() const { return seq_; }
   int64_t train_tokens() const { return static_cast<int64_t>(split_); }
   int64_t val_tokens() const { return static_cast<int64_t>(tokens_.size() - split_); }
   // Training batch of `batch` windows for global sample indices [first, first + batch).
