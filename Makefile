@@ -4,6 +4,8 @@
 #   make SANITIZE=1 test   the same under ASan + UBSan (objects in build/san)
 #   make golden       regenerate tests/golden/ with the PyTorch reference scripts
 #   make CUDA=1       insist on the CUDA backend (CUDA=0 skips it; default: detect nvcc)
+#   make NATIVE=0     build for the baseline CPU instead of -march=native
+#   make bench        microbenchmarks into build/bin (Google Benchmark)
 # The Makefile detects rather than demands: it says what it found and builds what it can.
 
 CXX      ?= g++
@@ -23,10 +25,14 @@ ifeq ($(SANITIZE),1)
 BIN   := $(BUILD)/san/bin
 endif
 
+NATIVE   ?= 1
 CXXFLAGS := -std=c++20 -O2 -g -fopenmp -Wall -Wextra -Werror -I. -MMD -MP
+ifeq ($(NATIVE),1)
+CXXFLAGS += -march=native
+endif
 LDLIBS   := -fopenmp
 ifeq ($(SANITIZE),1)
-CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DCG_NO_ALLOC_CACHE
 LDLIBS   += -fsanitize=address,undefined
 endif
 
@@ -84,7 +90,11 @@ TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(OBJ)/%.o)
 TEST_BIN  := $(BUILD)/tests/test_all$(if $(filter 1,$(SANITIZE)),_san,)
 
-.PHONY: all test clean info tools examples golden
+BENCH_SRCS := $(wildcard bench/*.cpp)
+BENCHES    := $(BENCH_SRCS:bench/%.cpp=$(BIN)/%)
+
+.PHONY: all test clean info tools examples bench golden
+.SECONDARY:
 all: info $(LIB) $(TOOLS) $(EXAMPLES) $(TEST_BIN)
 
 info:
@@ -114,9 +124,14 @@ $(TEST_BIN): $(TEST_OBJS) $(COMMON_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) $(TEST_OBJS) $(COMMON_OBJS) $(LIB) $(LDLIBS) -o $@
 
+bench: $(BENCHES)
+
+$(BIN)/bench_%: $(OBJ)/bench/bench_%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $< $(LIB) $(LDLIBS) -lbenchmark -lpthread -o $@
+
 test: all
-	OMP_NUM_THREADS=2 $(TEST_BIN)
-	$(BIN)/gradcheck
+	bash scripts/run-tests.sh $(BIN) $(TEST_BIN)
 
 # Regenerates the committed golden files of the PyTorch parity tests (needs Debian's python3-torch).
 golden:

@@ -15,8 +15,9 @@ namespace cg {
 Backend* cuda_backend(std::string* why);
 
 Backend& backend_for(Device d) {
-  static CpuBackend cpu;
-  if (d == Device::CPU) return cpu;
+  // Never destroyed: tensors held by other static objects may be released at exit.
+  static CpuBackend* cpu = new CpuBackend;
+  if (d == Device::CPU) return *cpu;
   std::string why;
   Backend* b = cuda_backend(&why);
   if (!b) throw DeviceError(why);

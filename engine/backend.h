@@ -35,7 +35,11 @@ enum class BinaryOp { Add, Sub, Mul, Div };
 // Counters kept by the backend base class, for tests and benchmarks.
 struct BackendStats {
   int64_t gemm_calls = 0;
-  double gemm_flops = 0;  // 2·m·n·k per product
+  double gemm_flops = 0;      // 2·m·n·k per product
+  int64_t bytes_in_use = 0;   // tensor memory handed out and not yet released
+  int64_t peak_bytes = 0;     // high-water mark of bytes_in_use (reset_peak() to restart)
+  int64_t system_allocs = 0;  // allocations the backend's cache could not serve
+  void reset_peak() { peak_bytes = bytes_in_use; }
 };
 
 class Backend {
@@ -44,8 +48,11 @@ class Backend {
   virtual Device device() const = 0;
 
   // ---- memory ------------------------------------------------------------------------
+  // Blocks are cached by size: after the first step of a loop that allocates the same
+  // shapes each time, alloc is served from the cache. Implementations keep stats().
   virtual void* alloc(size_t bytes) = 0;
   virtual void release(void* p, size_t bytes) = 0;
+  virtual void empty_cache() {}  // return cached blocks to the system
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void from_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // same device

@@ -47,6 +47,8 @@ void accumulate(const Tensor& x, const Tensor& g) {
 }
 
 static void run_backward(const Tensor& loss, const Tensor& seed, bool keep_tape) {
+  // Gradients of non-leaves left by an earlier backward over a kept tape are stale.
+  for (Node& node : g_tape) node.output.impl()->grad = Tensor();
   accumulate(loss, seed);
   // Walk in reverse; a node runs only if its output received a gradient.
   for (size_t i = g_tape.size(); i-- > 0;) {

@@ -4,6 +4,10 @@
 // thread count. Kernels are split by family: cpu_memory.cpp, cpu_elementwise.cpp,
 // cpu_nn.cpp, cpu_optim.cpp.
 #pragma once
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
 #include "engine/backend.h"
 
 namespace cg {
@@ -14,6 +18,7 @@ class CpuBackend final : public Backend {
 
   void* alloc(size_t bytes) override;
   void release(void* p, size_t bytes) override;
+  void empty_cache() override;
   void to_host(void* dst, const void* src, size_t bytes) override;
   void from_host(void* dst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
@@ -49,6 +54,10 @@ class CpuBackend final : public Backend {
              double beta2, double eps, double weight_decay, int64_t step) override;
   void sgd(Tensor& param, const Tensor& grad, Tensor& buf, double lr, double momentum,
            double weight_decay) override;
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void*>> cache_;  // free blocks by rounded size
 
  protected:
   void do_gemm(DType dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/cpu_math.h"
 
 namespace cg {
 namespace {
@@ -39,7 +40,7 @@ inline T apply_unary(UnaryOp op, T x, T s) {
     case UnaryOp::Exp: return std::exp(x);
     case UnaryOp::Log: return std::log(x);
     case UnaryOp::Sqrt: return std::sqrt(x);
-    case UnaryOp::Silu: return x / (T(1) + std::exp(-x));
+    case UnaryOp::Silu: return x / (T(1) + cpu::fast_exp(-x));
     case UnaryOp::Gelu: return T(0.5) * x * (T(1) + std::tanh(T(kGeluK) * (x + T(0.044715) * x * x * x)));
     case UnaryOp::Relu: return x > T(0) ? x : T(0);
     case UnaryOp::AddScalar: return x + s;
@@ -58,7 +59,7 @@ inline T unary_deriv(UnaryOp op, T x, T s) {
     case UnaryOp::Log: return T(1) / x;
     case UnaryOp::Sqrt: return T(0.5) / std::sqrt(x);
     case UnaryOp::Silu: {
-      const T sg = T(1) / (T(1) + std::exp(-x));
+      const T sg = T(1) / (T(1) + cpu::fast_exp(-x));
       return sg * (T(1) + x * (T(1) - sg));
     }
     case UnaryOp::Gelu: {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/cpu_math.h"
 
 namespace cg {
 namespace {
@@ -37,8 +38,9 @@ void CpuBackend::softmax(const Tensor& x, Tensor& y, bool log, int64_t causal_tq
       T mx = -std::numeric_limits<T>::infinity();
       for (int64_t c = 0; c < valid; ++c) mx = std::max(mx, xr[c]);
       T sum = 0;
+#pragma omp simd reduction(+ : sum)
       for (int64_t c = 0; c < valid; ++c) {
-        const T e = std::exp(xr[c] - mx);
+        const T e = cpu::fast_exp(xr[c] - mx);
         yr[c] = e;
         sum += e;
       }
@@ -74,7 +76,9 @@ void CpuBackend::softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx,
           out[c] = yr[c] == -std::numeric_limits<T>::infinity() ? T(0) : gr[c] - std::exp(yr[c]) * s;
       } else {
         T s = 0;
+#pragma omp simd reduction(+ : s)
         for (int64_t c = 0; c < cols; ++c) s += gr[c] * yr[c];
+#pragma omp simd
         for (int64_t c = 0; c < cols; ++c) out[c] = yr[c] * (gr[c] - s);
       }
     }
@@ -267,7 +271,8 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, Tens
       T mx = lr[0];
       for (int64_t c = 1; c < v; ++c) mx = std::max(mx, lr[c]);
       T s = 0;
-      for (int64_t c = 0; c < v; ++c) s += std::exp(lr[c] - mx);
+#pragma omp simd reduction(+ : s)
+      for (int64_t c = 0; c < v; ++c) s += cpu::fast_exp(lr[c] - mx);
       const T l = mx + std::log(s);
       plse[r] = l;
       ploss[r] = pt[r] < 0 ? T(0) : l - lr[pt[r]];
@@ -292,7 +297,9 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& lse,
         continue;
       }
       const T* lr = pl + r * v;
-      for (int64_t c = 0; c < v; ++c) gr[c] = sc * std::exp(lr[c] - plse[r]);
+      const T l = plse[r];
+#pragma omp simd
+      for (int64_t c = 0; c < v; ++c) gr[c] = sc * cpu::fast_exp(lr[c] - l);
       gr[pt[r]] -= sc;
     }
   });

@@ -1,0 +1,64 @@
+// models/data.cpp — windows over a token stream.
+#include "models/data.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "engine/backend.h"
+#include "engine/error.h"
+
+namespace cg::models {
+
+TokenDataset::TokenDataset(std::vector<int32_t> tokens, double val_frac, int64_t seq_len)
+    : tokens_(std::move(tokens)), seq_(seq_len) {
+  if (seq_len < 1) throw FormatError("dataset: sequence length must be positive");
+  if (val_frac < 0 || val_frac >= 1) throw FormatError("dataset: validation fraction must be in [0, 1)");
+  split_ = static_cast<size_t>(static_cast<double>(tokens_.size()) * (1.0 - val_frac));
+  if (static_cast<int64_t>(split_) < seq_len + 1)
+    throw FormatError("dataset: " + std::to_string(tokens_.size()) + " tokens are too few for training windows of " +
+                      std::to_string(seq_len) + " (need more text or a shorter --seq)");
+}
+
+Batch TokenDataset::make(const std::vector<int64_t>& starts, Device device) const {
+  const int64_t B = static_cast<int64_t>(starts.size());
+  std::vector<int32_t> ids(static_cast<size_t>(B * seq_)), tg(static_cast<size_t>(B * seq_));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < seq_; ++t) {
+      const size_t s = static_cast<size_t>(starts[static_cast<size_t>(b)] + t);
+      ids[static_cast<size_t>(b * seq_ + t)] = tokens_[s];
+      tg[static_cast<size_t>(b * seq_ + t)] = tokens_[s + 1];
+    }
+  return {Tensor::from_i32(ids, {B, seq_}, device), Tensor::from_i32(tg, {B, seq_}, device)};
+}
+
+Batch TokenDataset::train_batch(uint64_t seed, int64_t first_sample, int64_t batch, Device device) const {
+  const uint64_t range = static_cast<uint64_t>(split_) - static_cast<uint64_t>(seq_);  // starts in [0, range)
+  std::vector<int64_t> starts;
+  for (int64_t i = 0; i < batch; ++i)
+    starts.push_back(static_cast<int64_t>(dropout_hash(seed, static_cast<uint64_t>(first_sample + i)) % range));
+  return make(starts, device);
+}
+
+int64_t TokenDataset::val_windows() const {
+  const int64_t n = val_tokens();
+  return n > seq_ ? (n - 1) / seq_ : 0;
+}
+
+Batch TokenDataset::val_batch(int64_t first_window, int64_t batch, Device device) const {
+  std::vector<int64_t> starts;
+  for (int64_t i = 0; i < batch && first_window + i < val_windows(); ++i)
+    starts.push_back(static_cast<int64_t>(split_) + (first_window + i) * seq_);
+  if (starts.empty()) throw FormatError("dataset: no validation windows");
+  return make(starts, device);
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw FormatError("cannot open '" + path + "'");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  if (f.bad()) throw FormatError("cannot read '" + path + "'");
+  return ss.str();
+}
+
+}  // namespace cg::models
