@@ -84,7 +84,7 @@ TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(OBJ)/%.o)
 TEST_BIN  := $(BUILD)/tests/test_all$(if $(filter 1,$(SANITIZE)),_san,)
 
-.PHONY: all test clean info tools examples golden
+.PHONY: all test clean info tools examples
 all: info $(LIB) $(TOOLS) $(EXAMPLES) $(TEST_BIN)
 
 info:
@@ -119,6 +119,7 @@ test: all
 	$(BIN)/gradcheck
 
 # Regenerates the committed golden files of the PyTorch parity tests (needs Debian's python3-torch).
+.PHONY: golden
 golden:
 	/usr/bin/python3 tests/reference/adapters_ref.py --out tests/golden
 
