@@ -134,6 +134,7 @@ test: all
 	bash scripts/run-tests.sh $(BIN) $(TEST_BIN)
 
 # Regenerates the committed golden files of the PyTorch parity tests (needs Debian's python3-torch).
+.PHONY: golden
 golden:
 	/usr/bin/python3 tests/reference/adapters_ref.py --out tests/golden
 

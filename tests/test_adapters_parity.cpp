@@ -1,22 +1,24 @@
 // tests/test_adapters_parity.cpp — PyTorch parity of the adapters (LoRA, MoSLoRA, LinChain
 // n = 1..4) on a small random Llama: logits, loss, every adapter gradient, ∂L/∂P, and the
-// losses and final weights of 5 AdamW and 5 plain SGD steps, against the golden files
+// losses and final weights of 5 AdamW and 5 plain SGD steps of a models::LlamaModel
+// (built from the golden base weights) against the golden files
 // written by tests/reference/adapters_ref.py (`make golden`). One table below holds every
 // golden tensor's name pattern and tolerance; a golden tensor without an entry, or an entry
 // that matches nothing, fails the test.
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstring>
-#include <fstream>
-#include <iterator>
+#include <filesystem>
 #include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/tape.h"
+#include "models/checkpoint.h"
+#include "models/llama.h"
+#include "models/safetensors.h"
 #include "nn/adapters.h"
 #include "nn/optim.h"
 #include "ops/ops.h"
@@ -49,112 +51,36 @@ const Tolerance* tolerance_for(const std::string& name) {
   return nullptr;
 }
 
-// ---- golden files (the plain safetensors layout: u64 header size, JSON, raw LE data) -------
+// ---- golden files --------------------------------------------------------------------------
 struct Golden {
   std::map<std::string, Tensor> tensors;
   std::map<std::string, std::string> meta;
-  bool ok = false;
 };
 
 Golden read_golden(const std::string& path) {
-  Golden g;
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return g;
-  uint64_t n = 0;
-  f.read(reinterpret_cast<char*>(&n), 8);
-  std::string header(n, '\0');
-  f.read(header.data(), static_cast<std::streamsize>(n));
-  const auto j = nlohmann::json::parse(header);
-  std::vector<char> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  for (const auto& [name, v] : j.items()) {
-    if (name == "__metadata__") {
-      for (const auto& [k, s] : v.items()) g.meta[k] = s.get<std::string>();
-      continue;
-    }
-    const auto shp = v["shape"].get<std::vector<int64_t>>();
-    const auto off = v["data_offsets"].get<std::vector<uint64_t>>();
-    const Shape shape = Shape::from(shp.begin(), shp.end());
-    const std::string dt = v["dtype"].get<std::string>();
-    Tensor t = Tensor::empty(shape, dt == "I32" ? DType::I32 : DType::F32);
-    REQUIRE(off[1] - off[0] == t.nbytes());
-    REQUIRE(off[1] <= data.size());
-    std::memcpy(t.raw(), data.data() + off[0], t.nbytes());
-    g.tensors[name] = t;
-  }
-  g.ok = true;
-  return g;
+  REQUIRE_MESSAGE(std::filesystem::exists(path), "missing " << path << " (run the tests from the repo root)");
+  models::SafeTensors st = models::read_safetensors(path);
+  return {st.tensors, st.metadata};
 }
 
-// ---- a minimal Llama forward (HF conventions) over nn::Linear modules ---------------------
-struct RefLlama {
-  int64_t dim, layers, heads, kv_heads, hidden, vocab;
-  double eps, theta;
-  ParamStore base{"base"};
-  Tensor embed, final_norm, head;
-  struct Layer {
-    Tensor attn_norm, ffn_norm;
-    Linear q, k, v, o, gate, up, down;
-  };
-  std::vector<Layer> blocks;
-
-  explicit RefLlama(const Golden& g)
-      : dim(std::stoll(g.meta.at("dim"))), layers(std::stoll(g.meta.at("n_layers"))),
-        heads(std::stoll(g.meta.at("n_heads"))), kv_heads(std::stoll(g.meta.at("n_kv_heads"))),
-        hidden(std::stoll(g.meta.at("hidden_dim"))), vocab(std::stoll(g.meta.at("vocab_size"))),
-        eps(std::stod(g.meta.at("norm_eps"))), theta(std::stod(g.meta.at("rope_theta"))) {
-    auto add = [&](const std::string& n) { return base.add(n, g.tensors.at(n)); };
-    embed = add("model.embed_tokens.weight");
-    blocks.resize(static_cast<size_t>(layers));
-    for (int64_t i = 0; i < layers; ++i) {
-      const std::string p = "model.layers." + std::to_string(i) + ".";
-      Layer& L = blocks[static_cast<size_t>(i)];
-      L.attn_norm = add(p + "input_layernorm.weight");
-      L.q.weight = add(p + "self_attn.q_proj.weight");
-      L.k.weight = add(p + "self_attn.k_proj.weight");
-      L.v.weight = add(p + "self_attn.v_proj.weight");
-      L.o.weight = add(p + "self_attn.o_proj.weight");
-      L.ffn_norm = add(p + "post_attention_layernorm.weight");
-      L.gate.weight = add(p + "mlp.gate_proj.weight");
-      L.up.weight = add(p + "mlp.up_proj.weight");
-      L.down.weight = add(p + "mlp.down_proj.weight");
-    }
-    final_norm = add("model.norm.weight");
-    head = add("lm_head.weight");
-    base.finalize();
-    base.set_trainable(false);
-  }
-
-  std::vector<std::pair<std::string, Linear*>> linears() {
-    std::vector<std::pair<std::string, Linear*>> out;
-    for (int64_t i = 0; i < layers; ++i) {
-      const std::string p = "model.layers." + std::to_string(i) + ".";
-      Layer& L = blocks[static_cast<size_t>(i)];
-      out.insert(out.end(), {{p + "self_attn.q_proj", &L.q}, {p + "self_attn.k_proj", &L.k},
-                             {p + "self_attn.v_proj", &L.v}, {p + "self_attn.o_proj", &L.o},
-                             {p + "mlp.gate_proj", &L.gate}, {p + "mlp.up_proj", &L.up},
-                             {p + "mlp.down_proj", &L.down}});
-    }
-    return out;
-  }
-
-  // logits[B,T,V] for ids[B,T]
-  Tensor forward(const Tensor& ids) {
-    const int64_t B = ids.dim(0), T = ids.dim(1), hd = dim / heads;
-    Tensor h = ops::embedding(embed, ids);  // [B,T,D]
-    for (Layer& L : blocks) {
-      Tensor x = ops::rmsnorm(h, L.attn_norm, eps);
-      Tensor q = ops::transpose(ops::rope(ops::reshape(L.q.forward(x), {B, T, heads, hd}), 0, theta), 1, 2);
-      Tensor k = ops::transpose(ops::rope(ops::reshape(L.k.forward(x), {B, T, kv_heads, hd}), 0, theta), 1, 2);
-      Tensor v = ops::transpose(ops::reshape(L.v.forward(x), {B, T, kv_heads, hd}), 1, 2);
-      Tensor a = ops::reshape(ops::transpose(ops::attention(q, k, v, true), 1, 2), {B, T, dim});
-      h = ops::add(h, L.o.forward(a));
-      x = ops::rmsnorm(h, L.ffn_norm, eps);
-      h = ops::add(h, L.down.forward(ops::mul(ops::silu(L.gate.forward(x)), L.up.forward(x))));
-    }
-    return ops::linear(ops::rmsnorm(h, final_norm, eps), head);
-  }
-  Tensor loss(const Tensor& ids, const Tensor& targets) { return ops::cross_entropy(forward(ids), targets); }
-};
+// The golden base model as a LlamaModel (HF names, config from the file's metadata).
+std::unique_ptr<models::LlamaModel> load_base(const Golden& g) {
+  models::Checkpoint ck;
+  ck.config.dim = std::stoll(g.meta.at("dim"));
+  ck.config.hidden_dim = std::stoll(g.meta.at("hidden_dim"));
+  ck.config.n_layers = std::stoll(g.meta.at("n_layers"));
+  ck.config.n_heads = std::stoll(g.meta.at("n_heads"));
+  ck.config.n_kv_heads = std::stoll(g.meta.at("n_kv_heads"));
+  ck.config.vocab_size = std::stoll(g.meta.at("vocab_size"));
+  ck.config.seq_len = std::stoll(g.meta.at("seq_len"));
+  ck.config.norm_eps = std::stod(g.meta.at("norm_eps"));
+  ck.config.rope_theta = std::stod(g.meta.at("rope_theta"));
+  ck.config.tied_embeddings = false;
+  for (const auto& spec : models::hf_llama_tensor_specs(ck.config)) ck.tensors.emplace_back(spec.name, g.tensors.at(spec.name));
+  auto model = models::LlamaModel::from_checkpoint(ck);
+  model->params().set_trainable(false);
+  return model;
+}
 
 const std::string kGoldenDir = "tests/golden/";
 
@@ -176,10 +102,8 @@ void load_init(AdapterSet& set, const Golden& g) {
 void run_kind(const std::string& kind_file) {
   const Golden base = read_golden(kGoldenDir + "adapters_base.safetensors");
   const Golden g = read_golden(kGoldenDir + "adapters_" + kind_file + ".safetensors");
-  REQUIRE_MESSAGE(base.ok, "missing " << kGoldenDir << "adapters_base.safetensors (run from the repo root)");
-  REQUIRE_MESSAGE(g.ok, "missing golden for " << kind_file);
-
-  RefLlama model(base);
+  auto model_ptr = load_base(base);
+  models::LlamaModel& model = *model_ptr;
   AdapterConfig cfg;
   cfg.kind = parse_adapter_kind(g.meta.at("kind"));
   cfg.chain = std::stoi(g.meta.at("chain"));
@@ -270,3 +194,39 @@ TEST_CASE("adapter parity with PyTorch: linchain n=1") { run_kind("linchain1"); 
 TEST_CASE("adapter parity with PyTorch: linchain n=2") { run_kind("linchain2"); }
 TEST_CASE("adapter parity with PyTorch: linchain n=3") { run_kind("linchain3"); }
 TEST_CASE("adapter parity with PyTorch: linchain n=4") { run_kind("linchain4"); }
+
+TEST_CASE("LlamaModel fine-tune: frozen base has no grad buffers and no weight-gradient GEMMs") {
+  const Golden base = read_golden(kGoldenDir + "adapters_base.safetensors");
+  auto model = load_base(base);
+  AdapterConfig cfg;
+  cfg.kind = AdapterKind::LinChain;
+  cfg.rank = 4;
+  cfg.chain = 3;
+  AdapterSet set = attach_adapters(model->linears(), cfg, 7);
+  const Tensor ids = base.tensors.at("ids"), targets = base.tensors.at("targets");
+  auto backward_gemms = [&] {
+    set.store->zero_grad();
+    model->params().zero_grad();
+    Tensor l = model->loss(ids, targets);
+    BackendStats& st = backend_for(Device::CPU).stats();
+    const int64_t before = st.gemm_calls;
+    backward(l);
+    return st.gemm_calls - before;
+  };
+  const int64_t frozen = backward_gemms();
+  CHECK(!model->params().flat_grad().defined());
+  for (const auto& [name, p] : model->params().params()) {
+    CAPTURE(name);
+    CHECK(!p.requires_grad());
+    CHECK(!p.grad().defined());
+  }
+  for (const auto& [name, p] : set.store->params()) CHECK(p.grad().defined());
+  model->params().set_trainable(true);
+  const int64_t full = backward_gemms();
+  // A trainable base adds one weight-gradient GEMM per projection (7 per layer) and lm_head,
+  // plus the input gradients of layer 0's q, k, v (base GEMM and adapter chain each: 6),
+  // which a frozen embedding does not need.
+  const int64_t weight_gemms = 7 * model->config().n_layers + 1;
+  MESSAGE("backward GEMMs: frozen base " << frozen << ", trainable base " << full);
+  CHECK(full - frozen == weight_gemms + 6);
+}
