@@ -40,6 +40,27 @@ void project(Backend& be, const nn::Linear& lin, const Tensor& x, Tensor& y, dou
   }
 }
 
+// True when the weights lie back to back in one storage, in order, starting at `fused`
+// (so one GEMM against `fused` computes all their outputs at once).
+bool stacked(const Tensor& fused, std::initializer_list<const Tensor*> ws) {
+  if (!fused.defined()) return false;
+  int64_t off = fused.offset();
+  for (const Tensor* w : ws) {
+    if (w->storage() != fused.storage() || w->offset() != off) return false;
+    off += w->numel();
+  }
+  return true;
+}
+
+// A [Σ rows, cols] view over weights that lie back to back, or an undefined Tensor.
+Tensor stack_view(std::initializer_list<const Tensor*> ws) {
+  const Tensor& first = **ws.begin();
+  int64_t rows = 0;
+  for (const Tensor* w : ws) rows += w->dim(0);
+  Tensor v = Tensor::view_of(first.storage(), first.offset(), {rows, first.dim(1)}, first.dtype());
+  return stacked(v, ws) ? v : Tensor();
+}
+
 }  // namespace
 
 LlamaModel::LlamaModel(const LlamaConfig& config) : config_(config) { config_.validate("LlamaModel"); }
@@ -57,14 +78,15 @@ LlamaModel::LlamaModel(const LlamaConfig& config, uint64_t seed, Device device) 
   add_params(values, device);
 }
 
-std::unique_ptr<LlamaModel> LlamaModel::from_checkpoint(const Checkpoint& ckpt, Device device) {
+std::unique_ptr<LlamaModel> LlamaModel::from_checkpoint(const Checkpoint& ckpt, Device device, DType dtype) {
+  if (!is_float(dtype)) throw DTypeError(std::string("LlamaModel::from_checkpoint: dtype must be f32 or f64, got ") + dtype_name(dtype));
   check_checkpoint(ckpt, "checkpoint");
   std::unique_ptr<LlamaModel> m(new LlamaModel(ckpt.config));
   std::map<std::string, Tensor> by_name(ckpt.tensors.begin(), ckpt.tensors.end());
   std::vector<std::pair<std::string, Tensor>> values;
   for (const TensorSpec& s : hf_llama_tensor_specs(ckpt.config)) {
     if (s.name == "lm_head.weight" && ckpt.config.tied_embeddings) continue;
-    values.emplace_back(s.name, by_name.at(s.name));
+    values.emplace_back(s.name, by_name.at(s.name).to(dtype));
   }
   m->add_params(values, device);
   return m;
@@ -91,6 +113,8 @@ void LlamaModel::add_params(const std::vector<std::pair<std::string, Tensor>>& v
     L.gate.weight = params_.get(p + "mlp.gate_proj.weight");
     L.up.weight = params_.get(p + "mlp.up_proj.weight");
     L.down.weight = params_.get(p + "mlp.down_proj.weight");
+    qkv_w_.push_back(stack_view({&L.q.weight, &L.k.weight, &L.v.weight}));
+    gate_up_w_.push_back(stack_view({&L.gate.weight, &L.up.weight}));
   }
 }
 
@@ -175,7 +199,9 @@ LlamaModel::KVCache LlamaModel::make_cache(int64_t batch, int64_t capacity) cons
 // The decode path. Same maths as forward() but without the tape: kernels write into
 // buffers kept in cache.scratch (reallocated only when B·Tnew changes), the residual
 // projections accumulate straight into x (GEMM with beta = 1), and new keys/values are
-// written into the cache after RoPE.
+// written into the cache after RoPE. One token at a time (the generation loop) takes a
+// leaner route: fused q,k,v and gate,up GEMMs, one RoPE call for q and k together, and
+// no layout copies for q and the attention output (with B = T = 1 they are no-ops).
 Tensor LlamaModel::forward_cached(const Tensor& ids_in, KVCache& cache) {
   if (grad_enabled()) throw Error("LlamaModel::forward_cached: call it inside a NoGrad scope");
   check_ids("LlamaModel::forward_cached", ids_in);
@@ -186,9 +212,7 @@ Tensor LlamaModel::forward_cached(const Tensor& ids_in, KVCache& cache) {
   if (len + Tn > cache.capacity())
     throw ShapeError("LlamaModel::forward_cached: positions up to " + std::to_string(len + Tn) +
                      " exceed the cache capacity " + std::to_string(cache.capacity()));
-  const int64_t dim = config_.dim, H = config_.n_heads, KV = config_.n_kv_heads, D = config_.head_dim();
-  const int64_t hidden = config_.hidden_dim, V = config_.vocab_size, N = B * Tn, S = cache.capacity();
-  const double eps = config_.norm_eps, theta = config_.rope_theta;
+  const int64_t dim = config_.dim, V = config_.vocab_size, N = B * Tn;
   const DType dt = embed_.dtype();
   const Device dev = device();
   Backend& be = backend_for(dev);
@@ -203,11 +227,101 @@ Tensor LlamaModel::forward_cached(const Tensor& ids_in, KVCache& cache) {
   ids = ids.to(dev);
 
   auto& sc = cache.scratch;
-  enum { X, Hn, Q, QR, QT, KN, VN, KR, AT, G, U, RSTD, kNumScratch };
-  if (sc.size() != kNumScratch || sc[X].dim(0) != N) {
-    sc.assign(kNumScratch, Tensor());
-    sc[X] = Tensor::empty({N, dim}, dt, dev);
-    sc[Hn] = Tensor::empty({N, dim}, dt, dev);
+  if (sc.size() < 3 || sc[0].dim(0) != N) {  // x[N,dim], h[N,dim], rstd[N]; the paths add more
+    sc.assign(3, Tensor());
+    sc[0] = Tensor::empty({N, dim}, dt, dev);
+    sc[1] = Tensor::empty({N, dim}, dt, dev);
+    sc[2] = Tensor::empty({N}, dt, dev);
+  }
+  be.embedding(embed_, ids, sc[0]);  // x[N,dim]
+  if (N == 1)
+    decode_layers_one(cache);
+  else
+    decode_layers_many(cache, B, Tn);
+  be.rmsnorm(sc[0], final_norm_, sc[1], sc[2], config_.norm_eps);
+  Tensor logits = Tensor::empty({B, Tn, V}, dt, dev);  // logits[N,V] = h · lm_headᵀ
+  be.gemm(dt, false, true, N, V, dim, 1.0, sc[1].raw(), dim, 0, lm_head_.raw(), dim, 0, 0.0, logits.raw(), V, 0, 1);
+  cache.len = len + Tn;
+  return logits;
+}
+
+void LlamaModel::decode_layers_one(KVCache& cache) {
+  const int64_t dim = config_.dim, H = config_.n_heads, KV = config_.n_kv_heads, D = config_.head_dim();
+  const int64_t kvd = KV * D, hidden = config_.hidden_dim, S = cache.capacity(), len = cache.len;
+  const double eps = config_.norm_eps, theta = config_.rope_theta;
+  const DType dt = embed_.dtype();
+  const Device dev = device();
+  Backend& be = backend_for(dev);
+  auto& sc = cache.scratch;
+  enum { X, Hn, RSTD, QKV, QKR, GU, Qv, Kv, Vv, QK, QKRv, QT, Gv, Uv, kCount };
+  if (sc.size() != kCount) {
+    sc.resize(kCount);
+    sc[QKV] = Tensor::empty({dim + 2 * kvd}, dt, dev);  // [q | k | v]
+    sc[QKR] = Tensor::empty({dim + kvd}, dt, dev);      // [rope(q) | rope(k)]
+    sc[GU] = Tensor::empty({2 * hidden}, dt, dev);      // [gate | up]
+    auto part = [&](const Tensor& buf, int64_t off, const Shape& shape) {
+      return Tensor::view_of(buf.storage(), buf.offset() + off, shape, dt);
+    };
+    sc[Qv] = part(sc[QKV], 0, {1, dim});
+    sc[Kv] = part(sc[QKV], dim, {1, kvd});
+    sc[Vv] = part(sc[QKV], dim + kvd, {1, kvd});
+    sc[QK] = part(sc[QKV], 0, {1, 1, H + KV, D});  // q and k heads as [B,T,H+KV,D]
+    sc[QKRv] = part(sc[QKR], 0, {1, 1, H + KV, D});
+    sc[QT] = part(sc[QKR], 0, {1, H, 1, D});       // rope(q) as [B,H,T,D]
+    sc[Gv] = part(sc[GU], 0, {1, hidden});
+    sc[Uv] = part(sc[GU], hidden, {1, hidden});
+  }
+  Tensor &x = sc[X], &h = sc[Hn], &rstd = sc[RSTD], &g = sc[Gv], &u = sc[Uv];
+  Tensor &q = sc[Qv], &k = sc[Kv], &v = sc[Vv];
+  const size_t es = dtype_size(dt);
+  auto at = [&](const Tensor& t, int64_t elems) { return static_cast<char*>(t.raw()) + elems * static_cast<int64_t>(es); };
+  const int64_t row_st[4] = {0, 0, D, 1};        // (·,·,kv,d) of a [KV,D] row
+  const int64_t cache_st[4] = {0, 0, S * D, 1};  // (·,·,kv,d) in cache [1,KV,S,D]
+  const int64_t box[4] = {1, 1, KV, D};
+  auto active = [](const nn::Linear& l) { return l.adapter && !l.adapter->merged; };
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = layers_[l];
+    Tensor& kc = cache.k[l];
+    Tensor& vc = cache.v[l];
+    be.rmsnorm(x, L.attn_norm, h, rstd, eps);  // h[1,dim]
+    if (!active(L.q) && !active(L.k) && !active(L.v) && stacked(qkv_w_[l], {&L.q.weight, &L.k.weight, &L.v.weight}))
+      be.gemm(dt, false, true, 1, dim + 2 * kvd, dim, 1.0, h.raw(), dim, 0, qkv_w_[l].raw(), dim, 0, 0.0,
+              sc[QKV].raw(), dim + 2 * kvd, 0, 1);  // [q|k|v] = h · [Wq;Wk;Wv]ᵀ
+    else {
+      project(be, L.q, h, q, 0.0);
+      project(be, L.k, h, k, 0.0);
+      project(be, L.v, h, v, 0.0);
+    }
+    be.rope(sc[QK], sc[QKRv], len, theta, false);  // q and k heads rotate alike: one call
+    be.copy_box(dt, at(sc[QKR], dim), row_st, at(kc, len * D), cache_st, box, false);  // k → cache[:, :, len]
+    be.copy_box(dt, v.raw(), row_st, at(vc, len * D), cache_st, box, false);           // v → cache[:, :, len]
+    Tensor a = ops::attention(sc[QT], kc, vc, true, len + 1);  // [1,H,1,D] = [1,dim]
+    project(be, L.o, a.view({1, dim}), x, 1.0);           // x += o(a)
+    be.rmsnorm(x, L.ffn_norm, h, rstd, eps);
+    if (!active(L.gate) && !active(L.up) && stacked(gate_up_w_[l], {&L.gate.weight, &L.up.weight}))
+      be.gemm(dt, false, true, 1, 2 * hidden, dim, 1.0, h.raw(), dim, 0, gate_up_w_[l].raw(), dim, 0, 0.0,
+              sc[GU].raw(), 2 * hidden, 0, 1);  // [g|u] = h · [Wg;Wu]ᵀ
+    else {
+      project(be, L.gate, h, g, 0.0);
+      project(be, L.up, h, u, 0.0);
+    }
+    be.unary(UnaryOp::Silu, g, g, 0.0);
+    be.binary(BinaryOp::Mul, g, u, g);
+    project(be, L.down, g, x, 1.0);  // x += down(silu(g)·u)
+  }
+}
+
+void LlamaModel::decode_layers_many(KVCache& cache, int64_t B, int64_t Tn) {
+  const int64_t dim = config_.dim, H = config_.n_heads, KV = config_.n_kv_heads, D = config_.head_dim();
+  const int64_t hidden = config_.hidden_dim, N = B * Tn, S = cache.capacity(), len = cache.len;
+  const double eps = config_.norm_eps, theta = config_.rope_theta;
+  const DType dt = embed_.dtype();
+  const Device dev = device();
+  Backend& be = backend_for(dev);
+  auto& sc = cache.scratch;
+  enum { X, Hn, RSTD, Q, QR, QT, KN, VN, KR, AT, G, U, kCount };
+  if (sc.size() != kCount) {
+    sc.resize(kCount);
     sc[Q] = Tensor::empty({B, Tn, H, D}, dt, dev);
     sc[QR] = Tensor::empty({B, Tn, H, D}, dt, dev);
     sc[QT] = Tensor::empty({B, H, Tn, D}, dt, dev);
@@ -217,19 +331,16 @@ Tensor LlamaModel::forward_cached(const Tensor& ids_in, KVCache& cache) {
     sc[AT] = Tensor::empty({B, Tn, H, D}, dt, dev);
     sc[G] = Tensor::empty({N, hidden}, dt, dev);
     sc[U] = Tensor::empty({N, hidden}, dt, dev);
-    sc[RSTD] = Tensor::empty({N}, dt, dev);
   }
   Tensor &x = sc[X], &h = sc[Hn], &rstd = sc[RSTD], &g = sc[G], &u = sc[U];
   Tensor qv = sc[Q].view({N, dim}), kv = sc[KN].view({N, KV * D}), vv = sc[VN].view({N, KV * D});
   Tensor atv = sc[AT].view({N, dim});
   const size_t es = dtype_size(dt);
-  auto at_pos = [&](const Tensor& t, int64_t elems) { return static_cast<char*>(t.raw()) + elems * static_cast<int64_t>(es); };
-
-  be.embedding(embed_, ids, x);  // x[N,dim]
-  const auto btkd = strides_of(B, Tn, KV, D);        // [B,Tn,KV,D]
-  const auto cache_st = std::array<int64_t, 4>{KV * S * D, D, S * D, 1};  // (b,t,kv,d) in [B,KV,S,D]
+  auto at = [&](const Tensor& t, int64_t elems) { return static_cast<char*>(t.raw()) + elems * static_cast<int64_t>(es); };
+  const auto btkd = strides_of(B, Tn, KV, D);                                // [B,Tn,KV,D]
+  const auto cache_st = std::array<int64_t, 4>{KV * S * D, D, S * D, 1};     // (b,t,kv,d) in [B,KV,S,D]
   const int64_t box_kv[4] = {B, Tn, KV, D};
-  const auto bthd = strides_of(B, Tn, H, D);          // [B,Tn,H,D]
+  const auto bthd = strides_of(B, Tn, H, D);                                 // [B,Tn,H,D]
   const auto bhtd_as_bthd = std::array<int64_t, 4>{H * Tn * D, D, Tn * D, 1};  // (b,t,h,d) in [B,H,Tn,D]
   const int64_t box_q[4] = {B, Tn, H, D};
   for (size_t l = 0; l < layers_.size(); ++l) {
@@ -242,8 +353,8 @@ Tensor LlamaModel::forward_cached(const Tensor& ids_in, KVCache& cache) {
     be.rope(sc[KN], sc[KR], len, theta, false);
     // q [B,Tn,H,D] → [B,H,Tn,D]; k, v [B,Tn,KV,D] → cache[l][B,KV,len+t,D]
     be.copy_box(dt, sc[QR].raw(), bthd.data(), sc[QT].raw(), bhtd_as_bthd.data(), box_q, false);
-    be.copy_box(dt, sc[KR].raw(), btkd.data(), at_pos(cache.k[l], len * D), cache_st.data(), box_kv, false);
-    be.copy_box(dt, sc[VN].raw(), btkd.data(), at_pos(cache.v[l], len * D), cache_st.data(), box_kv, false);
+    be.copy_box(dt, sc[KR].raw(), btkd.data(), at(cache.k[l], len * D), cache_st.data(), box_kv, false);
+    be.copy_box(dt, sc[VN].raw(), btkd.data(), at(cache.v[l], len * D), cache_st.data(), box_kv, false);
     Tensor a = ops::attention(sc[QT], cache.k[l], cache.v[l], true, len + Tn);  // [B,H,Tn,D]
     be.copy_box(dt, a.raw(), bhtd_as_bthd.data(), sc[AT].raw(), bthd.data(), box_q, false);  // → [B,Tn,H,D]
     project(be, L.o, atv, x, 1.0);  // x += o(a)
@@ -254,11 +365,6 @@ Tensor LlamaModel::forward_cached(const Tensor& ids_in, KVCache& cache) {
     be.binary(BinaryOp::Mul, g, u, g);
     project(be, L.down, g, x, 1.0);  // x += down(silu(g)·u)
   }
-  be.rmsnorm(x, final_norm_, h, rstd, eps);
-  Tensor logits = Tensor::empty({B, Tn, V}, dt, dev);
-  be.gemm(dt, false, true, N, V, dim, 1.0, h.raw(), dim, 0, lm_head_.raw(), dim, 0, 0.0, logits.raw(), V, 0, 1);
-  cache.len = len + Tn;
-  return logits;
 }
 
 }  // namespace cg::models

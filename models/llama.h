@@ -44,9 +44,10 @@ class LlamaModel {
   // scaling). The store is finalized on `device` and frozen (set_trainable to train).
   LlamaModel(const LlamaConfig& config, uint64_t seed, Device device = Device::CPU);
   // Copies the weights of `ckpt` (checked against the config's HF names and shapes).
-  // When tied, lm_head.weight is not read (the embedding is the head).
-  static std::unique_ptr<LlamaModel> from_checkpoint(const Checkpoint& ckpt,
-                                                      Device device = Device::CPU);
+  // When tied, lm_head.weight is not read (the embedding is the head). dtype F64 gives a
+  // float64 model (for checks that must not drown in float32 rounding).
+  static std::unique_ptr<LlamaModel> from_checkpoint(const Checkpoint& ckpt, Device device = Device::CPU,
+                                                      DType dtype = DType::F32);
   // The weights as host F32 tensors under HF names, lm_head.weight included (a copy of
   // the embedding when tied), in hf_llama_tensor_specs order.
   Checkpoint to_checkpoint() const;
@@ -79,11 +80,17 @@ class LlamaModel {
   explicit LlamaModel(const LlamaConfig& config);
   void add_params(const std::vector<std::pair<std::string, Tensor>>& values, Device device);
   void check_ids(const char* what, const Tensor& ids) const;
+  void decode_layers_one(KVCache& cache);  // forward_cached's layers for B = Tnew = 1
+  void decode_layers_many(KVCache& cache, int64_t B, int64_t Tn);
 
   LlamaConfig config_;
   nn::ParamStore params_{"base"};
   Tensor embed_, final_norm_, lm_head_;
   std::vector<Layer> layers_;
+  // Per layer, views of the flat buffer covering q,k,v ([dim + 2·kv_dim, dim]) and
+  // gate,up ([2·hidden, dim]), which add_params registers next to each other: the
+  // one-token decode path runs each group as one GEMM (while no adapter is active).
+  std::vector<Tensor> qkv_w_, gate_up_w_;
 };
 
 }  // namespace cg::models

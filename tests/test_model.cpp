@@ -1,18 +1,29 @@
-// tests/test_model.cpp — LlamaModel on small random configs: parameter names and init,
+// tests/test_model.cpp — LlamaModel on small random configs (parameter names and init,
 // KV-cache decoding against the full forward at every position (with and without an
 // unmerged adapter), checkpoint round trips, the training loss and its gradients, and
-// the samplers.
+// the samplers) and on the real stories260K model when ../shared/data is present (KV cache,
+// logits against the PyTorch reference, the llama2.c → safetensors round trip).
 #include <doctest/doctest.h>
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <set>
+#include <sstream>
 
 #include "engine/backend.h"
 #include "engine/rng.h"
 #include "engine/tape.h"
+#include "models/hf_llama.h"
 #include "models/llama.h"
+#include "models/llama2c.h"
+#include "models/safetensors.h"
 #include "models/sampling.h"
+#include "models/tokenizer.h"
 #include "ops/ops.h"
 
 using namespace cg;
@@ -64,8 +75,9 @@ double max_cache_diff(LlamaModel& m, const Tensor& ids, const std::vector<int64_
       for (int64_t t = pos; t < pos + n; ++t) part.push_back(all[static_cast<size_t>(b * T + t)]);
     Tensor lg = m.forward_cached(Tensor::from_i32(part, {B, n}), cache);
     REQUIRE(lg.shape() == Shape({B, n, V}));
-    const float* pf = full.data<float>();
-    const float* pc = lg.data<float>();
+    const auto fv = full.to_f64_vector(), cv = lg.to_f64_vector();
+    const double* pf = fv.data();
+    const double* pc = cv.data();
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < n; ++t)
         for (int64_t v = 0; v < V; ++v)
@@ -74,7 +86,7 @@ double max_cache_diff(LlamaModel& m, const Tensor& ids, const std::vector<int64_
   }
   CHECK(cache.len == T);
   double big = 0;
-  for (float v : full.to_f32_vector()) big = std::max(big, static_cast<double>(std::fabs(v)));
+  for (double v : full.to_f64_vector()) big = std::max(big, std::fabs(v));
   MESSAGE("max |logit| " << big << ", max |full − cached| " << worst);
   CHECK(big > 1.0);  // logits far from zero, so the comparison is not vacuous
   return worst;
@@ -257,4 +269,110 @@ TEST_CASE("sampling: argmax, greedy, determinism and top-p") {
   for (int i = 0; i < 5; ++i)
     CHECK(cf[static_cast<size_t>(i)] / 20000.0 == doctest::Approx(std::exp(logits[static_cast<size_t>(i)]) / z).epsilon(0.1));
   CHECK_THROWS_AS(models::Sampler(-1.0, 0.9, 0), FormatError);
+}
+
+// ---- stories260K (../shared/data): the real llama2.c model ------------------------------
+namespace {
+
+const char* kStoriesBin = "../shared/data/stories260K/stories260K.bin";
+const char* kStoriesTok = "../shared/data/stories260K/tok512.bin";
+
+bool have_stories() { return std::filesystem::exists(kStoriesBin) && std::filesystem::exists(kStoriesTok); }
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::vector<int32_t> golden_tokens(int64_t n) {
+  auto tok = models::load_tokenizer(kStoriesTok, 512);
+  std::vector<int> ids = tok->encode(read_text("tests/golden/stories260K_greedy.txt"), true, false);
+  REQUIRE(static_cast<int64_t>(ids.size()) >= n);
+  return std::vector<int32_t>(ids.begin(), ids.begin() + n);
+}
+
+}  // namespace
+
+TEST_CASE("stories260K: KV-cache decoding equals the full forward at every position") {
+  if (!have_stories()) {
+    MESSAGE("skipped: " << kStoriesBin << " not found (run from the repo root with ../shared/data)");
+    return;
+  }
+  const auto ck = models::read_llama2c(kStoriesBin);
+  const auto ids = golden_tokens(200);
+  Tensor t = Tensor::from_i32(ids, {1, 200});
+  // float64: the two paths compute the same function, so they agree to rounding.
+  auto m64 = LlamaModel::from_checkpoint(ck, Device::CPU, DType::F64);
+  CHECK(max_cache_diff(*m64, t, std::vector<int64_t>(200, 1)) <= 1e-10);
+  CHECK(max_cache_diff(*m64, t, {1, 63, 1, 100, 35}) <= 1e-10);
+  // float32 (what generate runs): one-row and many-row GEMMs sum in different orders, so
+  // logits up to |22| differ by a few ulps (~1.6e-5 here); the bound is relative to the
+  // largest logit magnitude (1e-6 · 22 ≈ 2.2e-5).
+  auto m = LlamaModel::from_checkpoint(ck);
+  CHECK(max_cache_diff(*m, t, std::vector<int64_t>(200, 1)) <= 1e-6 * 22.0);
+  CHECK(max_cache_diff(*m, t, {1, 63, 1, 100, 35}) <= 1e-6 * 22.0);
+}
+
+TEST_CASE("stories260K: logits match the PyTorch reference (interleaved RoPE on un-permuted weights)") {
+  if (!have_stories()) {
+    MESSAGE("skipped: " << kStoriesBin << " not found");
+    return;
+  }
+  // tests/golden/stories260K_logits.txt: "# ... tokens a,b,c", then "T V", then T rows of V.
+  std::ifstream f("tests/golden/stories260K_logits.txt");
+  REQUIRE(f.good());
+  std::string header;
+  std::getline(f, header);
+  const std::string list = header.substr(header.rfind(' ') + 1);
+  std::vector<int32_t> ids;
+  std::stringstream ls(list);
+  for (std::string x; std::getline(ls, x, ',');) ids.push_back(std::stoi(x));
+  int64_t T = 0, V = 0;
+  f >> T >> V;
+  REQUIRE(T == static_cast<int64_t>(ids.size()));
+  REQUIRE(V == 512);
+  std::vector<double> ref(static_cast<size_t>(T * V));
+  for (double& v : ref) f >> v;
+  REQUIRE(!f.fail());
+  auto m = LlamaModel::from_checkpoint(models::read_llama2c(kStoriesBin));
+  NoGrad ng;
+  const auto got = m->forward(Tensor::from_i32(ids, {1, T})).to_f64_vector();
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::fabs(got[i] - ref[i]));
+  MESSAGE("stories260K logits vs llama_ref.py: max |diff| " << worst << " over " << T << "x" << V);
+  CHECK(worst <= 1e-4);
+}
+
+TEST_CASE("stories260K: llama2.c → safetensors (HF names) → load gives identical logits") {
+  if (!have_stories()) {
+    MESSAGE("skipped: " << kStoriesBin << " not found");
+    return;
+  }
+  auto m = LlamaModel::from_checkpoint(models::read_llama2c(kStoriesBin));
+  CHECK(m->config().tied_embeddings);
+  const auto dir = std::filesystem::temp_directory_path() / ("cg_test_model_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "stories260K.safetensors").string();
+  models::write_hf_llama(path, m->to_checkpoint());
+  // Names and shapes exactly as transformers' LlamaForCausalLM (tied: no lm_head.weight).
+  const auto st = models::read_safetensors(path);
+  std::map<std::string, Shape> want;
+  for (const auto& s : models::hf_llama_tensor_specs(m->config()))
+    if (s.name != "lm_head.weight") want.emplace(s.name, s.shape);
+  CHECK(st.tensors.size() == want.size());
+  for (const auto& [name, shape] : want) {
+    INFO(name);
+    REQUIRE(st.tensors.count(name) == 1);
+    CHECK(st.tensors.at(name).shape() == shape);
+  }
+  CHECK(st.tensors.at("model.layers.4.self_attn.k_proj.weight").shape() == Shape({32, 64}));
+  CHECK(st.tensors.at("model.layers.0.mlp.gate_proj.weight").shape() == Shape({172, 64}));
+  auto m2 = LlamaModel::from_checkpoint(models::read_hf_llama(path));
+  CHECK(m2->config() == m->config());
+  NoGrad ng;
+  Tensor ids = Tensor::from_i32(golden_tokens(64), {1, 64});
+  CHECK(m->forward(ids).to_f32_vector() == m2->forward(ids).to_f32_vector());
+  std::filesystem::remove_all(dir);
 }
