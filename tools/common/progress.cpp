@@ -1,0 +1,62 @@
+// tools/common/progress.cpp — the progress bar and the metrics file.
+#include "tools/common/progress.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "engine/error.h"
+
+namespace cg::tools {
+
+Progress::Progress(int64_t total, int64_t every)
+    : total_(total), every_(every < 1 ? 1 : every), tty_(isatty(fileno(stderr)) != 0), start_(std::chrono::steady_clock::now()) {}
+
+void Progress::update(int64_t step, double loss, double tok_s, const std::string& extra) {
+  const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double eta = step > 0 ? el / static_cast<double>(step) * static_cast<double>(total_ - step) : 0.0;
+  if (tty_) {
+    const int width = 24;
+    const int fill = total_ > 0 ? static_cast<int>(width * step / total_) : 0;
+    std::string bar(static_cast<size_t>(fill), '#');
+    bar.resize(width, '.');
+    std::fprintf(stderr, "\r[%s] %lld/%lld  loss %.4f  %.0f tok/s  ETA %.0fs %s\033[K", bar.c_str(),
+                 static_cast<long long>(step), static_cast<long long>(total_), loss, tok_s, eta, extra.c_str());
+    bar_shown_ = true;
+  } else if (step % every_ == 0 || step == total_ || step == 1) {
+    std::fprintf(stderr, "step %lld/%lld  loss %.4f  %.0f tok/s  ETA %.0fs %s\n", static_cast<long long>(step),
+                 static_cast<long long>(total_), loss, tok_s, eta, extra.c_str());
+  }
+  std::fflush(stderr);
+}
+
+void Progress::note(const std::string& line) {
+  if (bar_shown_) std::fprintf(stderr, "\r\033[K");
+  std::fprintf(stderr, "%s\n", line.c_str());
+  bar_shown_ = false;
+}
+
+void Progress::finish() {
+  if (bar_shown_) std::fprintf(stderr, "\n");
+  bar_shown_ = false;
+}
+
+MetricsFile::MetricsFile(const std::string& path) {
+  if (path.empty()) return;
+  f_ = std::fopen(path.c_str(), "w");
+  if (!f_) throw FormatError("cannot write metrics file '" + path + "': " + std::strerror(errno));
+}
+
+MetricsFile::~MetricsFile() {
+  if (f_) std::fclose(f_);
+}
+
+void MetricsFile::write(const nlohmann::json& row) {
+  if (!f_) return;
+  const std::string s = row.dump() + "\n";
+  std::fwrite(s.data(), 1, s.size(), f_);
+  std::fflush(f_);
+}
+
+}  // namespace cg::tools

@@ -1,0 +1,40 @@
+// tools/common/progress.h — training progress: a bar with ETA, loss and tok/s on a
+// terminal, plain lines otherwise; and the JSONL metrics file (one object per step).
+#pragma once
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace cg::tools {
+
+class Progress {
+ public:
+  // every: on a non-terminal, print one line every `every` steps (and the last).
+  Progress(int64_t total_steps, int64_t every = 10);
+  void update(int64_t step, double loss, double tok_s, const std::string& extra = "");
+  void finish();
+  void note(const std::string& line);  // a line that does not break the bar
+
+ private:
+  int64_t total_, every_;
+  bool tty_;
+  bool bar_shown_ = false;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// Appends JSON objects, one per line, to a file; no-op when path is empty.
+class MetricsFile {
+ public:
+  explicit MetricsFile(const std::string& path);
+  ~MetricsFile();
+  MetricsFile(const MetricsFile&) = delete;
+  MetricsFile& operator=(const MetricsFile&) = delete;
+  void write(const nlohmann::json& row);
+
+ private:
+  std::FILE* f_ = nullptr;
+};
+
+}  // namespace cg::tools
