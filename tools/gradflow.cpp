@@ -5,6 +5,7 @@
 // (--task teacher, nn/teacher.h). A fine-tune of the real model (--model/--data/--text) and
 // the one-batch gradient dump (--dump-grads) are meant to be another GradFlowTask and one
 // more mode beside run_training / run_check; they are not built yet.
+// Exit status: 0 done, 1 the loss diverged (or an internal error), 2 bad flags or input.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -106,7 +107,7 @@ double train_step(GradFlowTask& task, Attached& a, nn::GradFlowLogger* logger, i
   const Tensor loss = task.train_loss();
   backward(loss);
   const double l = loss.item();
-  if (!std::isfinite(l)) throw Error("loss is not finite at step " + std::to_string(step) + " (lr too high?)");
+  if (!std::isfinite(l)) return l;  // the caller reports the divergence
   if (logger) logger->before_step(step);
   const auto info = a.opt->step();
   std::vector<std::pair<std::string, double>> extra = task.evaluate();
@@ -129,6 +130,12 @@ int run_training(GradFlowTask& task, const RunOptions& o) {
   for (int64_t step = 0; step < o.steps; ++step) {
     std::vector<std::pair<std::string, double>> extra;
     loss = train_step(task, a, &logger, step, &extra);
+    if (!std::isfinite(loss)) {
+      progress.finish();
+      logger.close();
+      std::printf("diverged: loss is not finite at step %lld (lr too high?)\n", static_cast<long long>(step));
+      return 1;
+    }
     metric = extra.empty() ? loss : extra.front().second;
     if (o.target_loss && !reached && metric < *o.target_loss) reached = step + 1;
     nlohmann::json row{{"step", step}, {"loss", loss}};
@@ -159,7 +166,9 @@ int run_check(GradFlowTask& task, const RunOptions& o) {
   if (o.adapter.num_mixers() < 1)
     throw FormatError("--check-preconditioner needs mixers: use --adapter moslora or linchain");
   Attached a = attach(task, o);
-  for (int64_t step = 0; step < o.check_at; ++step) train_step(task, a, nullptr, step, nullptr);
+  for (int64_t step = 0; step < o.check_at; ++step)
+    if (!std::isfinite(train_step(task, a, nullptr, step, nullptr)))
+      throw Error("loss is not finite at step " + std::to_string(step) + " before the check (lr too high?)");
   a.set.store->zero_grad();
   const Tensor loss = task.train_loss();
   backward(loss);
