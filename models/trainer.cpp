@@ -1,0 +1,56 @@
+// models/trainer.cpp — one training step, validation loss.
+#include "models/trainer.h"
+
+#include <chrono>
+
+#include "engine/backend.h"
+#include "engine/tape.h"
+#include "ops/ops.h"
+
+namespace cg::models {
+
+Trainer::Trainer(LlamaModel& model, nn::ParamStore& trainable, const nn::OptimConfig& opt, const TokenDataset& data,
+                 const TrainOptions& options)
+    : model_(model), store_(trainable), opt_(trainable, opt), data_(data), options_(options) {
+  if (options.batch < 1 || options.accum < 1) throw FormatError("trainer: batch and accumulation must be ≥ 1");
+}
+
+StepStats Trainer::step() {
+  const auto t0 = std::chrono::steady_clock::now();
+  store_.zero_grad();
+  double loss_sum = 0;
+  for (int64_t micro = 0; micro < options_.accum; ++micro) {
+    Batch b = data_.train_batch(options_.data_seed, position_, options_.batch, model_.device());
+    position_ += options_.batch;
+    Tensor loss = model_.loss(b.ids, b.targets);
+    loss_sum += loss.item();
+    // Each micro-batch contributes 1/accum of the mean gradient.
+    backward(options_.accum == 1 ? loss : ops::mul_scalar(loss, 1.0 / static_cast<double>(options_.accum)));
+  }
+  const nn::Optimizer::StepInfo info = opt_.step();
+  backend_for(model_.device()).synchronize();
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  StepStats s;
+  s.step = opt_.step_count();
+  s.loss = loss_sum / static_cast<double>(options_.accum);
+  s.lr = info.lr;
+  s.grad_norm = info.grad_norm;
+  s.ms = ms;
+  s.tok_s = static_cast<double>(tokens_per_step()) / (ms / 1000.0);
+  return s;
+}
+
+double Trainer::val_loss(int64_t max_batches) const {
+  NoGrad ng;
+  const int64_t windows = data_.val_windows();
+  if (windows == 0) return 0.0;
+  double sum = 0;
+  int64_t n = 0;
+  for (int64_t w = 0; w < windows && n < max_batches; w += options_.batch, ++n) {
+    Batch b = data_.val_batch(w, options_.batch, model_.device());
+    sum += model_.loss(b.ids, b.targets).item();
+  }
+  return sum / static_cast<double>(n);
+}
+
+}  // namespace cg::models

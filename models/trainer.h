@@ -1,0 +1,53 @@
+// models/trainer.h — the training loop shared by the tools (train, finetune, gradflow):
+// one optimizer step over `accum` micro-batches of a TokenDataset, validation loss, and
+// the timing of each step. What is trained is whatever ParamStore is given: the model's
+// base store for pretraining, an adapter store for fine-tuning (the base stays frozen).
+#pragma once
+#include <cstdint>
+
+#include "models/data.h"
+#include "models/llama.h"
+#include "nn/optim.h"
+#include "nn/params.h"
+
+namespace cg::models {
+
+struct TrainOptions {
+  int64_t batch = 8;   // sequences per micro-batch
+  int64_t accum = 1;   // micro-batches per optimizer step
+  uint64_t data_seed = 0;
+};
+
+struct StepStats {
+  int64_t step = 0;     // optimizer steps taken, this one included
+  double loss = 0;      // mean training loss over the step's micro-batches
+  double lr = 0;
+  double grad_norm = 0; // before clipping
+  double ms = 0;        // wall time of the step
+  double tok_s = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(LlamaModel& model, nn::ParamStore& trainable, const nn::OptimConfig& opt, const TokenDataset& data,
+          const TrainOptions& options);
+  StepStats step();
+  // Mean loss over up to max_batches validation batches (no tape); needs has_val().
+  bool has_val() const { return data_.val_windows() > 0; }
+  double val_loss(int64_t max_batches) const;
+
+  nn::Optimizer& optimizer() { return opt_; }
+  int64_t data_position() const { return position_; }  // training samples consumed
+  void set_data_position(int64_t p) { position_ = p; }
+  int64_t tokens_per_step() const { return options_.batch * options_.accum * data_.seq_len(); }
+
+ private:
+  LlamaModel& model_;
+  nn::ParamStore& store_;
+  nn::Optimizer opt_;
+  const TokenDataset& data_;
+  TrainOptions options_;
+  int64_t position_ = 0;
+};
+
+}  // namespace cg::models

@@ -1,0 +1,77 @@
+// tools/common/train_flags.h — what train, finetune and gradflow share: their data,
+// optimizer and run flags, and TrainLoop, which drives a models::Trainer with progress,
+// JSONL metrics, validation, samples, atomic checkpoints and resume.
+#pragma once
+#include <functional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "engine/dtype.h"
+#include "models/data.h"
+#include "models/tokenizer.h"
+#include "models/trainer.h"
+#include "nn/optim.h"
+
+namespace cg::tools {
+
+// Where training text comes from: --data FILE (plain text), --text FILE (finetune: the
+// whole file as one sequence, BOS first, as evaluate encodes it) or --arith add|sub (the
+// embedded arithmetic language, generated in memory).
+struct DataFlags {
+  std::string data, text, arith, tokenizer = "byte";
+  int64_t arith_lines = 20000;
+  int arith_max = 99;
+  int64_t seq = 128, batch = 8;
+  double val_frac = 0.05;
+  void add(CLI::App& app, bool allow_text);
+  // Reads/generates the text, encodes it, builds the dataset (seq may shrink for --text).
+  models::TokenDataset load(const models::Tokenizer& tok, int64_t max_seq, uint64_t seed);
+};
+
+struct OptimFlags {
+  std::string optimizer = "adamw";
+  double lr = 3e-4, weight_decay = 0.0, clip = 1.0, momentum = 0.0, min_lr_frac = 0.0;
+  int warmup = 0;
+  int64_t accum = 1;
+  void add(CLI::App& app);
+  nn::OptimConfig config(int64_t total_steps) const;
+};
+
+struct RunFlags {
+  int64_t steps = 200;
+  uint64_t seed = 0;
+  int64_t eval_every = 50, eval_batches = 8, sample_every = 0, sample_tokens = 64, log_every = 10;
+  std::string metrics, checkpoint, resume, device_name = "cpu";
+  int64_t checkpoint_every = 0;
+  int threads = 0;
+  void add(CLI::App& app);
+  void apply() const;  // threads
+  Device device() const;
+};
+
+// Fails with FormatError unless `path` (when set) can be created; checked before a run
+// starts so a bad --out does not waste the run.
+void check_writable(const std::string& path, const char* flag);
+
+class TrainLoop {
+ public:
+  TrainLoop(models::Trainer& trainer, nn::ParamStore& trained, const RunFlags& run, std::string tool);
+  std::function<std::string(int64_t step)> sample;  // optional: a line of generated text
+  std::function<void(nlohmann::json& row)> extra;   // optional: add fields to each metrics row
+  void run();
+
+  // After run(): what the summary table needs.
+  double last_loss = 0, last_val_loss = -1, mean_ms = 0;
+  int64_t steps_done = 0;
+
+ private:
+  void save(int64_t step);
+  models::Trainer& trainer_;
+  nn::ParamStore& trained_;
+  const RunFlags& run_;
+  std::string tool_;
+};
+
+}  // namespace cg::tools
