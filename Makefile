@@ -121,3 +121,4 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include fuzz/fuzz.mk

@@ -1,6 +1,7 @@
 // models/checkpoint.cpp — HF Llama tensor naming, checkpoint checks, format dispatch.
 #include "models/checkpoint.h"
 
+#include <cstring>
 #include <map>
 
 #include "engine/error.h"
@@ -52,6 +53,12 @@ void check_checkpoint(const Checkpoint& ckpt, const std::string& what) {
   }
   for (const auto& [name, shape] : want)
     if (!seen.count(name)) throw FormatError(what + ": missing tensor '" + name + "' (f32" + shape.str() + ")");
+}
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  const Tensor ha = a.to(Device::CPU), hb = b.to(Device::CPU);
+  return std::memcmp(ha.raw(), hb.raw(), ha.nbytes()) == 0;
 }
 
 Checkpoint read_checkpoint(const std::string& path) {

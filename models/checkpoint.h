@@ -38,6 +38,9 @@ std::vector<TensorSpec> hf_llama_tensor_specs(const LlamaConfig& c);
 // naming it. `what` names the source in messages.
 void check_checkpoint(const Checkpoint& ckpt, const std::string& what);
 
+// Same shape, dtype and bytes (NaNs compare by their bits); any devices.
+bool bitwise_equal(const Tensor& a, const Tensor& b);
+
 // Loads `path` by its extension: ".bin" → llama2.c (read_llama2c), ".safetensors" →
 // HF Llama safetensors (read_hf_llama); anything else → FormatError.
 Checkpoint read_checkpoint(const std::string& path);

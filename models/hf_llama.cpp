@@ -76,7 +76,7 @@ void write_hf_llama(const std::string& path, const Checkpoint& ckpt) {
   std::vector<std::pair<std::string, Tensor>> out;
   for (const TensorSpec& spec : hf_llama_tensor_specs(ckpt.config)) {
     if (spec.name == "lm_head.weight" && ckpt.config.tied_embeddings) {
-      if (ckpt.get(spec.name).to_f32_vector() != ckpt.get("model.embed_tokens.weight").to_f32_vector())
+      if (!bitwise_equal(ckpt.get(spec.name), ckpt.get("model.embed_tokens.weight")))
         throw FormatError("write_hf_llama " + path +
                           ": config says tied embeddings but lm_head.weight differs from model.embed_tokens.weight");
       continue;

@@ -151,7 +151,7 @@ std::vector<uint8_t> serialize_llama2c(const Checkpoint& ckpt) {
     throw FormatError(what + ": llama2.c files fix norm_eps=1e-5 and rope_theta=10000; this model has norm_eps=" +
                       std::to_string(c.norm_eps) + " rope_theta=" + std::to_string(c.rope_theta));
   const Tensor& embed = ckpt.get("model.embed_tokens.weight");
-  if (c.tied_embeddings && embed.to_f32_vector() != ckpt.get("lm_head.weight").to_f32_vector())
+  if (c.tied_embeddings && !bitwise_equal(embed, ckpt.get("lm_head.weight")))
     throw FormatError(what + ": config says tied embeddings but lm_head.weight differs from model.embed_tokens.weight");
   const Layout lay = layout_of(c);
   const int64_t floats = c.tied_embeddings ? lay.total_shared : lay.total_unshared;

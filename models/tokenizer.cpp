@@ -12,6 +12,7 @@ namespace cg::models {
 namespace {
 
 constexpr int kMaxPieceLength = 1 << 16;
+constexpr uint64_t kMaxTokenizerFile = uint64_t{1} << 28;  // far above any real vocab (Llama 3's is ~2 MB)
 constexpr float kMergeFloor = -1e10f;  // run.c's initial best_score: merges must beat it
 
 std::string hex_byte(unsigned v) {
@@ -89,7 +90,12 @@ BpeTokenizer BpeTokenizer::parse(const uint8_t* data, size_t size, int expected_
 }
 
 BpeTokenizer BpeTokenizer::read(const std::string& path, int expected_vocab) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  FileReader f(path);
+  if (f.size() > kMaxTokenizerFile)
+    throw FormatError(path + ": " + std::to_string(f.size()) + " bytes is too large for a tokenizer file (limit " +
+                      std::to_string(kMaxTokenizerFile) + ")");
+  std::vector<uint8_t> bytes(static_cast<size_t>(f.size()));
+  f.read_at(0, bytes.data(), bytes.size());
   return parse(bytes.data(), bytes.size(), expected_vocab, path);
 }
 

@@ -1,0 +1,108 @@
+// fuzz/make_seeds.cpp — writes a small valid seed corpus for the fuzz harnesses:
+//   make_seeds DIR [TOK_BIN]  →  DIR/{safetensors,llama2c,tokenizer}/seed_*
+// using the project's own writers (plus a hand-built F16/BF16 file, and TOK_BIN when
+// given and present). Run by scripts/fuzz.sh.
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "engine/rng.h"
+#include "models/hf_llama.h"
+#include "models/file_io.h"
+#include "models/llama2c.h"
+#include "models/safetensors.h"
+#include "models/tokenizer.h"
+
+using namespace cg;
+using namespace cg::models;
+namespace fs = std::filesystem;
+
+namespace {
+
+Checkpoint tiny_checkpoint(bool tied, uint64_t seed) {
+  LlamaConfig c;
+  c.dim = 4;
+  c.hidden_dim = 6;
+  c.n_layers = 1;
+  c.n_heads = 2;
+  c.n_kv_heads = 1;
+  c.vocab_size = 5;
+  c.seq_len = 3;
+  c.tied_embeddings = tied;
+  Rng rng(seed);
+  Checkpoint ck;
+  ck.config = c;
+  for (const TensorSpec& s : hf_llama_tensor_specs(c))
+    ck.tensors.emplace_back(s.name, s.name == "lm_head.weight" && tied ? ck.get("model.embed_tokens.weight").clone()
+                                                                        : rand_normal(s.shape, 0, 1, rng));
+  return ck;
+}
+
+std::vector<uint8_t> with_text(const std::string& text, const std::vector<uint8_t>& tok) {
+  std::vector<uint8_t> out = {static_cast<uint8_t>(text.size())};
+  out.insert(out.end(), text.begin(), text.end());
+  out.insert(out.end(), tok.begin(), tok.end());
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: make_seeds DIR [TOK_BIN]\n");
+    return 2;
+  }
+  try {
+    const fs::path dir = argv[1];
+    for (const char* sub : {"safetensors", "llama2c", "tokenizer"}) fs::create_directories(dir / sub);
+    auto out = [&](const char* sub, const std::string& name) { return (dir / sub / name).string(); };
+
+    Rng rng(1);
+    write_safetensors(out("safetensors", "seed_mixed"),
+                      {{"w", rand_normal({2, 3}, 0, 1, rng)},
+                       {"d", Tensor::from({0.5, -1}, {2}, DType::F64)},
+                       {"i", Tensor::from_i32({1, -2, 3}, {3})},
+                       {"s", Tensor::from({7}, {})}},
+                      {{"format", "pt"}, {"k", "v"}});
+    write_safetensors(out("safetensors", "seed_empty"), {}, {});
+    {
+      const std::string header = R"({"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},)"
+                                 R"("b":{"dtype":"BF16","shape":[1,2],"data_offsets":[4,8]}})";
+      std::vector<uint8_t> b(8);
+      const uint64_t n = header.size();
+      std::memcpy(b.data(), &n, 8);
+      b.insert(b.end(), header.begin(), header.end());
+      for (uint8_t v : {0x00, 0x3C, 0x01, 0x80, 0x80, 0x3F, 0x49, 0x40}) b.push_back(v);
+      write_file_atomic(out("safetensors", "seed_half"), b);
+    }
+    write_hf_llama(out("safetensors", "seed_hf_llama"), tiny_checkpoint(true, 2));
+
+    write_llama2c(out("llama2c", "seed_tied"), tiny_checkpoint(true, 3));
+    write_llama2c(out("llama2c", "seed_untied"), tiny_checkpoint(false, 4));
+
+    std::vector<std::string> pieces = {"<unk>", "\n<s>\n", "\n</s>\n"};
+    std::vector<float> scores = {0, 0, 0};
+    for (int b = 0; b < 256; ++b) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "<0x%02X>", b);
+      pieces.push_back(buf);
+      scores.push_back(0);
+    }
+    const char* extra[] = {" ", "a", "b", "ab", "ba", " a", "aba", "\xc3\xa9", "the", " the"};
+    for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); ++i) {
+      pieces.push_back(extra[i]);
+      scores.push_back(-static_cast<float>(i % 4));
+    }
+    const BpeTokenizer bpe(pieces, scores, 6);
+    write_file_atomic(out("tokenizer", "seed_bytes"), with_text("the abba caf\xc3\xa9 \xe4\xbd\xa0!", bpe.serialize()));
+    const BpeTokenizer small({"<unk>", "<s>", "</s>", " ", "x", "xx"}, {0, 0, 0, 0, 0, -1}, 2);
+    write_file_atomic(out("tokenizer", "seed_small"), with_text("xxx x", small.serialize()));
+    if (argc > 2 && fs::exists(argv[2]))
+      write_file_atomic(out("tokenizer", "seed_tok_bin"),
+                        with_text("Once upon a time, Lily \xe2\x80\x99 went.", read_file_bytes(argv[2])));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "make_seeds: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
