@@ -3,6 +3,7 @@
 // ops::attention over the whole cache).
 #include "models/llama.h"
 
+#include <array>
 #include <cmath>
 #include <map>
 
@@ -24,11 +25,8 @@ bool is_residual_output(const std::string& name) {
   return ends("self_attn.o_proj.weight") || ends("mlp.down_proj.weight");
 }
 
-// Row-major strides (elements) of a 4-d shape.
-std::array<int64_t, 4> strides_of(int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-  (void)d0;
-  return {d1 * d2 * d3, d2 * d3, d3, 1};
-}
+// Row-major strides (elements) of a 4-d shape [·, d1, d2, d3].
+std::array<int64_t, 4> strides_of(int64_t d1, int64_t d2, int64_t d3) { return {d1 * d2 * d3, d2 * d3, d3, 1}; }
 
 // y[N,O] = x[N,I] · Wᵀ + beta·y, plus the Linear's adapter when it is not merged.
 void project(Backend& be, const nn::Linear& lin, const Tensor& x, Tensor& y, double beta) {
@@ -337,10 +335,10 @@ void LlamaModel::decode_layers_many(KVCache& cache, int64_t B, int64_t Tn) {
   Tensor atv = sc[AT].view({N, dim});
   const size_t es = dtype_size(dt);
   auto at = [&](const Tensor& t, int64_t elems) { return static_cast<char*>(t.raw()) + elems * static_cast<int64_t>(es); };
-  const auto btkd = strides_of(B, Tn, KV, D);                                // [B,Tn,KV,D]
+  const auto btkd = strides_of(Tn, KV, D);                                    // [B,Tn,KV,D]
   const auto cache_st = std::array<int64_t, 4>{KV * S * D, D, S * D, 1};     // (b,t,kv,d) in [B,KV,S,D]
   const int64_t box_kv[4] = {B, Tn, KV, D};
-  const auto bthd = strides_of(B, Tn, H, D);                                 // [B,Tn,H,D]
+  const auto bthd = strides_of(Tn, H, D);                                     // [B,Tn,H,D]
   const auto bhtd_as_bthd = std::array<int64_t, 4>{H * Tn * D, D, Tn * D, 1};  // (b,t,h,d) in [B,H,Tn,D]
   const int64_t box_q[4] = {B, Tn, H, D};
   for (size_t l = 0; l < layers_.size(); ++l) {

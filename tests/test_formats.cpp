@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kStoriesBin = "../shared/data/stories260K/stories260K.bin";
+const std::string kStoriesBin = "../shared/data/stories260K/stories260K.bin";
 
 // A fresh directory under the system temp dir, removed with everything in it.
 struct TempDir {

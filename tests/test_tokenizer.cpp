@@ -18,8 +18,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kTok512 = "../shared/data/stories260K/tok512.bin";
-const char* kGolden = "tests/golden/tokenizer_tok512.json";
+const std::string kTok512 = "../shared/data/stories260K/tok512.bin";
+const std::string kGolden = "tests/golden/tokenizer_tok512.json";
 
 std::string from_hex(const std::string& hex) {
   std::string out;
