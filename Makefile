@@ -63,7 +63,7 @@ $(error CUDA=1 but nvcc was not found)
 endif
 CUDA_HOME   := $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCHS  ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
-NVCCFLAGS   := -std=c++20 -O2 -I. $(CUDA_ARCHS) -Xcompiler -fopenmp,-Wall -MMD -MP
+NVCCFLAGS   := -std=c++20 -O2 -I. $(CUDA_ARCHS) -Xcompiler -fopenmp,-Wall,-Wextra,-Werror --Werror all-warnings -MMD -MP
 CUDA_SRCS   := $(wildcard engine/cuda/*.cu)
 CUDA_OBJS   := $(CUDA_SRCS:%.cu=$(OBJ)/%.o)
 CXXFLAGS    += -DCG_WITH_CUDA
@@ -108,9 +108,16 @@ $(OBJ)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-$(LIB): $(LIB_OBJS)
+# The library records which CUDA setting built it: switching CUDA=0/1 in one tree
+# rebuilds the library (CUDA objects or the stub) and relinks every binary.
+CONFIG_STAMP := $(OBJ)/config-cuda$(CUDA)
+$(CONFIG_STAMP):
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $(OBJ)/config-cuda* && touch $@
+
+$(LIB): $(LIB_OBJS) $(CONFIG_STAMP)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $(LIB_OBJS)
 
 $(BIN)/%: $(OBJ)/tools/%.o $(COMMON_OBJS) $(LIB)
 	@mkdir -p $(dir $@)

@@ -159,6 +159,11 @@ Backend& backend_for(Device d);
 inline Backend& backend(const Tensor& t) { return backend_for(t.device()); }
 bool cuda_available();  // built with CUDA and a device is present
 
+// Allow TF32 tensor-core math for f32 GEMMs on the CUDA backend (off by default: f32
+// GEMMs then keep full f32 precision). Applies now and to a backend created later; does
+// nothing in a build without CUDA or on a machine without a device.
+void set_tf32(bool on);
+
 // Threads used by the CPU backend (OpenMP and OpenBLAS); results do not depend on it.
 void set_num_threads(int n);
 int num_threads();
