@@ -73,5 +73,5 @@ TEST_CASE("device family: CUDA tensors in a build or on a machine without CUDA")
     MESSAGE("skipped: a CUDA device is present, so no device error to test");
     return;
   }
-  expect_error<DeviceError>([] { Tensor::zeros({2}, DType::F32, Device::CUDA); }, {"cuda"});
+  expect_error<DeviceError>([] { Tensor::zeros({2}, DType::F32, Device::CUDA); }, {"CUDA"});
 }
