@@ -37,8 +37,18 @@ LDLIBS   += -fsanitize=address,undefined
 endif
 
 # ---- OpenBLAS (required) ---------------------------------------------------------------
+# DEPS=dir: take headers from dir/include and OpenBLAS/LAPACK from dir/lib instead of the
+# system (for a machine without the Debian packages, e.g. a lent GPU machine).
+DEPS ?=
+LAPACK_LIBS := -llapack
+ifneq ($(DEPS),)
+OPENBLAS_CFLAGS := -I$(abspath $(DEPS))/include
+OPENBLAS_LIBS   := $(abspath $(DEPS))/lib/libopenblas.so.0 -Wl,--disable-new-dtags,-rpath,$(abspath $(DEPS))/lib
+LAPACK_LIBS     := $(abspath $(DEPS))/lib/liblapack.so.3
+else
 OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 OPENBLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null)
+endif
 ifeq ($(OPENBLAS_LIBS),)
 OPENBLAS_INC := $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/aarch64-linux-gnu/openblas-pthread /usr/include/openblas))
 ifneq ($(OPENBLAS_INC),)
@@ -50,7 +60,7 @@ ifeq ($(OPENBLAS_LIBS),)
 $(error OpenBLAS not found: run scripts/install-deps.sh)
 endif
 CXXFLAGS += $(OPENBLAS_CFLAGS)
-LDLIBS   += $(OPENBLAS_LIBS) -llapack -lm
+LDLIBS   += $(OPENBLAS_LIBS) $(LAPACK_LIBS) -lm
 
 # ---- CUDA (optional) ------------------------------------------------------------------
 NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
