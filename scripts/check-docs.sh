@@ -5,10 +5,13 @@
 # Usage: scripts/check-docs.sh [PAGE.md ...]   (default: docs/README.md docs/[0-9][0-9]-*.md)
 #
 # What a page may contain, and what is checked (the rules are also in docs/README.md):
-#   ```sh [exit=N] [timeout=S]      a shell block: run with bash -eo pipefail from the repo root,
+#   ```sh [exit=N] [timeout=S] [needs=PATH]
+#                                   a shell block: run with bash -eo pipefail from the repo root,
 #                                   blocks of a page in order; must exit N (default 0) within
-#                                   S seconds (default 60). ```bash, ```shell and ```console are
-#                                   refused, so that no command escapes the check.
+#                                   S seconds (default 60). needs=PATH: skipped (and so is its
+#                                   output block) when PATH (e.g. ../shared/data) is absent.
+#                                   ```bash, ```shell and ```console are refused, so that no
+#                                   command escapes the check.
 #   ```text output-of-previous [approx]
 #                                   the output (stdout and stderr together) of the sh block
 #                                   just above it. Compared line by line after normalising:
@@ -22,11 +25,14 @@
 #                                   a link into the code, on one line: PATH must exist, have
 #                                   line B, line A contain "first" (line B "last", when given),
 #                                   and a text of the form PATH:A-B agree with the target.
+# The blocks run with OMP_NUM_THREADS=1 unless the caller sets it: chaingrad's results do not
+# depend on the thread count, and on a busy machine one thread is much faster.
 # Other fenced blocks (```cpp without excerpt, ```text without output-of-previous, ```json)
 # are illustrations and are not checked.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 if [ $# -eq 0 ]; then set -- docs/README.md docs/[0-9][0-9]-*.md; fi
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec /usr/bin/python3 - "$@" <<'PY'
 import os, re, subprocess, sys, time
 
@@ -37,7 +43,8 @@ FENCE = re.compile(r"^```(\S*)(.*)$")
 LINK = re.compile(r"\[([^\]]*)\]\(([^)\s#]+)#L(\d+)(?:-L(\d+))?(?:\s+\"([^\"]*)\")?\)")
 LOOSE = re.compile(r"\]\([^)\s]*#L\d")
 
-passed = failed = 0
+passed = failed = skipped = 0
+SKIP = object()  # the "output" of a skipped sh block
 
 
 def report(ok, where, what, detail=""):
@@ -151,9 +158,18 @@ def check_page(page):
         if lang in ("bash", "shell", "console", "shell-session"):
             report(False, where, f"```{lang} block: mark commands ```sh so that they are run")
         elif lang == "sh":
-            last_output, last_where = run_block(where, body, parse_opts(words))
+            opts = parse_opts(words)
+            if opts.get("needs") and not os.path.exists(opts["needs"]):
+                global skipped
+                skipped += 1
+                print(f"skip {where} sh: {opts['needs']} is absent")
+                last_output, last_where = SKIP, where
+            else:
+                last_output, last_where = run_block(where, body, opts)
         elif lang == "text" and words and words[0] == "output-of-previous":
-            if last_output is None:
+            if last_output is SKIP:
+                last_output = None
+            elif last_output is None:
                 report(False, where, "output block without a sh block before it")
             else:
                 approx = "approx" in words[1:]
@@ -239,6 +255,6 @@ for page in sys.argv[1:]:
         report(False, page, "no such page")
         continue
     check_page(page)
-print(f"docs: {passed} passed, {failed} failed")
+print(f"docs: {passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
 sys.exit(1 if failed else 0)
 PY
