@@ -2,10 +2,12 @@
 """Draw loss curves of several runs from their JSONL metrics files into one PNG/SVG.
 
 usage: scripts/plot.py OUT.png RUN.jsonl[=LABEL] ... [--key val_loss] [--title T] [--logy]
+                      [--ylabel Y] [--dpi N]
 
 Each metrics file holds one JSON object per line (see the tools' --metrics flag). The
 default key is "loss" (training loss per step); "val_loss" uses only the steps where a
-validation loss was measured.
+validation loss was measured. A key whose values are lists (gradflow's grad_norm_W, sv)
+draws one line per list position, labelled LABEL[i].
 """
 import argparse
 import json
@@ -42,6 +44,8 @@ def main():
     ap.add_argument("--title", default=None)
     ap.add_argument("--logy", action="store_true", help="logarithmic y axis")
     ap.add_argument("--xlabel", default="step")
+    ap.add_argument("--ylabel", default=None, help="y-axis label (default: from the key)")
+    ap.add_argument("--dpi", type=int, default=120, help="resolution of a PNG (default: 120)")
     a = ap.parse_args()
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -55,19 +59,26 @@ def main():
         if not values:
             print(f"plot.py: {path} has no '{a.key}' values; skipped", file=sys.stderr)
             continue
-        ax.plot(steps, values, label=label or path, marker="o" if len(values) < 30 else None, markersize=3)
+        marker = "o" if len(values) < 30 else None
+        if isinstance(values[0], list):
+            for i in range(max(len(v) for v in values)):
+                pts = [(s, v[i]) for s, v in zip(steps, values) if i < len(v) and v[i] is not None]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=f"{label or path}[{i}]", marker=marker,
+                        markersize=3)
+        else:
+            ax.plot(steps, values, label=label or path, marker=marker, markersize=3)
         plotted += 1
     if plotted == 0:
         sys.exit("plot.py: nothing to plot")
     ax.set_xlabel(a.xlabel)
-    ax.set_ylabel(a.key.replace("_", " ") + (" (nats/token)" if "loss" in a.key else ""))
+    ax.set_ylabel(a.ylabel or a.key.replace("_", " ") + (" (nats/token)" if "loss" in a.key else ""))
     if a.logy:
         ax.set_yscale("log")
     ax.set_title(a.title or f"{a.key} per step")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(a.out, dpi=120)
+    fig.savefig(a.out, dpi=a.dpi)
     print(f"wrote {a.out}")
 
 
