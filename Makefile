@@ -80,6 +80,8 @@ endif
 # Found through pkg-config (ompi, then mpi), else through the mpicxx wrapper. With CUDA too,
 # NCCL (nccl.h + libnccl in the CUDA toolkit) reduces CUDA tensors; without it they go
 # through host memory. Only nn/dist*.o see the MPI/NCCL flags; every binary links MPI.
+comma := ,
+NCCL  := 0
 ifneq ($(MPI),0)
 MPI_CFLAGS := $(shell pkg-config --cflags ompi 2>/dev/null || pkg-config --cflags mpi 2>/dev/null)
 MPI_LIBS   := $(shell pkg-config --libs ompi 2>/dev/null || pkg-config --libs mpi 2>/dev/null)
@@ -100,7 +102,6 @@ $(error MPI=1 but MPI was not found (pkg-config ompi/mpi, mpicxx): run scripts/i
 endif
 DIST_FLAGS := -DCG_WITH_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(MPI_CFLAGS)
 LDLIBS     += $(MPI_LIBS)
-NCCL       := 0
 ifeq ($(CUDA),1)
 ifneq ($(and $(wildcard $(CUDA_HOME)/include/nccl.h),$(wildcard $(CUDA_HOME)/lib64/libnccl.so*)),)
 NCCL       := 1
@@ -109,7 +110,7 @@ LDLIBS     += -lnccl
 endif
 endif
 MPI_SRCS   := nn/dist_mpi.cpp
-MPI_INFO   := MPI=1 [$(MPI_LIBS)]$(if $(filter 1,$(CUDA)), NCCL=$(NCCL),)
+MPI_INFO   := MPI=1 [$(MPI_LIBS)]$(if $(filter 1,$(CUDA)),$(comma) NCCL=$(NCCL),)
 else
 DIST_FLAGS :=
 MPI_SRCS   :=
@@ -151,11 +152,12 @@ $(OBJ)/%.o: %.cu
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 # The library records which CUDA/MPI setting built it: switching CUDA=0/1 or MPI=0/1 in one
-# tree rebuilds the library (CUDA objects or the stub, the communicators) and relinks every binary.
-CONFIG_STAMP := $(OBJ)/config-cuda$(CUDA)-mpi$(MPI)
-$(CONFIG_STAMP):
-	@mkdir -p $(dir $@)
-	@rm -f $(OBJ)/config-cuda* && touch $@
+# tree rebuilds the library (CUDA objects or the stub, the communicators) and relinks every
+# binary. The stamp is rewritten while the Makefile is read, and only when the setting changed
+# (a stamp made by a rule would count as intermediate under .SECONDARY and never force a rebuild).
+CONFIG       := cuda$(CUDA)-mpi$(MPI)-nccl$(NCCL)
+CONFIG_STAMP := $(OBJ)/config
+$(shell mkdir -p $(OBJ) && { [ "$$(cat $(CONFIG_STAMP) 2>/dev/null)" = "$(CONFIG)" ] || echo "$(CONFIG)" > $(CONFIG_STAMP); })
 
 # The communicators are compiled with the MPI/NCCL flags, and again when the setting changes.
 $(OBJ)/nn/dist.o $(OBJ)/nn/dist_mpi.o: CXXFLAGS += $(DIST_FLAGS)
