@@ -40,10 +40,14 @@ StepStats Trainer::step() {
     const double scale = 1.0 / static_cast<double>(options_.accum * ranks);
     backward(scale == 1.0 ? loss : ops::mul_scalar(loss, scale));
   }
+  double comm_ms = 0;
   if (ranks > 1) {
+    backend_for(model_.device()).synchronize();
+    const auto c0 = std::chrono::steady_clock::now();
     double extra[1] = {loss_sum};
     comm_->allreduce_sum(store_.flat_grad(), extra);  // the one collective of the step
     loss_sum = extra[0] / static_cast<double>(ranks);
+    comm_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
   }
   const nn::Optimizer::StepInfo info = opt_.step();  // clips the reduced (global) gradient
   backend_for(model_.device()).synchronize();
@@ -54,6 +58,7 @@ StepStats Trainer::step() {
   s.lr = info.lr;
   s.grad_norm = info.grad_norm;
   s.ms = ms;
+  s.comm_ms = comm_ms;
   s.tok_s = static_cast<double>(tokens_per_step()) / (ms / 1000.0);
   return s;
 }

@@ -35,6 +35,7 @@ struct StepStats {
   double lr = 0;
   double grad_norm = 0; // before clipping
   double ms = 0;        // wall time of the step
+  double comm_ms = 0;   // of which in the all-reduce (waiting for the slowest rank included); 0 alone
   double tok_s = 0;     // tokens of the global batch per second
 };
 

@@ -148,6 +148,10 @@ void TrainLoop::run() {
   for (int64_t step = start + 1; step <= run_.steps; ++step) {
     const models::StepStats s = trainer_.step();
     nlohmann::json row{{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms", s.ms}, {"tok_s", s.tok_s}};
+    if (trainer_.comm().size() > 1) {
+      row["ranks"] = trainer_.comm().size();
+      row["comm_ms"] = s.comm_ms;
+    }
     if (step > start + 1 || run_.steps - start == 1) {  // the first step warms caches up
       ms_sum += s.ms;
       ++ms_n;
