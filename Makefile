@@ -5,6 +5,7 @@
 #   make golden       regenerate tests/golden/ with the PyTorch reference scripts
 #   make CUDA=1       insist on the CUDA backend (CUDA=0 skips it; default: detect nvcc)
 #   make NATIVE=0     build for the baseline CPU instead of -march=native
+#   make MPI=1        insist on MPI for data-parallel runs (MPI=0 skips it; default: detect)
 #   make bench        microbenchmarks into build/bin (Google Benchmark)
 # The Makefile detects rather than demands: it says what it found and builds what it can.
 
@@ -14,6 +15,7 @@ CXX := g++
 endif
 SANITIZE ?= 0
 CUDA     ?= auto
+MPI      ?= auto
 
 BUILD := build
 OBJ   := $(BUILD)/obj
@@ -84,8 +86,49 @@ CUDA_OBJS   :=
 STUB_SRCS   := engine/cuda_stub.cpp
 endif
 
+# ---- MPI (optional): data-parallel train/finetune under mpirun ---------------------------
+# Found through pkg-config (ompi, then mpi), else through the mpicxx wrapper. With CUDA too,
+# NCCL (nccl.h + libnccl in the CUDA toolkit) reduces CUDA tensors; without it they go
+# through host memory. Only nn/dist*.o see the MPI/NCCL flags; every binary links MPI.
+comma := ,
+NCCL  := 0
+ifneq ($(MPI),0)
+MPI_CFLAGS := $(shell pkg-config --cflags ompi 2>/dev/null || pkg-config --cflags mpi 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi 2>/dev/null || pkg-config --libs mpi 2>/dev/null)
+ifeq ($(MPI_LIBS),)
+MPICXX     := $(shell command -v mpicxx 2>/dev/null)
+ifneq ($(MPICXX),)
+MPI_CFLAGS := $(shell $(MPICXX) --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell $(MPICXX) --showme:link 2>/dev/null)
+endif
+endif
+endif
+ifeq ($(MPI),auto)
+MPI := $(if $(MPI_LIBS),1,0)
+endif
+ifeq ($(MPI),1)
+ifeq ($(MPI_LIBS),)
+$(error MPI=1 but MPI was not found (pkg-config ompi/mpi, mpicxx): run scripts/install-deps.sh)
+endif
+DIST_FLAGS := -DCG_WITH_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(MPI_CFLAGS)
+LDLIBS     += $(MPI_LIBS)
+ifeq ($(CUDA),1)
+ifneq ($(and $(wildcard $(CUDA_HOME)/include/nccl.h),$(wildcard $(CUDA_HOME)/lib64/libnccl.so*)),)
+NCCL       := 1
+DIST_FLAGS += -DCG_WITH_NCCL -I$(CUDA_HOME)/include
+LDLIBS     += -lnccl
+endif
+endif
+MPI_SRCS   := nn/dist_mpi.cpp
+MPI_INFO   := MPI=1 [$(MPI_LIBS)]$(if $(filter 1,$(CUDA)),$(comma) NCCL=$(NCCL),)
+else
+DIST_FLAGS :=
+MPI_SRCS   :=
+MPI_INFO   := MPI=0
+endif
+
 LIB_SRCS := $(wildcard engine/*.cpp engine/cpu/*.cpp ops/*.cpp nn/*.cpp models/*.cpp)
-LIB_SRCS := $(filter-out engine/cuda_stub.cpp,$(LIB_SRCS)) $(STUB_SRCS)
+LIB_SRCS := $(filter-out engine/cuda_stub.cpp nn/dist_mpi.cpp,$(LIB_SRCS)) $(STUB_SRCS) $(MPI_SRCS)
 LIB_OBJS := $(LIB_SRCS:%.cpp=$(OBJ)/%.o) $(CUDA_OBJS)
 LIB      := $(OBJ)/libchaingrad.a
 
@@ -108,7 +151,7 @@ BENCHES    := $(BENCH_SRCS:bench/%.cpp=$(BIN)/%)
 all: info $(LIB) $(TOOLS) $(EXAMPLES) $(TEST_BIN)
 
 info:
-	@echo "chaingrad build: $(CXX), OpenBLAS [$(OPENBLAS_LIBS)], CUDA=$(CUDA)$(if $(filter 1,$(CUDA)), ($(NVCC)),), SANITIZE=$(SANITIZE)"
+	@echo "chaingrad build: $(CXX), OpenBLAS [$(OPENBLAS_LIBS)], CUDA=$(CUDA)$(if $(filter 1,$(CUDA)), ($(NVCC)),), $(MPI_INFO), SANITIZE=$(SANITIZE)"
 
 $(OBJ)/%.o: %.cpp
 	@mkdir -p $(dir $@)
@@ -118,12 +161,17 @@ $(OBJ)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-# The library records which CUDA setting built it: switching CUDA=0/1 in one tree
-# rebuilds the library (CUDA objects or the stub) and relinks every binary.
-CONFIG_STAMP := $(OBJ)/config-cuda$(CUDA)
-$(CONFIG_STAMP):
-	@mkdir -p $(dir $@)
-	@rm -f $(OBJ)/config-cuda* && touch $@
+# The library records which CUDA/MPI setting built it: switching CUDA=0/1 or MPI=0/1 in one
+# tree rebuilds the library (CUDA objects or the stub, the communicators) and relinks every
+# binary. The stamp is rewritten while the Makefile is read, and only when the setting changed
+# (a stamp made by a rule would count as intermediate under .SECONDARY and never force a rebuild).
+CONFIG       := cuda$(CUDA)-mpi$(MPI)-nccl$(NCCL)
+CONFIG_STAMP := $(OBJ)/config
+$(shell mkdir -p $(OBJ) && { [ "$$(cat $(CONFIG_STAMP) 2>/dev/null)" = "$(CONFIG)" ] || echo "$(CONFIG)" > $(CONFIG_STAMP); })
+
+# The communicators are compiled with the MPI/NCCL flags, and again when the setting changes.
+$(OBJ)/nn/dist.o $(OBJ)/nn/dist_mpi.o: CXXFLAGS += $(DIST_FLAGS)
+$(OBJ)/nn/dist.o $(OBJ)/nn/dist_mpi.o: $(CONFIG_STAMP)
 
 $(LIB): $(LIB_OBJS) $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)

@@ -14,6 +14,7 @@
 #include "models/llama.h"
 #include "models/tokenizer.h"
 #include "nn/adapters.h"
+#include "nn/dist.h"
 #include "tools/common/cli.h"
 #include "tools/common/train_flags.h"
 
@@ -45,10 +46,12 @@ int main(int argc, char** argv) {
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");
   app.add_option("--eval-arith", eval_arith, "with --arith: exact-match accuracy on N held-out problems at the end")
       ->capture_default_str();
-  return tools::run_tool(app, argc, argv, [&] {
+  return nn::finish(tools::run_tool(app, argc, argv, [&] {
+    nn::Communicator& comm = nn::world();  // under mpirun: data parallel, rank 0 reports
     run.apply();
-    for (const auto& [path, flag] : {std::pair{out, "--out"}, {merge_out, "--merge-out"}, {summary_path, "--summary"}})
-      tools::check_writable(path, flag);
+    if (comm.lead())
+      for (const auto& [path, flag] : {std::pair{out, "--out"}, {merge_out, "--merge-out"}, {summary_path, "--summary"}})
+        tools::check_writable(path, flag);
     if (eval_arith > 0 && data.arith.empty()) throw FormatError("--eval-arith needs --arith");
     models::Checkpoint ck = models::read_checkpoint(model_path);
     auto model = models::LlamaModel::from_checkpoint(ck, run.device());
@@ -68,22 +71,29 @@ int main(int argc, char** argv) {
       adapters = nn::attach_adapters(model->linears(), ac, run.seed, run.device());
     }
     const nn::AdapterConfig& ac = adapters.config;
-    std::fprintf(stderr, "finetune: base %s (%lld parameters, frozen)\n", model->config().str().c_str(),
-                 static_cast<long long>(model->params().numel()));
-    std::fprintf(stderr, "finetune: %s r=%d n=%d alpha=%g on %zu modules: %lld trainable parameters\n",
-                 nn::adapter_kind_name(ac.kind).c_str(), ac.rank, ac.num_mixers(), ac.alpha, adapters.adapters.size(),
-                 static_cast<long long>(adapters.trainable_params()));
+    if (comm.lead()) {
+      std::fprintf(stderr, "finetune: base %s (%lld parameters, frozen)\n", model->config().str().c_str(),
+                   static_cast<long long>(model->params().numel()));
+      std::fprintf(stderr, "finetune: %s r=%d n=%d alpha=%g on %zu modules: %lld trainable parameters\n",
+                   nn::adapter_kind_name(ac.kind).c_str(), ac.rank, ac.num_mixers(), ac.alpha, adapters.adapters.size(),
+                   static_cast<long long>(adapters.trainable_params()));
+    }
     models::TokenDataset ds = data.load(*tok, model->config().seq_len, run.seed);
     models::TrainOptions to;
     to.batch = data.batch;
     to.accum = optf.accum;
     to.data_seed = run.seed;
+    to.comm = &comm;
     models::Trainer trainer(*model, *adapters.store, optf.config(run.steps), ds, to);
+    if (comm.lead() && comm.size() > 1)
+      std::fprintf(stderr, "finetune: data parallel over %d processes (%s), %lld sequences per rank per micro-batch\n",
+                   comm.size(), comm.name().c_str(), static_cast<long long>(data.batch / comm.size()));
     tools::TrainLoop loop(trainer, *adapters.store, run, "finetune");
     Backend& be = backend_for(model->device());
     be.stats().reset_peak();
     loop.run();
     const double peak_mb = static_cast<double>(be.stats().peak_bytes) / (1024.0 * 1024.0);
+    if (!comm.lead()) return 0;  // rank 0 evaluates and writes the files
     double accuracy = -1;
     if (eval_arith > 0) {
       const auto op = data.arith == "add" ? models::ArithOp::Add : models::ArithOp::Sub;
@@ -117,5 +127,5 @@ int main(int argc, char** argv) {
       f << summary.dump(2) << "\n";
     }
     return 0;
-  });
+  }));
 }

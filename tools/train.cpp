@@ -8,6 +8,7 @@
 #include "models/generation.h"
 #include "models/tokenizer.h"
 #include "models/trainer.h"
+#include "nn/dist.h"
 #include "tools/common/cli.h"
 #include "tools/common/train_flags.h"
 
@@ -38,7 +39,8 @@ int main(int argc, char** argv) {
   optf.add(app);
   run.add(app);
   app.add_option("--out", out, "write the final model here (HF Llama safetensors)");
-  return tools::run_tool(app, argc, argv, [&] {
+  return nn::finish(tools::run_tool(app, argc, argv, [&] {
+    nn::Communicator& comm = nn::world();  // under mpirun: data parallel, rank 0 reports
     run.apply();
     auto tok = models::load_tokenizer(data.tokenizer, 0);
     cfg.vocab_size = tok->vocab_size();
@@ -47,18 +49,23 @@ int main(int argc, char** argv) {
     if (cfg.hidden_dim == 0) cfg.hidden_dim = (8 * cfg.dim / 3 + 7) / 8 * 8;
     cfg.tied_embeddings = false;
     cfg.validate("flags");
-    tools::check_writable(out, "--out");
+    if (comm.lead()) tools::check_writable(out, "--out");
     models::TokenDataset ds = data.load(*tok, cfg.seq_len, run.seed);
     models::LlamaModel model(cfg, run.seed, run.device());
     model.params().set_trainable(true);
-    std::fprintf(stderr, "train: %s\ntrain: %lld trainable parameters (the whole model), %lld train / %lld val tokens\n",
-                 cfg.str().c_str(), static_cast<long long>(model.params().numel()),
-                 static_cast<long long>(ds.train_tokens()), static_cast<long long>(ds.val_tokens()));
+    if (comm.lead())
+      std::fprintf(stderr, "train: %s\ntrain: %lld trainable parameters (the whole model), %lld train / %lld val tokens\n",
+                   cfg.str().c_str(), static_cast<long long>(model.params().numel()),
+                   static_cast<long long>(ds.train_tokens()), static_cast<long long>(ds.val_tokens()));
     models::TrainOptions to;
     to.batch = data.batch;
     to.accum = optf.accum;
     to.data_seed = run.seed;
+    to.comm = &comm;
     models::Trainer trainer(model, model.params(), optf.config(run.steps), ds, to);
+    if (comm.lead() && comm.size() > 1)
+      std::fprintf(stderr, "train: data parallel over %d processes (%s), %lld sequences per rank per micro-batch\n",
+                   comm.size(), comm.name().c_str(), static_cast<long long>(data.batch / comm.size()));
     tools::TrainLoop loop(trainer, model.params(), run, "train");
     loop.sample = [&](int64_t step) {
       models::GenerateOptions go;
@@ -70,10 +77,10 @@ int main(int argc, char** argv) {
       return "sample @" + std::to_string(step) + ": " + text;
     };
     loop.run();
-    if (!out.empty()) {
+    if (!out.empty() && comm.lead()) {
       models::write_hf_llama(out, model.to_checkpoint());
       std::fprintf(stderr, "train: wrote %s\n", out.c_str());
     }
     return 0;
-  });
+  }));
 }

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 
 #include "engine/backend.h"
 #include "engine/error.h"
@@ -25,7 +26,7 @@ void DataFlags::add(CLI::App& app, bool allow_text) {
   app.add_option("--arith-max", arith_max, "largest arithmetic operand")->capture_default_str();
   app.add_option("--tokenizer", tokenizer, "tokenizer: a llama2.c tok*.bin, or 'byte'")->capture_default_str();
   app.add_option("--seq", seq, "sequence length")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--batch", batch, "sequences per micro-batch")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--batch", batch, "sequences per micro-batch (over all ranks under mpirun)")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--val-frac", val_frac, "fraction of the text held out for validation")->capture_default_str();
 }
 
@@ -126,45 +127,54 @@ void TrainLoop::save(int64_t step) {
 }
 
 void TrainLoop::run() {
-  check_writable(run_.checkpoint, "--checkpoint");
+  // Data parallel: every rank trains; rank 0 alone logs, evaluates, samples and writes files.
+  const bool lead = trainer_.comm().lead();
+  if (lead) check_writable(run_.checkpoint, "--checkpoint");
   int64_t start = 0;
-  if (!run_.resume.empty()) {
+  if (!run_.resume.empty()) {  // every rank loads the same checkpoint
     models::TrainState st = models::load_train_state(run_.resume, trained_, trainer_.optimizer());
     trainer_.set_data_position(st.data_position);
     start = trainer_.optimizer().step_count();
-    std::fprintf(stderr, "%s: resumed from %s at step %lld\n", tool_.c_str(), run_.resume.c_str(), static_cast<long long>(start));
+    if (lead)
+      std::fprintf(stderr, "%s: resumed from %s at step %lld\n", tool_.c_str(), run_.resume.c_str(), static_cast<long long>(start));
     if (start >= run_.steps) throw FormatError("--resume " + run_.resume + " is already at step " + std::to_string(start) +
                                                " of --steps " + std::to_string(run_.steps));
   }
-  Progress progress(run_.steps, run_.log_every);
-  MetricsFile metrics(run_.metrics);
+  std::optional<Progress> progress;
+  if (lead) progress.emplace(run_.steps, run_.log_every);
+  MetricsFile metrics(lead ? run_.metrics : std::string());
   double ms_sum = 0;
   int64_t ms_n = 0;
   for (int64_t step = start + 1; step <= run_.steps; ++step) {
     const models::StepStats s = trainer_.step();
     nlohmann::json row{{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms", s.ms}, {"tok_s", s.tok_s}};
+    if (trainer_.comm().size() > 1) {
+      row["ranks"] = trainer_.comm().size();
+      row["comm_ms"] = s.comm_ms;
+    }
     if (step > start + 1 || run_.steps - start == 1) {  // the first step warms caches up
       ms_sum += s.ms;
       ++ms_n;
     }
+    last_loss = s.loss;
+    steps_done = step;
+    if (!lead) continue;  // the other ranks go straight on to the next step's all-reduce
     const bool eval_now = (run_.eval_every > 0 && step % run_.eval_every == 0) || step == run_.steps;
     if (eval_now && run_.eval_batches > 0 && trainer_.has_val()) {
       last_val_loss = trainer_.val_loss(run_.eval_batches);
       row["val_loss"] = last_val_loss;
       char buf[128];
       std::snprintf(buf, sizeof buf, "%s: step %lld  val loss %.4f", tool_.c_str(), static_cast<long long>(step), last_val_loss);
-      progress.note(buf);
+      progress->note(buf);
     }
     if (extra) extra(row);
     metrics.write(row);
-    progress.update(step, s.loss, s.tok_s);
-    if (sample && run_.sample_every > 0 && step % run_.sample_every == 0) progress.note(sample(step));
+    progress->update(step, s.loss, s.tok_s);
+    if (sample && run_.sample_every > 0 && step % run_.sample_every == 0) progress->note(sample(step));
     if (!run_.checkpoint.empty() && ((run_.checkpoint_every > 0 && step % run_.checkpoint_every == 0) || step == run_.steps))
       save(step);
-    last_loss = s.loss;
-    steps_done = step;
   }
-  progress.finish();
+  if (progress) progress->finish();
   mean_ms = ms_n ? ms_sum / static_cast<double>(ms_n) : 0.0;
 }
 

@@ -1,6 +1,7 @@
 // tools/common/train_flags.h — what train, finetune and gradflow share: their data,
 // optimizer and run flags, and TrainLoop, which drives a models::Trainer with progress,
-// JSONL metrics, validation, samples, atomic checkpoints and resume.
+// JSONL metrics, validation, samples, atomic checkpoints and resume. Under mpirun every rank
+// runs the loop; rank 0 alone prints, evaluates, samples and writes metrics and checkpoints.
 #pragma once
 #include <functional>
 #include <string>
@@ -58,8 +59,8 @@ void check_writable(const std::string& path, const char* flag);
 class TrainLoop {
  public:
   TrainLoop(models::Trainer& trainer, nn::ParamStore& trained, const RunFlags& run, std::string tool);
-  std::function<std::string(int64_t step)> sample;  // optional: a line of generated text
-  std::function<void(nlohmann::json& row)> extra;   // optional: add fields to each metrics row
+  std::function<std::string(int64_t step)> sample;  // optional: a line of generated text (rank 0 only)
+  std::function<void(nlohmann::json& row)> extra;   // optional: add fields to each metrics row (rank 0 only)
   void run();
 
   // After run(): what the summary table needs.
