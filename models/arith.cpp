@@ -1,6 +1,8 @@
 // models/arith.cpp — the arithmetic language generator.
 #include "models/arith.h"
 
+#include <algorithm>
+
 #include "engine/rng.h"
 
 namespace cg::models {
@@ -17,7 +19,15 @@ std::pair<std::string, std::string> problem(ArithOp op, Rng& rng, int max_operan
   } while (held_out(a, b) != want_held_out);
   const char sym = op == ArithOp::Add ? '+' : '-';
   const int64_t c = op == ArithOp::Add ? a + b : a - b;
-  return {std::to_string(a) + sym + std::to_string(b) + "=", std::to_string(c)};
+  // Fixed width: operands zero-padded to the width of max_operand, the answer to one
+  // digit more and written least-significant digit first, so every answer digit depends
+  // on the operand digits at fixed distances plus one carry (a left-to-right model can
+  // then learn the algorithm rather than a table).
+  const size_t w = std::to_string(max_operand).size();
+  auto pad = [](std::string d, size_t width) { return std::string(width > d.size() ? width - d.size() : 0, '0') + d; };
+  std::string ans = pad(std::to_string(c), w + 1);
+  std::reverse(ans.begin(), ans.end());
+  return {pad(std::to_string(a), w) + sym + pad(std::to_string(b), w) + "=", ans};
 }
 }  // namespace
 

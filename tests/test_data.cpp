@@ -1,6 +1,7 @@
 // tests/test_data.cpp — token windows, resumable batch order, the arithmetic task.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "models/arith.h"
@@ -54,7 +55,11 @@ TEST_CASE("arithmetic task: correct sums, held-out pairs never in a corpus") {
     const size_t minus = line.find('-'), eq = line.find('=');
     REQUIRE(minus != std::string::npos);
     const int a = std::stoi(line.substr(0, minus)), b = std::stoi(line.substr(minus + 1, eq - minus - 1));
-    CHECK(std::stoi(line.substr(eq + 1)) == a - b);
+    std::string ans = line.substr(eq + 1);  // least-significant digit first, 3 digits
+    CHECK(ans.size() == 3);
+    std::reverse(ans.begin(), ans.end());
+    CHECK(std::stoi(ans) == a - b);
+    CHECK(line.size() == 9);  // "aa-bb=ccc"
     CHECK(a >= b);
     seen.insert(line.substr(0, eq + 1));
   }
@@ -62,6 +67,8 @@ TEST_CASE("arithmetic task: correct sums, held-out pairs never in a corpus") {
   for (const auto& [prompt, answer] : arith_eval_set(ArithOp::Sub, 200, 99, 3)) {
     CHECK(seen.count(prompt) == 0);
     const size_t minus = prompt.find('-');
-    CHECK(std::stoi(answer) == std::stoi(prompt.substr(0, minus)) - std::stoi(prompt.substr(minus + 1)));
+    std::string ans = answer;
+    std::reverse(ans.begin(), ans.end());
+    CHECK(std::stoi(ans) == std::stoi(prompt.substr(0, minus)) - std::stoi(prompt.substr(minus + 1)));
   }
 }
