@@ -196,7 +196,7 @@ $(BIN)/bench_%: $(OBJ)/bench/bench_%.o $(LIB)
 	$(CXX) $(CXXFLAGS) $< $(LIB) $(LDLIBS) -lbenchmark -lpthread -o $@
 
 test: all
-	bash scripts/run-tests.sh $(BIN) $(TEST_BIN)
+	bash scripts/run-tests.sh $(BIN) $(TEST_BIN) $(SANITIZE)
 
 # Regenerates the committed golden files of the PyTorch parity tests (needs Debian's python3-torch).
 .PHONY: golden
