@@ -1,6 +1,7 @@
 # chaingrad — builds the library, the tools and the tests into build/.
 #   make              library + tools + tests
-#   make test         build, run every test and gradcheck
+#   make demo         the main job (scripts/demo.sh): pretrain, fine-tune with each adapter, compare
+#   make test         build, run every test, gradcheck, the docs checks and the MPI checks
 #   make SANITIZE=1 test   the same under ASan + UBSan (objects in build/san)
 #   make golden       regenerate tests/golden/ with the PyTorch reference scripts
 #   make CUDA=1       insist on the CUDA backend (CUDA=0 skips it; default: detect nvcc)
@@ -146,7 +147,7 @@ TEST_BIN  := $(BUILD)/tests/test_all$(if $(filter 1,$(SANITIZE)),_san,)
 BENCH_SRCS := $(wildcard bench/*.cpp)
 BENCHES    := $(BENCH_SRCS:bench/%.cpp=$(BIN)/%)
 
-.PHONY: all test clean info tools examples bench golden
+.PHONY: all test clean info tools examples bench golden demo
 .SECONDARY:
 all: info $(LIB) $(TOOLS) $(EXAMPLES) $(TEST_BIN)
 
@@ -194,6 +195,11 @@ bench: $(BENCHES)
 $(BIN)/bench_%: $(OBJ)/bench/bench_%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) $< $(LIB) $(LDLIBS) -lbenchmark -lpthread -o $@
+
+# The main job: pretrain a tiny model, fine-tune it with LoRA, MoSLoRA and LinChain, table + plot.
+# make demo DATA=text.txt BASE=model.bin [TOKENIZER=tok.bin] runs the comparison on real data.
+demo: all
+	DATA="$(DATA)" BASE="$(BASE)" TOKENIZER="$(TOKENIZER)" bash scripts/demo.sh
 
 test: all
 	bash scripts/run-tests.sh $(BIN) $(TEST_BIN) $(SANITIZE)
