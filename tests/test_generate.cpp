@@ -16,8 +16,10 @@
 #include "models/hf_llama.h"
 #include "models/llama2c.h"
 #include "models/tokenizer.h"
+#include "tests/tool_runner.h"
 
 namespace fs = std::filesystem;
+using namespace cg::testing;
 
 namespace {
 
@@ -25,49 +27,6 @@ const std::string kModel = "../shared/data/stories260K/stories260K.bin";
 const std::string kTok = "../shared/data/stories260K/tok512.bin";
 const std::string kGenerate = "build/bin/generate";
 const std::string kEvaluate = "build/bin/evaluate";
-
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// A scratch directory removed at the end of the test case.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int n = 0;
-    path = fs::temp_directory_path() / ("cg_test_generate_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-Run run(const std::string& bin, const std::vector<std::string>& args) {
-  TempDir d;
-  std::string cmd = quote(bin);
-  for (const auto& a : args) cmd += " " + quote(a);
-  cmd += " >" + quote(d.file("out")) + " 2>" + quote(d.file("err")) + " </dev/null";
-  const int st = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.out = slurp(d.path / "out");
-  r.err = slurp(d.path / "err");
-  return r;
-}
 
 bool have_all() {
   if (!fs::exists(kGenerate) || !fs::exists(kEvaluate)) {
@@ -79,16 +38,6 @@ bool have_all() {
     return false;
   }
   return true;
-}
-
-// Exit code 2, nothing on stdout, exactly one line on stderr naming the tool.
-void check_usage_error(const Run& r, const std::string& tool, const std::string& needle) {
-  INFO("stderr: " << r.err);
-  CHECK(r.code == 2);
-  CHECK(r.out.empty());
-  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
-  CHECK(r.err.rfind(tool + ":", 0) == 0);
-  CHECK(r.err.find(needle) != std::string::npos);
 }
 
 }  // namespace

@@ -53,6 +53,15 @@ int main(int argc, char** argv) {
       for (const auto& [path, flag] : {std::pair{out, "--out"}, {merge_out, "--merge-out"}, {summary_path, "--summary"}})
         tools::check_writable(path, flag);
     if (eval_arith > 0 && data.arith.empty()) throw FormatError("--eval-arith needs --arith");
+    // The adapter flags are checked before the (possibly large) base model is read.
+    nn::AdapterConfig flags_cfg;
+    flags_cfg.kind = nn::parse_adapter_kind(adapter_kind);
+    flags_cfg.rank = rank;
+    flags_cfg.chain = chain;
+    flags_cfg.alpha = alpha;
+    flags_cfg.targets = nn::parse_targets(targets);
+    flags_cfg.init = nn::parse_mixer_init(init);
+    flags_cfg.validate();
     models::Checkpoint ck = models::read_checkpoint(model_path);
     auto model = models::LlamaModel::from_checkpoint(ck, run.device());
     auto tok = models::load_tokenizer(data.tokenizer, static_cast<int>(model->config().vocab_size));
@@ -61,14 +70,7 @@ int main(int argc, char** argv) {
     if (!adapter_in.empty()) {
       adapters = models::load_adapter(adapter_in, model->linears(), run.device());
     } else {
-      nn::AdapterConfig ac;
-      ac.kind = nn::parse_adapter_kind(adapter_kind);
-      ac.rank = rank;
-      ac.chain = chain;
-      ac.alpha = alpha;
-      ac.targets = nn::parse_targets(targets);
-      ac.init = nn::parse_mixer_init(init);
-      adapters = nn::attach_adapters(model->linears(), ac, run.seed, run.device());
+      adapters = nn::attach_adapters(model->linears(), flags_cfg, run.seed, run.device());
     }
     const nn::AdapterConfig& ac = adapters.config;
     if (comm.lead()) {

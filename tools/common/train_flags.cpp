@@ -1,6 +1,7 @@
 // tools/common/train_flags.cpp — shared training flags and the training loop driver.
 #include "tools/common/train_flags.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -90,6 +91,9 @@ void RunFlags::add(CLI::App& app) {
   app.add_option("--checkpoint-every", checkpoint_every, "save the checkpoint every N steps (0: at the end only)")
       ->capture_default_str();
   app.add_option("--resume", resume, "continue from this training checkpoint");
+  app.add_option("--stop-after", stop_after,
+                 "stop after this step (the schedule still spans --steps), e.g. to continue later with --resume")
+      ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: OpenMP's default)")->capture_default_str();
   app.add_option("--device", device_name, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
 }
@@ -145,7 +149,8 @@ void TrainLoop::run() {
   MetricsFile metrics(lead ? run_.metrics : std::string());
   double ms_sum = 0;
   int64_t ms_n = 0;
-  for (int64_t step = start + 1; step <= run_.steps; ++step) {
+  const int64_t last = run_.stop_after > 0 ? std::min(run_.steps, run_.stop_after) : run_.steps;
+  for (int64_t step = start + 1; step <= last; ++step) {
     const models::StepStats s = trainer_.step();
     nlohmann::json row{{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms", s.ms}, {"tok_s", s.tok_s}};
     if (trainer_.comm().size() > 1) {

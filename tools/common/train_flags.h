@@ -46,6 +46,7 @@ struct RunFlags {
   int64_t eval_every = 50, eval_batches = 8, sample_every = 0, sample_tokens = 64, log_every = 10;
   std::string metrics, checkpoint, resume, device_name = "cpu";
   int64_t checkpoint_every = 0;
+  int64_t stop_after = 0;  // 0: run to --steps
   int threads = 0;
   void add(CLI::App& app);
   void apply() const;  // threads

@@ -1,0 +1,74 @@
+// tests/tool_runner.h — running the built tools from a test as a user would (from the
+// repo root, build/bin/...): a scratch directory, a command runner capturing exit code,
+// stdout and stderr, and the check of a usage error (exit 2, one stderr line).
+#pragma once
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace cg::testing {
+
+namespace fs = std::filesystem;
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+
+inline std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+inline std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// A scratch directory removed at the end of its scope.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int n = 0;
+    path = fs::temp_directory_path() / ("cg_test_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+inline Run run(const std::string& bin, const std::vector<std::string>& args) {
+  TempDir d;
+  std::string cmd = quote(bin);
+  for (const auto& a : args) cmd += " " + quote(a);
+  cmd += " >" + quote(d.file("out")) + " 2>" + quote(d.file("err")) + " </dev/null";
+  const int st = std::system(cmd.c_str());
+  Run r;
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = slurp(d.path / "out");
+  r.err = slurp(d.path / "err");
+  return r;
+}
+
+// Exit code 2, nothing on stdout, exactly one line on stderr naming the tool.
+inline void check_usage_error(const Run& r, const std::string& tool, const std::string& needle) {
+  INFO("stderr: " << r.err);
+  CHECK(r.code == 2);
+  CHECK(r.out.empty());
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  CHECK(r.err.rfind(tool + ":", 0) == 0);
+  CHECK(r.err.find(needle) != std::string::npos);
+}
+
+}  // namespace cg::testing
