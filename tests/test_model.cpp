@@ -150,10 +150,13 @@ TEST_CASE("LlamaModel: KV-cache decoding equals the full forward at every positi
     LlamaModel m(small_config(tied), 11);
     scale_weights(m, 5.0);
     Tensor ids = random_ids(2, 12, m.config().vocab_size, 5);
+    // float32: one-row and many-row GEMMs sum in different orders, by a BLAS-dependent
+    // amount: ≤ 1e-5 here (AMD EPYC, OpenBLAS Zen kernels), 1.3e-5 on a Xeon with OpenBLAS's
+    // generic kernels. The bound is 2e-6 of the largest logit (|logit| ≈ 10 here).
     const double one_by_one = max_cache_diff(m, ids, std::vector<int64_t>(12, 1));
     const double chunked = max_cache_diff(m, ids, {5, 1, 4, 2});
-    CHECK(one_by_one <= 1e-5);
-    CHECK(chunked <= 1e-5);
+    CHECK(one_by_one <= 2e-5);
+    CHECK(chunked <= 2e-5);
   }
 }
 
@@ -167,7 +170,7 @@ TEST_CASE("LlamaModel: the decode path includes unmerged adapters") {
     lin->adapter = a;
   }
   Tensor ids = random_ids(1, 9, m.config().vocab_size, 3);
-  CHECK(max_cache_diff(m, ids, {4, 1, 1, 1, 1, 1}) <= 1e-5);
+  CHECK(max_cache_diff(m, ids, {4, 1, 1, 1, 1, 1}) <= 2e-5);  // as above
   NoGrad ng;
   Tensor with = m.forward(ids);
   for (auto& [name, lin] : m.linears()) lin->adapter.reset();
