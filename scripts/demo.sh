@@ -22,11 +22,11 @@ common=(--threads 2 --log-every 50)
 if [ -z "$DATA" ] && [ -z "$BASE" ]; then
   echo "== demo: embedded arithmetic task (pretrain on a+b, fine-tune on a-b)"
   "$BIN/train" --arith add --arith-lines 30000 --dim 96 --layers 3 --heads 4 --kv-heads 2 --seq 64 --batch 16 \
-    --steps 800 --lr 3e-3 --warmup 50 --min-lr-frac 0.1 --eval-every 200 --seed 1 \
+    --steps 1500 --lr 3e-3 --warmup 50 --min-lr-frac 0.1 --eval-every 250 --seed 1 \
     --metrics "$OUT/pretrain.jsonl" --out "$OUT/base.safetensors" "${common[@]}"
   base="$OUT/base.safetensors"
   ft_data=(--arith sub --arith-lines 30000 --eval-arith 300)
-  ft_steps=400
+  ft_steps=500
   ft_lr=3e-3
   seq=64
   tokargs=()
