@@ -44,7 +44,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
     Backend& b = backend(q);
     const DType t = q.dtype();
     if (needs_grad(v)) {  // gv[BK, Tk, D] = pᵀ · gy  (sums the G heads of the group)
-      Tensor gv = Tensor::zeros(v.shape(), t, v.device());
+      // Rows at or past Tk (an unused cache tail) must read as zero; the GEMM writes the rest.
+      Tensor gv = Tk == Tcap ? detail::empty_like(v) : Tensor::zeros(v.shape(), t, v.device());
       b.gemm(t, true, false, Tk, D, GT, 1.0, p.raw(), Tk, GT * Tk, gy.raw(), D, GT * D, 0.0, gv.raw(), D, Tcap * D, BK);
       accumulate(v, gv);
     }
@@ -59,7 +60,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
       accumulate(q, gq);
     }
     if (needs_grad(k)) {  // gk[BK, Tk, D] = scale · gsᵀ · q'
-      Tensor gk = Tensor::zeros(k.shape(), t, k.device());
+      Tensor gk = Tk == Tcap ? detail::empty_like(k) : Tensor::zeros(k.shape(), t, k.device());
       b.gemm(t, true, false, Tk, D, GT, scale, gs.raw(), Tk, GT * Tk, q.raw(), D, GT * D, 0.0, gk.raw(), D, Tcap * D, BK);
       accumulate(k, gk);
     }

@@ -1,8 +1,9 @@
 // engine/cpu/cpu_backend.h — the CPU implementation of the backend table: OpenBLAS for
-// GEMM, OpenMP loops for everything else. Loops are parallel only over independent
-// outputs, and every reduction runs in a fixed order, so results never depend on the
-// thread count. Kernels are split by family: cpu_memory.cpp, cpu_elementwise.cpp,
-// cpu_nn.cpp, cpu_optim.cpp.
+// GEMM, parallel_for loops (engine/cpu/cpu_parallel.h: serial below a size threshold, a
+// sleeping worker pool above it) and `omp simd` vectorisation for everything else. Loops
+// are parallel only over independent outputs, and every reduction runs in a fixed order,
+// so results never depend on the thread count. Kernels are split by family:
+// cpu_memory.cpp, cpu_elementwise.cpp, cpu_nn.cpp, cpu_optim.cpp.
 #pragma once
 #include <mutex>
 #include <unordered_map>

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/cpu_parallel.h"
 #include "engine/cpu/cpu_math.h"
 
 namespace cg {
@@ -85,15 +86,40 @@ void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& o
     T* po = out.data<T>();
     if (a.shape() == out.shape() && b.shape() == out.shape()) {
       const int64_t n = out.numel();
-#pragma omp parallel for schedule(static) if (n > 32768)
-      for (int64_t i = 0; i < n; ++i) po[i] = apply_binary(op, pa[i], pb[i]);
+      // One loop per op so each vectorises (out may be a or b itself: element i reads
+      // only element i, so that is safe).
+      switch (op) {
+        case BinaryOp::Add:
+          cpu::parallel_range(n, cpu::kParElementwise, [&](int64_t b, int64_t e) {
+#pragma omp simd
+            for (int64_t i = b; i < e; ++i) po[i] = pa[i] + pb[i];
+          });
+          break;
+        case BinaryOp::Sub:
+          cpu::parallel_range(n, cpu::kParElementwise, [&](int64_t b, int64_t e) {
+#pragma omp simd
+            for (int64_t i = b; i < e; ++i) po[i] = pa[i] - pb[i];
+          });
+          break;
+        case BinaryOp::Mul:
+          cpu::parallel_range(n, cpu::kParElementwise, [&](int64_t b, int64_t e) {
+#pragma omp simd
+            for (int64_t i = b; i < e; ++i) po[i] = pa[i] * pb[i];
+          });
+          break;
+        case BinaryOp::Div:
+          cpu::parallel_range(n, cpu::kParElementwise, [&](int64_t b, int64_t e) {
+#pragma omp simd
+            for (int64_t i = b; i < e; ++i) po[i] = pa[i] / pb[i];
+          });
+          break;
+      }
       return;
     }
     const auto o = out.shape().padded();
     const auto sa = bstrides(a.shape(), o), sb = bstrides(b.shape(), o);
     const int64_t outer = o[0] * o[1];
-#pragma omp parallel for schedule(static) if (out.numel() > 32768)
-    for (int64_t i01 = 0; i01 < outer; ++i01) {
+    cpu::parallel_for(outer, out.numel(), cpu::kParElementwise, [&](int64_t i01) {
       const int64_t i0 = i01 / o[1], i1 = i01 % o[1];
       T* dst = po + i01 * o[2] * o[3];
       for (int64_t i2 = 0; i2 < o[2]; ++i2) {
@@ -101,7 +127,7 @@ void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& o
         const T* rb = pb + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
         for (int64_t i3 = 0; i3 < o[3]; ++i3) dst[i2 * o[3] + i3] = apply_binary(op, ra[i3 * sa[3]], rb[i3 * sb[3]]);
       }
-    }
+    });
   });
 }
 
@@ -120,8 +146,7 @@ void CpuBackend::sum_to(const Tensor& x, Tensor& out) {
     for (int d = 0; d < 4; ++d) red[d] = (os[d] == 1) ? xs[d] : 1;
     const int64_t n = out.numel();
     // Each output sums its inputs in index order: deterministic.
-#pragma omp parallel for schedule(static) if (x.numel() > 32768)
-    for (int64_t i = 0; i < n; ++i) {
+    cpu::parallel_for(n, x.numel(), cpu::kParElementwise, [&](int64_t i) {
       int64_t r = i;
       std::array<int64_t, 4> idx{};
       for (int d = 3; d >= 0; --d) { idx[d] = r % os[d]; r /= os[d]; }
@@ -134,7 +159,7 @@ void CpuBackend::sum_to(const Tensor& x, Tensor& out) {
             for (int64_t e = 0; e < red[3]; ++e) s += row[e];
           }
       po[i] = static_cast<T>(s);
-    }
+    });
   });
 }
 
@@ -145,8 +170,16 @@ void CpuBackend::unary(UnaryOp op, const Tensor& x, Tensor& y, double s) {
     T* py = y.data<T>();
     const int64_t n = x.numel();
     const T ts = static_cast<T>(s);
-#pragma omp parallel for schedule(static) if (n > 16384)
-    for (int64_t i = 0; i < n; ++i) py[i] = apply_unary(op, px[i], ts);
+    if (op == UnaryOp::Silu) {  // the hot one (SwiGLU): a loop of its own so it vectorises
+      cpu::parallel_range(n, cpu::kParRowwise, [&](int64_t b, int64_t e) {
+#pragma omp simd
+        for (int64_t i = b; i < e; ++i) py[i] = px[i] / (T(1) + cpu::fast_exp(-px[i]));
+      });
+      return;
+    }
+    cpu::parallel_range(n, cpu::kParRowwise, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) py[i] = apply_unary(op, px[i], ts);
+    });
   });
 }
 
@@ -158,8 +191,19 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& gy, T
     T* pgx = gx.data<T>();
     const int64_t n = x.numel();
     const T ts = static_cast<T>(s);
-#pragma omp parallel for schedule(static) if (n > 16384)
-    for (int64_t i = 0; i < n; ++i) pgx[i] = unary_deriv(op, px[i], ts) * pg[i];
+    if (op == UnaryOp::Silu) {
+      cpu::parallel_range(n, cpu::kParRowwise, [&](int64_t b, int64_t e) {
+#pragma omp simd
+        for (int64_t i = b; i < e; ++i) {
+          const T sg = T(1) / (T(1) + cpu::fast_exp(-px[i]));
+          pgx[i] = sg * (T(1) + px[i] * (T(1) - sg)) * pg[i];
+        }
+      });
+      return;
+    }
+    cpu::parallel_range(n, cpu::kParRowwise, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) pgx[i] = unary_deriv(op, px[i], ts) * pg[i];
+    });
   });
 }
 
@@ -170,8 +214,10 @@ void CpuBackend::axpy(double alpha, const Tensor& x, Tensor& y) {
     T* py = y.data<T>();
     const int64_t n = x.numel();
     const T a = static_cast<T>(alpha);
-#pragma omp parallel for schedule(static) if (n > 32768)
-    for (int64_t i = 0; i < n; ++i) py[i] += a * px[i];
+    cpu::parallel_range(n, cpu::kParElementwise, [&](int64_t b, int64_t e) {
+#pragma omp simd
+      for (int64_t i = b; i < e; ++i) py[i] += a * px[i];
+    });
   });
 }
 
@@ -183,15 +229,14 @@ double CpuBackend::sum_squares(const Tensor& x) {
     const int64_t n = x.numel();
     constexpr int64_t kChunk = 4096;  // fixed chunks, summed in order: thread-count independent
     const int64_t nchunks = (n + kChunk - 1) / kChunk;
-    std::vector<double> part(static_cast<size_t>(nchunks));
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t c = 0; c < nchunks; ++c) {
+    double* part = cpu::scratch<double>(0, static_cast<size_t>(nchunks));
+    cpu::parallel_for(nchunks, n, 65536, [&](int64_t c) {
       double s = 0;
       const int64_t end = std::min(n, (c + 1) * kChunk);
       for (int64_t i = c * kChunk; i < end; ++i) s += static_cast<double>(px[i]) * px[i];
       part[static_cast<size_t>(c)] = s;
-    }
-    for (double p : part) total += p;
+    });
+    for (int64_t c = 0; c < nchunks; ++c) total += part[c];
   });
   return total;
 }
@@ -203,8 +248,7 @@ void CpuBackend::copy_box(DType dt, const void* src, const int64_t ss[4], void* 
     const T* ps = static_cast<const T*>(src);
     T* pd = static_cast<T*>(dst);
     const int64_t outer = sh[0] * sh[1];
-#pragma omp parallel for schedule(static) if (outer * sh[2] * sh[3] > 32768)
-    for (int64_t i01 = 0; i01 < outer; ++i01) {
+    cpu::parallel_for(outer, outer * sh[2] * sh[3], cpu::kParElementwise, [&](int64_t i01) {
       const int64_t i0 = i01 / sh[1], i1 = i01 % sh[1];
       for (int64_t i2 = 0; i2 < sh[2]; ++i2) {
         const T* s = ps + i0 * ss[0] + i1 * ss[1] + i2 * ss[2];
@@ -214,7 +258,7 @@ void CpuBackend::copy_box(DType dt, const void* src, const int64_t ss[4], void* 
         else
           for (int64_t i3 = 0; i3 < sh[3]; ++i3) d[i3 * ds[3]] = s[i3 * ss[3]];
       }
-    }
+    });
   };
   if (dt == DType::I32) {
     if (accumulate) throw DTypeError("copy_box: cannot accumulate i32");
@@ -231,9 +275,9 @@ void CpuBackend::dropout(const Tensor& x, Tensor& y, double p, uint64_t seed) {
     T* py = y.data<T>();
     const int64_t n = x.numel();
     const T scale = static_cast<T>(1.0 / (1.0 - p));
-#pragma omp parallel for schedule(static) if (n > 16384)
-    for (int64_t i = 0; i < n; ++i)
+    cpu::parallel_for(n, n, cpu::kParRowwise, [&](int64_t i) {
       py[i] = dropout_keep(seed, static_cast<uint64_t>(i), p) ? px[i] * scale : T(0);
+    });
   });
 }
 

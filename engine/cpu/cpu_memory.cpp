@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/cpu_parallel.h"
 
 namespace cg {
 
@@ -67,26 +69,57 @@ void CpuBackend::fill(Tensor& t, double value) {
   }
 }
 
+namespace {
+
+// One product C[m,n] = alpha·op(A)·op(B) + beta·C. (A GEMV route for m == 1 was tried
+// for the decode path: no faster than OpenBLAS's own m == 1 GEMM on these sizes, and it
+// rounds differently from the full-sequence forward, so it is not used.)
+template <class T>
+void gemm_one(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+              int64_t ldb, T beta, T* c, int64_t ldc) {
+  constexpr bool f32 = std::is_same_v<T, float>;
+  const auto TA = ta ? CblasTrans : CblasNoTrans;
+  const auto TB = tb ? CblasTrans : CblasNoTrans;
+  if constexpr (f32) cblas_sgemm(CblasRowMajor, TA, TB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  else cblas_dgemm(CblasRowMajor, TA, TB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// Below this many multiply-adds per product, a batch of products runs one product per
+// thread (OpenBLAS single-threaded inside each) instead of threading every small GEMM.
+// Below kMinParallelGemm in the whole batch, one thread does it all.
+constexpr double kSmallGemm = 4.0 * 1024 * 1024;
+constexpr double kMinParallelGemm = 64.0 * 1024;
+
+}  // namespace
+
 void CpuBackend::do_gemm(DType dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
                          const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb,
                          int64_t stride_b, double beta, void* c, int64_t ldc, int64_t stride_c,
                          int64_t batch) {
-  const auto TA = ta ? CblasTrans : CblasNoTrans;
-  const auto TB = tb ? CblasTrans : CblasNoTrans;
-  for (int64_t i = 0; i < batch; ++i) {
-    if (dt == DType::F32) {
-      cblas_sgemm(CblasRowMajor, TA, TB, m, n, k, static_cast<float>(alpha),
-                  static_cast<const float*>(a) + i * stride_a, lda,
-                  static_cast<const float*>(b) + i * stride_b, ldb, static_cast<float>(beta),
-                  static_cast<float*>(c) + i * stride_c, ldc);
-    } else if (dt == DType::F64) {
-      cblas_dgemm(CblasRowMajor, TA, TB, m, n, k, alpha, static_cast<const double*>(a) + i * stride_a, lda,
-                  static_cast<const double*>(b) + i * stride_b, ldb, beta,
-                  static_cast<double*>(c) + i * stride_c, ldc);
-    } else {
-      throw DTypeError("gemm: needs f32 or f64, got i32");
+  if (dt == DType::I32) throw DTypeError("gemm: needs f32 or f64, got i32");
+  dispatch_float(dt, "gemm", [&](auto tag) {
+    using T = decltype(tag);
+    const T* pa = static_cast<const T*>(a);
+    const T* pb = static_cast<const T*>(b);
+    T* pc = static_cast<T*>(c);
+    const T al = static_cast<T>(alpha), be = static_cast<T>(beta);
+    auto one = [&](int64_t i) {
+      gemm_one<T>(ta, tb, m, n, k, al, pa + i * stride_a, lda, pb + i * stride_b, ldb, be, pc + i * stride_c, ldc);
+    };
+    const int threads = cpu::max_threads();
+    // Each product is computed whole by one thread with the same kernel either way, so the
+    // bits do not depend on the thread count. (A zero C stride means products accumulate
+    // into one matrix: those must stay in order, serially.)
+    const double mnk = static_cast<double>(m) * n * k;
+    if (batch >= threads && threads > 1 && stride_c != 0 && mnk <= kSmallGemm && mnk * batch >= kMinParallelGemm &&
+        !cpu::in_parallel()) {
+      openblas_set_num_threads(1);
+      cpu::parallel_for(batch, batch, 0, one);
+      openblas_set_num_threads(threads);
+      return;
     }
-  }
+    for (int64_t i = 0; i < batch; ++i) one(i);
+  });
 }
 
 }  // namespace cg

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/cpu_parallel.h"
 #include "engine/cpu/cpu_math.h"
 
 namespace cg {
@@ -15,7 +16,7 @@ constexpr int64_t kRowBlock = 64;  // rows per partial sum in cross-row reductio
 
 // Sums per-block partials [nblocks, d] in block order into out[d] (+=).
 template <class T>
-void add_partials(const std::vector<double>& part, int64_t nblocks, int64_t d, T* out) {
+void add_partials(const double* part, int64_t nblocks, int64_t d, T* out) {
   for (int64_t j = 0; j < d; ++j) {
     double s = 0;
     for (int64_t b = 0; b < nblocks; ++b) s += part[static_cast<size_t>(b * d + j)];
@@ -30,12 +31,12 @@ void CpuBackend::softmax(const Tensor& x, Tensor& y, bool log, int64_t causal_tq
     const int64_t rows = x.shape().rows(), cols = x.shape().cols();
     const T* px = x.data<T>();
     T* py = y.data<T>();
-#pragma omp parallel for schedule(static) if (rows * cols > 16384)
-    for (int64_t r = 0; r < rows; ++r) {
+    cpu::parallel_for(rows, rows * cols, cpu::kParRowwise, [&](int64_t r) {
       const T* xr = px + r * cols;
       T* yr = py + r * cols;
       const int64_t valid = causal_tq > 0 ? std::min(cols, r % causal_tq + causal_offset + 1) : cols;
       T mx = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : mx)
       for (int64_t c = 0; c < valid; ++c) mx = std::max(mx, xr[c]);
       T sum = 0;
 #pragma omp simd reduction(+ : sum)
@@ -50,10 +51,12 @@ void CpuBackend::softmax(const Tensor& x, Tensor& y, bool log, int64_t causal_tq
         for (int64_t c = valid; c < cols; ++c) yr[c] = -std::numeric_limits<T>::infinity();
       } else {
         const T inv = T(1) / sum;
+#pragma omp simd
         for (int64_t c = 0; c < valid; ++c) yr[c] *= inv;
+#pragma omp simd
         for (int64_t c = valid; c < cols; ++c) yr[c] = 0;
       }
-    }
+    });
   });
 }
 
@@ -64,8 +67,7 @@ void CpuBackend::softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx,
     const T* py = y.data<T>();
     const T* pg = gy.data<T>();
     T* pgx = gx.data<T>();
-#pragma omp parallel for schedule(static) if (rows * cols > 16384)
-    for (int64_t r = 0; r < rows; ++r) {
+    cpu::parallel_for(rows, rows * cols, cpu::kParRowwise, [&](int64_t r) {
       const T* yr = py + r * cols;
       const T* gr = pg + r * cols;
       T* out = pgx + r * cols;
@@ -81,7 +83,7 @@ void CpuBackend::softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx,
 #pragma omp simd
         for (int64_t c = 0; c < cols; ++c) out[c] = yr[c] * (gr[c] - s);
       }
-    }
+    });
   });
 }
 
@@ -91,15 +93,15 @@ void CpuBackend::rmsnorm(const Tensor& x, const Tensor& w, Tensor& y, Tensor& rs
     const int64_t rows = x.shape().rows(), d = x.shape().cols();
     const T *px = x.data<T>(), *pw = w.data<T>();
     T *py = y.data<T>(), *pr = rstd.data<T>();
-#pragma omp parallel for schedule(static) if (rows * d > 16384)
-    for (int64_t r = 0; r < rows; ++r) {
+    cpu::parallel_for(rows, rows * d, cpu::kParRowwise, [&](int64_t r) {
       const T* xr = px + r * d;
-      T ss = 0;
+      T ss = 0;  // in order, not vectorised: the decode path must see the same bits
       for (int64_t j = 0; j < d; ++j) ss += xr[j] * xr[j];
       const T rs = T(1) / std::sqrt(ss / T(d) + T(eps));
       pr[r] = rs;
+#pragma omp simd
       for (int64_t j = 0; j < d; ++j) py[r * d + j] = xr[j] * rs * pw[j];
-    }
+    });
   });
 }
 
@@ -112,24 +114,25 @@ void CpuBackend::rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor
     if (gx) {
       T* pgx = gx->data<T>();
       // gx_j = rs·w_j·g_j − rs³/d · x_j · Σ_k w_k g_k x_k
-#pragma omp parallel for schedule(static) if (rows * d > 16384)
-      for (int64_t r = 0; r < rows; ++r) {
+      cpu::parallel_for(rows, rows * d, cpu::kParRowwise, [&](int64_t r) {
         const T *xr = px + r * d, *gr = pg + r * d;
         const T rs = pr[r];
         T dot = 0;
         for (int64_t j = 0; j < d; ++j) dot += pw[j] * gr[j] * xr[j];
         const T c = rs * rs * rs * dot / T(d);
+#pragma omp simd
         for (int64_t j = 0; j < d; ++j) pgx[r * d + j] = rs * pw[j] * gr[j] - c * xr[j];
-      }
+      });
     }
     if (gw) {
       // gw_j += Σ_r g_rj · x_rj · rs_r
       const int64_t nb = (rows + kRowBlock - 1) / kRowBlock;
-      std::vector<double> part(static_cast<size_t>(nb * d), 0.0);
-#pragma omp parallel for schedule(static) if (rows * d > 16384)
-      for (int64_t b = 0; b < nb; ++b)
+      double* part = cpu::scratch<double>(0, static_cast<size_t>(nb * d));
+      std::fill(part, part + nb * d, 0.0);
+      cpu::parallel_for(nb, rows * d, cpu::kParRowwise, [&](int64_t b) {
         for (int64_t r = b * kRowBlock; r < std::min(rows, (b + 1) * kRowBlock); ++r)
           for (int64_t j = 0; j < d; ++j) part[static_cast<size_t>(b * d + j)] += pg[r * d + j] * px[r * d + j] * pr[r];
+      });
       add_partials(part, nb, d, gw->data<T>());
     }
   });
@@ -142,8 +145,7 @@ void CpuBackend::layernorm(const Tensor& x, const Tensor& w, const Tensor& b, Te
     const int64_t rows = x.shape().rows(), d = x.shape().cols();
     const T *px = x.data<T>(), *pw = w.data<T>(), *pb = b.data<T>();
     T *py = y.data<T>(), *pm = mean.data<T>(), *pr = rstd.data<T>();
-#pragma omp parallel for schedule(static) if (rows * d > 16384)
-    for (int64_t r = 0; r < rows; ++r) {
+    cpu::parallel_for(rows, rows * d, cpu::kParRowwise, [&](int64_t r) {
       const T* xr = px + r * d;
       T mu = 0;
       for (int64_t j = 0; j < d; ++j) mu += xr[j];
@@ -154,7 +156,7 @@ void CpuBackend::layernorm(const Tensor& x, const Tensor& w, const Tensor& b, Te
       pm[r] = mu;
       pr[r] = rs;
       for (int64_t j = 0; j < d; ++j) py[r * d + j] = (xr[j] - mu) * rs * pw[j] + pb[j];
-    }
+    });
   });
 }
 
@@ -167,8 +169,7 @@ void CpuBackend::layernorm_backward(const Tensor& x, const Tensor& w, const Tens
     if (gx) {
       T* pgx = gx->data<T>();
       // g = gy·w; gx = rs·(g − mean(g) − x̂·mean(g·x̂))
-#pragma omp parallel for schedule(static) if (rows * d > 16384)
-      for (int64_t r = 0; r < rows; ++r) {
+      cpu::parallel_for(rows, rows * d, cpu::kParRowwise, [&](int64_t r) {
         const T *xr = px + r * d, *gr = pg + r * d;
         const T mu = pm[r], rs = pr[r];
         T mg = 0, mgx = 0;
@@ -180,19 +181,22 @@ void CpuBackend::layernorm_backward(const Tensor& x, const Tensor& w, const Tens
         mg /= T(d);
         mgx /= T(d);
         for (int64_t j = 0; j < d; ++j) pgx[r * d + j] = rs * (gr[j] * pw[j] - mg - (xr[j] - mu) * rs * mgx);
-      }
+      });
     }
     if (gw || gb) {
       const int64_t nb = (rows + kRowBlock - 1) / kRowBlock;
-      std::vector<double> pw_part(static_cast<size_t>(nb * d), 0.0), pb_part(static_cast<size_t>(nb * d), 0.0);
-#pragma omp parallel for schedule(static) if (rows * d > 16384)
-      for (int64_t b = 0; b < nb; ++b)
+      double* pw_part = cpu::scratch<double>(0, static_cast<size_t>(nb * d));
+      double* pb_part = cpu::scratch<double>(1, static_cast<size_t>(nb * d));
+      std::fill(pw_part, pw_part + nb * d, 0.0);
+      std::fill(pb_part, pb_part + nb * d, 0.0);
+      cpu::parallel_for(nb, rows * d, cpu::kParRowwise, [&](int64_t b) {
         for (int64_t r = b * kRowBlock; r < std::min(rows, (b + 1) * kRowBlock); ++r)
           for (int64_t j = 0; j < d; ++j) {
             const size_t k = static_cast<size_t>(b * d + j);
             pw_part[k] += pg[r * d + j] * (px[r * d + j] - pm[r]) * pr[r];
             pb_part[k] += pg[r * d + j];
           }
+      });
       if (gw) add_partials(pw_part, nb, d, gw->data<T>());
       if (gb) add_partials(pb_part, nb, d, gb->data<T>());
     }
@@ -204,31 +208,46 @@ void CpuBackend::rope(const Tensor& x, Tensor& y, int64_t pos_offset, double the
     using T = decltype(tag);
     const int64_t B = x.dim(0), Tn = x.dim(1), H = x.dim(2), D = x.dim(3), half = D / 2;
     // cos/sin table [T, D/2], computed like HF (inverse frequencies in the working type).
-    std::vector<T> cs(static_cast<size_t>(Tn * half)), sn(static_cast<size_t>(Tn * half));
-    for (int64_t t = 0; t < Tn; ++t)
-      for (int64_t i = 0; i < half; ++i) {
-        const T inv_freq = T(1) / std::pow(T(theta), T(2 * i) / T(D));
-        const T a = T(pos_offset + t) * inv_freq;
-        cs[static_cast<size_t>(t * half + i)] = std::cos(a);
-        sn[static_cast<size_t>(t * half + i)] = inverse ? -std::sin(a) : std::sin(a);
-      }
+    // A training step asks for the same table (positions 0..T−1) in every layer, forward
+    // and backward, so the last one is kept per thread and reused while its key matches.
+    struct Table {
+      int64_t tn = -1, d = -1, pos = -1;
+      double theta = 0;
+      std::vector<T> cs, sn;
+    };
+    thread_local Table tab;
+    if (tab.tn != Tn || tab.d != D || tab.pos != pos_offset || tab.theta != theta) {
+      tab.cs.resize(static_cast<size_t>(Tn * half));
+      tab.sn.resize(static_cast<size_t>(Tn * half));
+      for (int64_t t = 0; t < Tn; ++t)
+        for (int64_t i = 0; i < half; ++i) {
+          const T inv_freq = T(1) / std::pow(T(theta), T(2 * i) / T(D));
+          const T a = T(pos_offset + t) * inv_freq;
+          tab.cs[static_cast<size_t>(t * half + i)] = std::cos(a);
+          tab.sn[static_cast<size_t>(t * half + i)] = std::sin(a);
+        }
+      tab.tn = Tn, tab.d = D, tab.pos = pos_offset, tab.theta = theta;
+    }
+    const T* cs = tab.cs.data();
+    const T* sn = tab.sn.data();
+    const T sign = inverse ? T(-1) : T(1);  // the inverse rotates by −a: sin(−a) = −sin a
     const T* px = x.data<T>();
     T* py = y.data<T>();
-#pragma omp parallel for schedule(static) if (x.numel() > 16384)
-    for (int64_t bt = 0; bt < B * Tn; ++bt) {
+    cpu::parallel_for(B * Tn, x.numel(), cpu::kParRowwise, [&](int64_t bt) {
       const int64_t t = bt % Tn;
-      const T* c = cs.data() + t * half;
-      const T* s = sn.data() + t * half;
+      const T* c = cs + t * half;
+      const T* s = sn + t * half;
       for (int64_t h = 0; h < H; ++h) {
         const T* xr = px + (bt * H + h) * D;
         T* yr = py + (bt * H + h) * D;
+#pragma omp simd
         for (int64_t i = 0; i < half; ++i) {
-          const T x1 = xr[i], x2 = xr[i + half];
-          yr[i] = x1 * c[i] - x2 * s[i];
-          yr[i + half] = x2 * c[i] + x1 * s[i];
+          const T x1 = xr[i], x2 = xr[i + half], si = sign * s[i];
+          yr[i] = x1 * c[i] - x2 * si;
+          yr[i + half] = x2 * c[i] + x1 * si;
         }
       }
-    }
+    });
   });
 }
 
@@ -239,8 +258,9 @@ void CpuBackend::embedding(const Tensor& table, const Tensor& ids, Tensor& out) 
     const int32_t* pi = ids.data<int32_t>();
     const T* pt = table.data<T>();
     T* po = out.data<T>();
-#pragma omp parallel for schedule(static) if (n * d > 16384)
-    for (int64_t i = 0; i < n; ++i) std::copy(pt + pi[i] * d, pt + (pi[i] + 1) * d, po + i * d);
+    cpu::parallel_for(n, n * d, cpu::kParRowwise, [&](int64_t i) {
+      std::copy(pt + pi[i] * d, pt + (pi[i] + 1) * d, po + i * d);
+    });
   });
 }
 
@@ -252,9 +272,9 @@ void CpuBackend::embedding_backward(const Tensor& ids, const Tensor& gy, Tensor&
     const T* pg = gy.data<T>();
     T* pt = gtable.data<T>();
     // Parallel over embedding columns, tokens in order within each: deterministic.
-#pragma omp parallel for schedule(static) if (n * d > 16384)
-    for (int64_t j = 0; j < d; ++j)
+    cpu::parallel_for(d, n * d, cpu::kParRowwise, [&](int64_t j) {
       for (int64_t i = 0; i < n; ++i) pt[pi[i] * d + j] += pg[i * d + j];
+    });
   });
 }
 
@@ -265,10 +285,10 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, Tens
     const T* pl = logits.data<T>();
     const int32_t* pt = targets.data<int32_t>();
     T *ploss = loss.data<T>(), *plse = lse.data<T>();
-#pragma omp parallel for schedule(static) if (rows * v > 16384)
-    for (int64_t r = 0; r < rows; ++r) {
+    cpu::parallel_for(rows, rows * v, cpu::kParRowwise, [&](int64_t r) {
       const T* lr = pl + r * v;
       T mx = lr[0];
+#pragma omp simd reduction(max : mx)
       for (int64_t c = 1; c < v; ++c) mx = std::max(mx, lr[c]);
       T s = 0;
 #pragma omp simd reduction(+ : s)
@@ -276,7 +296,7 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, Tens
       const T l = mx + std::log(s);
       plse[r] = l;
       ploss[r] = pt[r] < 0 ? T(0) : l - lr[pt[r]];
-    }
+    });
   });
 }
 
@@ -289,19 +309,18 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& lse,
     const int32_t* pt = targets.data<int32_t>();
     T* pg = glogits.data<T>();
     const T sc = static_cast<T>(scale);
-#pragma omp parallel for schedule(static) if (rows * v > 16384)
-    for (int64_t r = 0; r < rows; ++r) {
+    cpu::parallel_for(rows, rows * v, cpu::kParRowwise, [&](int64_t r) {
       T* gr = pg + r * v;
       if (pt[r] < 0) {
         std::fill(gr, gr + v, T(0));
-        continue;
+        return;
       }
       const T* lr = pl + r * v;
       const T l = plse[r];
 #pragma omp simd
       for (int64_t c = 0; c < v; ++c) gr[c] = sc * cpu::fast_exp(lr[c] - l);
       gr[pt[r]] -= sc;
-    }
+    });
   });
 }
 
