@@ -1,7 +1,6 @@
 // engine/backend.cpp — picks the backend of a device; thread-count control.
 #include "engine/backend.h"
 
-#include <cblas.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -37,7 +36,6 @@ void set_num_threads(int n) {
 #ifdef _OPENMP
   omp_set_num_threads(n);
 #endif
-  openblas_set_num_threads(n);
 }
 
 int num_threads() {
