@@ -191,7 +191,7 @@ if have_part gradflow; then
     run_jobs "$jf"
     rm -f "$jf"
     OMP_NUM_THREADS=1 $BIN/gradflow $GF --adapter linchain --chain 3 --check-preconditioner --check-at 30 \
-      --check-module model.layers.0.self_attn.q_proj --check-lrs 10,1,1e-1,1e-2,1e-3,1e-4 --eval-batches 0 >"$d/preconditioner.txt" 2>&1
+      --check-module model.layers.0.self_attn.q_proj --check-lrs 10,1,1e-1,1e-2,1e-3,1e-4 >"$d/preconditioner.txt" 2>&1
   else
     echo "skipped: $S260, $TOK or $SHAKE absent" >"$d/SKIPPED"
   fi
