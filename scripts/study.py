@@ -370,7 +370,7 @@ class Report:
         mc_steps = next((x["steps"] for x in st if x), "?")
         self.w(f"`evaluate --task` on the first {limit} items of each test file (the choice with the highest "
                "summed log-probability of its answer tokens after the Alpaca prompt). 'after' = the base with a "
-               "fine-tuned adapter merged in (`finetune --merge-out`), fine-tuned for {mc_steps} AdamW steps on the task's "
+               f"fine-tuned adapter merged in (`finetune --merge-out`), fine-tuned for {mc_steps} AdamW steps on the task's "
                "train.json turned into prompt + answer text (scripts/study.py --mc-text; r = 8, alpha = 16, seq 128, "
                "batch 8, lr 2e-3), seed 0 (one seed: these numbers are for the record, not for ranking). Chance = 1/(number of "
                "choices); majority = always answering the most frequent gold answer of the evaluated items.")
