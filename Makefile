@@ -214,3 +214,9 @@ clean:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 -include fuzz/fuzz.mk
+
+# The gradient-dynamics study (issue 5): runs every experiment into build/study and rewrites
+# docs/study.md and docs/figures/study_*.png (long; not part of CI). See scripts/study.sh.
+.PHONY: study
+study: all
+	bash scripts/study.sh build/study

@@ -1,10 +1,11 @@
 // tools/gradflow.cpp — gradient-flow runs of the adapters: trains an adapter on a task and
 // logs, per step and adapted module, factor gradient norms, update norms, the ΔW spectrum
 // and update cosines (nn/gradflow.h) to JSONL; or checks the chain's preconditioner formula.
-// Tasks plug in through GradFlowTask: today the built-in teacher–student layer
-// (--task teacher, nn/teacher.h). A fine-tune of the real model (--model/--data/--text) and
-// the one-batch gradient dump (--dump-grads) are meant to be another GradFlowTask and one
-// more mode beside run_training / run_check; they are not built yet.
+// Tasks plug in through GradFlowTask: the built-in teacher–student layer (--task teacher,
+// nn/teacher.h) and a fine-tune of a real model (--model with --data, --text or --arith;
+// the base frozen, the adapter from flags or --adapter-in). --dump-grads (with --model and
+// --text) runs one forward/backward of the file encoded whole and writes the loss and every
+// adapter gradient under its PEFT name (models/adapter_file.h layout) instead of training.
 // Exit status: 0 done, 1 the loss diverged (or an internal error), 2 bad flags or input.
 #include <chrono>
 #include <cmath>
@@ -15,13 +16,22 @@
 #include <string>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/tape.h"
+#include "models/adapter_file.h"
+#include "models/checkpoint.h"
+#include "models/data.h"
+#include "models/llama.h"
+#include "models/safetensors.h"
+#include "models/tokenizer.h"
 #include "nn/adapters.h"
 #include "nn/gradflow.h"
 #include "nn/optim.h"
 #include "nn/teacher.h"
+#include "ops/ops.h"
 #include "tools/common/cli.h"
 #include "tools/common/progress.h"
+#include "tools/common/train_flags.h"
 
 namespace {
 
@@ -40,6 +50,9 @@ class GradFlowTask {
   virtual std::vector<std::pair<std::string, double>> evaluate() = 0;
   virtual std::string describe() const = 0;
   virtual int64_t rows_per_step() const = 0;
+  // Called before each training step with its index (tasks with costly evaluations use it
+  // to evaluate only on the steps that are logged).
+  virtual void begin_step(int64_t /*step*/) {}
 };
 
 class TeacherGradFlowTask : public GradFlowTask {
@@ -66,6 +79,62 @@ class TeacherGradFlowTask : public GradFlowTask {
   nn::TeacherTask task_;
 };
 
+// A frozen base model fine-tuned through its adapters on a TokenDataset: the training loss
+// of the next batch (the same deterministic batch order as models::Trainer: sample indices
+// advance by `batch` per step under `data_seed`), and the validation loss (eval_batches
+// batches) on the steps that are logged — cached in between, so evaluate() stays cheap.
+class ModelGradFlowTask : public GradFlowTask {
+ public:
+  ModelGradFlowTask(models::LlamaModel& model, const models::TokenDataset& data, std::string source, int64_t batch,
+                    uint64_t data_seed, int64_t eval_batches, int every, int64_t steps)
+      : model_(model), data_(data), source_(std::move(source)), batch_(batch), seed_(data_seed),
+        eval_batches_(eval_batches), every_(std::max(1, every)), steps_(steps) {}
+  std::string name() const override { return "model"; }
+  std::vector<std::pair<std::string, nn::Linear*>> linears() override { return model_.linears(); }
+  void begin_step(int64_t step) override { step_ = step; }
+  Tensor train_loss() override {
+    models::Batch b = data_.train_batch(seed_, position_, batch_, model_.device());
+    position_ += batch_;
+    return model_.loss(b.ids, b.targets);
+  }
+  std::vector<std::pair<std::string, double>> evaluate() override {
+    if (data_.val_windows() == 0 || eval_batches_ <= 0) return {};
+    const bool due = step_ < 0 || step_ % every_ == 0 || step_ == steps_ - 1;
+    if (due && step_ != evaluated_at_) {
+      NoGrad ng;
+      double sum = 0;
+      int64_t n = 0;
+      for (int64_t w = 0; w < data_.val_windows() && n < eval_batches_; w += batch_, ++n) {
+        models::Batch b = data_.val_batch(w, batch_, model_.device());
+        sum += model_.loss(b.ids, b.targets).item();
+      }
+      val_ = sum / static_cast<double>(n);
+      evaluated_at_ = step_;
+    }
+    return {{"val_loss", val_}};
+  }
+  std::string describe() const override {
+    std::ostringstream s;
+    s << "model: " << model_.config().str() << "; data " << source_ << ": " << data_.train_tokens()
+      << " training tokens, " << data_.val_tokens() << " validation tokens, windows of " << data_.seq_len()
+      << ", batch " << batch_;
+    return s.str();
+  }
+  int64_t rows_per_step() const override { return batch_ * data_.seq_len(); }
+
+ private:
+  models::LlamaModel& model_;
+  const models::TokenDataset& data_;
+  std::string source_;
+  int64_t batch_;
+  uint64_t seed_;
+  int64_t eval_batches_;
+  int every_;
+  int64_t steps_;
+  int64_t position_ = 0, step_ = -1, evaluated_at_ = -2;
+  double val_ = 0;
+};
+
 struct RunOptions {
   nn::AdapterConfig adapter;
   nn::OptimConfig optim;
@@ -78,6 +147,9 @@ struct RunOptions {
   // --check-preconditioner
   int64_t check_at = 20;
   std::vector<double> check_lrs{1e-1, 1e-2, 1e-3, 1e-4};
+  std::string check_module;     // empty: every module (teacher) / the first one (model)
+  std::string adapter_in;       // start from this adapter file instead of a fresh init
+  Device device = Device::CPU;
 };
 
 struct Attached {
@@ -87,13 +159,18 @@ struct Attached {
 
 Attached attach(GradFlowTask& task, const RunOptions& o) {
   Attached a;
-  a.set = nn::attach_adapters(task.linears(), o.adapter, o.seed);
+  if (!o.adapter_in.empty())
+    a.set = models::load_adapter(o.adapter_in, task.linears(), o.device);
+  else
+    a.set = nn::attach_adapters(task.linears(), o.adapter, o.seed, o.device);
   a.opt = std::make_unique<nn::Optimizer>(*a.set.store, o.optim);
+  const nn::AdapterConfig& c = a.set.config;
   std::printf("%s\n", task.describe().c_str());
-  std::printf("adapter %s: rank %d, mixers %d, alpha %g, init %s, %zu module(s); trainable parameters: %lld\n",
-              nn::adapter_kind_name(o.adapter.kind).c_str(), o.adapter.rank, o.adapter.num_mixers(), o.adapter.alpha,
-              nn::mixer_init_name(o.adapter.init).c_str(), a.set.adapters.size(),
-              static_cast<long long>(a.set.trainable_params()));
+  std::printf("adapter %s: rank %d, mixers %d, alpha %g, init %s, %zu module(s); trainable parameters: %lld%s\n",
+              nn::adapter_kind_name(c.kind).c_str(), c.rank, c.num_mixers(), c.alpha,
+              o.adapter_in.empty() ? nn::mixer_init_name(c.init).c_str() : ("from " + o.adapter_in).c_str(),
+              a.set.adapters.size(), static_cast<long long>(a.set.trainable_params()),
+              c.targets.empty() ? "" : (", targets " + nn::target_modules_csv(c.targets)).c_str());
   std::printf("optimizer %s: lr %g, clip %g, weight decay %g, seed %llu\n", o.optim.name.c_str(), o.optim.lr,
               o.optim.clip, o.optim.weight_decay, static_cast<unsigned long long>(o.seed));
   std::fflush(stdout);
@@ -103,6 +180,7 @@ Attached attach(GradFlowTask& task, const RunOptions& o) {
 // One optimizer step: backward of the task's loss, measurements around the step. Returns the loss.
 double train_step(GradFlowTask& task, Attached& a, nn::GradFlowLogger* logger, int64_t step,
                   std::vector<std::pair<std::string, double>>* extra_out) {
+  task.begin_step(step);
   a.set.store->zero_grad();
   const Tensor loss = task.train_loss();
   backward(loss);
@@ -130,13 +208,15 @@ int run_training(GradFlowTask& task, const RunOptions& o) {
   for (int64_t step = 0; step < o.steps; ++step) {
     std::vector<std::pair<std::string, double>> extra;
     loss = train_step(task, a, &logger, step, &extra);
+    const size_t n_eval = extra.size() - 2;  // train_step appends lr and global_grad_norm
     if (!std::isfinite(loss)) {
       progress.finish();
       logger.close();
       std::printf("diverged: loss is not finite at step %lld (lr too high?)\n", static_cast<long long>(step));
       return 1;
     }
-    metric = extra.empty() ? loss : extra.front().second;
+    // The watched metric is the task's first evaluation field (the training loss without one).
+    metric = n_eval > 0 ? extra.front().second : loss;
     if (o.target_loss && !reached && metric < *o.target_loss) reached = step + 1;
     nlohmann::json row{{"step", step}, {"loss", loss}};
     for (const auto& [k, v] : extra) row[k] = v;
@@ -147,25 +227,34 @@ int run_training(GradFlowTask& task, const RunOptions& o) {
   progress.finish();
   logger.close();
   const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("final: train loss %.6g, %s %.6g after %lld steps (%.3f ms/step)\n", loss,
-              task.evaluate().front().first.c_str(), metric, static_cast<long long>(o.steps),
-              o.steps > 0 ? 1e3 * el / static_cast<double>(o.steps) : 0.0);
-  for (const auto& [k, v] : task.evaluate()) std::printf("final %s: %.6g\n", k.c_str(), v);
+  const auto fin = task.evaluate();
+  const std::string metric_name = fin.empty() ? "train loss" : fin.front().first;
+  std::printf("final: train loss %.6g, %s %.6g after %lld steps (%.3f ms/step)\n", loss, metric_name.c_str(), metric,
+              static_cast<long long>(o.steps), o.steps > 0 ? 1e3 * el / static_cast<double>(o.steps) : 0.0);
+  for (const auto& [k, v] : fin) std::printf("final %s: %.6g\n", k.c_str(), v);
   if (o.target_loss) {
     if (reached)
-      std::printf("target: %s < %g first after %lld steps\n", task.evaluate().front().first.c_str(), *o.target_loss,
+      std::printf("target: %s < %g first after %lld steps\n", metric_name.c_str(), *o.target_loss,
                   static_cast<long long>(*reached));
     else
-      std::printf("target: %s < %g not reached in %lld steps\n", task.evaluate().front().first.c_str(),
-                  *o.target_loss, static_cast<long long>(o.steps));
+      std::printf("target: %s < %g not reached in %lld steps\n", metric_name.c_str(), *o.target_loss,
+                  static_cast<long long>(o.steps));
   }
   return 0;
 }
 
 int run_check(GradFlowTask& task, const RunOptions& o) {
-  if (o.adapter.num_mixers() < 1)
+  if (o.adapter_in.empty() && o.adapter.num_mixers() < 1)
     throw FormatError("--check-preconditioner needs mixers: use --adapter moslora or linchain");
   Attached a = attach(task, o);
+  if (a.set.config.num_mixers() < 1)
+    throw FormatError("--check-preconditioner needs mixers: " + o.adapter_in + " is a LoRA adapter");
+  // Which modules: --check-module, else every module of the teacher / the first of a model.
+  std::vector<const nn::AttachedAdapter*> checked;
+  for (const auto& m : a.set.adapters)
+    if (o.check_module.empty() ? (task.name() == "teacher" || checked.empty()) : m.module == o.check_module)
+      checked.push_back(&m);
+  if (checked.empty()) throw FormatError("--check-module '" + o.check_module + "' is not an adapted module");
   for (int64_t step = 0; step < o.check_at; ++step)
     if (!std::isfinite(train_step(task, a, nullptr, step, nullptr)))
       throw Error("loss is not finite at step " + std::to_string(step) + " before the check (lr too high?)");
@@ -175,7 +264,8 @@ int run_check(GradFlowTask& task, const RunOptions& o) {
   std::printf("preconditioner check after %lld %s steps (B = 0 at init gives ∂L/∂P = 0 until B moves);\n"
               "SGD on the mixers only (A, B held fixed), in double: Wᵢ ← Wᵢ − η·∂L/∂Wᵢ\n",
               static_cast<long long>(o.check_at), o.optim.name.c_str());
-  for (const auto& m : a.set.adapters) {
+  for (const nn::AttachedAdapter* mp : checked) {
+    const nn::AttachedAdapter& m = *mp;
     const auto rows = nn::check_preconditioner(*m.adapter, o.check_lrs);
     std::printf("module %s (n = %zu): ‖∂L/∂P‖ = %.4g\n", m.module.c_str(), m.adapter->mixers().size(),
                 nn::frobenius_norm(m.adapter->probe().grad_product));
@@ -189,43 +279,107 @@ int run_check(GradFlowTask& task, const RunOptions& o) {
   return 0;
 }
 
+// --dump-grads: the file encoded whole (BOS first, as evaluate does; cut to the model's
+// seq_len + 1 tokens when longer), one forward and backward, and the loss plus every adapter
+// gradient under its PEFT name, transposed as models::save_adapter transposes the values
+// (lora_A = Aᵀ, lora_B = B, lora_AB / lora_mixer.{j} = W_{j+1}ᵀ), written atomically.
+int run_dump(models::LlamaModel& model, const models::Tokenizer& tok, const std::string& text_path,
+             const RunOptions& o, const std::string& out) {
+  std::vector<int> ids = tok.encode(models::read_text_file(text_path), true, false);
+  if (ids.size() < 2) throw FormatError("--text " + text_path + ": fewer than two tokens");
+  const size_t limit = static_cast<size_t>(model.config().seq_len) + 1;
+  if (ids.size() > limit) {
+    std::printf("dump-grads: %s encodes to %zu tokens; truncated to the model's seq_len %lld (+1 target)\n",
+                text_path.c_str(), ids.size(), static_cast<long long>(model.config().seq_len));
+    ids.resize(limit);
+  }
+  const int64_t T = static_cast<int64_t>(ids.size()) - 1;
+  const std::vector<int32_t> in(ids.begin(), ids.end() - 1), tgt(ids.begin() + 1, ids.end());
+  nn::AdapterSet set = !o.adapter_in.empty() ? models::load_adapter(o.adapter_in, model.linears(), o.device)
+                                             : nn::attach_adapters(model.linears(), o.adapter, o.seed, o.device);
+  set.store->zero_grad();
+  const Tensor loss = model.loss(Tensor::from_i32(in, {1, T}, model.device()), Tensor::from_i32(tgt, {1, T}, model.device()));
+  backward(loss);
+  auto grad_of = [](const Tensor& p, bool transpose) {
+    const Tensor g = p.grad().defined() ? p.grad().to(Device::CPU) : Tensor::zeros(p.shape(), p.dtype());
+    return transpose ? ops::transpose(g, 0, 1) : g;
+  };
+  const nn::AdapterKind kind = set.config.kind;
+  std::vector<std::pair<std::string, Tensor>> tensors{{"loss", loss.to(Device::CPU)}};
+  for (const auto& m : set.adapters) {
+    const nn::ChainAdapter& ad = *m.adapter;
+    tensors.emplace_back(models::kPeftPrefix + nn::adapter_a_name(m.module), grad_of(ad.a(), true));
+    for (size_t j = 0; j < ad.mixers().size(); ++j)
+      tensors.emplace_back(models::kPeftPrefix + nn::adapter_mixer_name(m.module, kind, static_cast<int>(j)),
+                           grad_of(ad.mixers()[j], true));
+    tensors.emplace_back(models::kPeftPrefix + nn::adapter_b_name(m.module), grad_of(ad.b(), false));
+  }
+  char lbuf[32];
+  std::snprintf(lbuf, sizeof lbuf, "%.9g", loss.item());
+  models::write_safetensors(out, tensors,
+                            {{"format", "pt"},
+                             {"content", "gradients"},
+                             {"peft_type", models::peft_type_name(kind)},
+                             {"text", text_path},
+                             {"tokens", std::to_string(T)},
+                             {"loss", lbuf}});
+  std::printf("dump-grads: %lld predicted tokens, loss %s; %zu tensors (%s, %zu modules) written to %s\n",
+              static_cast<long long>(T), lbuf, tensors.size(), models::peft_type_name(kind).c_str(),
+              set.adapters.size(), out.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Gradient flow through LoRA / MoSLoRA / LinChain adapters: per-factor gradient norms, updates, "
-               "ΔW spectrum, and the chain-as-preconditioner check.",
+               "ΔW spectrum, and the chain-as-preconditioner check; on the teacher task or a real model "
+               "(--model), or one gradient dump (--dump-grads).",
                "gradflow"};
   RunOptions o;
   nn::TeacherConfig tc;
-  std::string task = "teacher", adapter = "linchain", init = "kaiming", targets = "q";
+  tools::DataFlags data;
+  std::string task = "teacher", adapter = "linchain", init = "kaiming", targets, model_path, dump_path, device = "cpu";
   double alpha = 0;
   std::string check_lrs;
   bool check = false;
   double target_loss = NAN;
+  int64_t eval_batches = 4;
   o.adapter.rank = 8;
   o.optim.lr = 1e-2;
   o.optim.clip = 0;
-  app.add_option("--task", task, "task: teacher")->capture_default_str();
+  app.add_option("--task", task, "task: teacher (default; ignored with --model)")->capture_default_str();
+  app.add_option("--model", model_path, "fine-tune this base model (llama2.c .bin or HF .safetensors), frozen");
+  data.add(app, /*allow_text=*/true);
   app.add_option("--adapter", adapter, "lora | moslora | linchain")->capture_default_str();
   app.add_option("--rank", o.adapter.rank, "adapter rank r")->capture_default_str();
   app.add_option("--chain", o.adapter.chain, "LinChain's number of r×r factors n")->capture_default_str();
   app.add_option("--alpha", alpha, "alpha (scale s = alpha/r); default 2·rank");
+  app.add_option("--targets", targets, "modules to adapt (default: q for the teacher, q,k,v,up,down for a model)");
   app.add_option("--init", init, "mixer init: kaiming | identity | orthogonal")->capture_default_str();
+  app.add_option("--adapter-in", o.adapter_in, "start from this adapter file (it fixes kind, rank, chain, alpha, targets)");
   app.add_option("--optimizer", o.optim.name, "adamw | sgd")->capture_default_str();
   app.add_option("--lr", o.optim.lr, "learning rate (constant)")->capture_default_str();
   app.add_option("--clip", o.optim.clip, "global grad-norm clipping (≤ 0: off)")->capture_default_str();
   app.add_option("--weight-decay", o.optim.weight_decay, "decoupled weight decay")->capture_default_str();
   app.add_option("--steps", o.steps, "optimizer steps")->capture_default_str();
-  app.add_option("--batch", tc.batch, "rows per training batch")->capture_default_str();
   app.add_option("--seed", o.seed, "seed of the adapter init and the training data stream")->capture_default_str();
   app.add_option("--every", o.every, "log every K steps (and the last)")->capture_default_str();
   app.add_option("--top-k", o.top_k, "singular values of ΔW per row")->capture_default_str();
   app.add_option("--metrics", o.metrics, "per-module gradient-flow JSONL (one row per logged step and module)");
   app.add_option("--log", o.log, "per-step JSONL: step, loss, eval fields, lr");
+  app.add_option("--eval-batches", eval_batches, "model: validation batches per logged step (0: none)")
+      ->capture_default_str();
   app.add_option("--target-loss", target_loss, "report the first step where the held-out loss is below X");
+  app.add_option("--dump-grads", dump_path, "with --model and --text: write the loss and every adapter gradient "
+                                            "(PEFT names) here after one forward/backward, and exit");
   app.add_flag("--check-preconditioner", check, "print the preconditioner check table and exit");
   app.add_option("--check-at", o.check_at, "steps to train before the check (B = 0 at init)")->capture_default_str();
   app.add_option("--check-lrs", check_lrs, "comma-separated η list for the check (default 1e-1,1e-2,1e-3,1e-4)");
+  app.add_option("--check-module", o.check_module, "module of the check (default: all for the teacher, the first "
+                                                   "adapted module of a model)");
+  app.add_option("--device", device, "cpu or cuda (model runs)")->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--in", tc.in, "teacher: input features")->capture_default_str();
   app.add_option("--out", tc.out, "teacher: output features")->capture_default_str();
   app.add_option("--teacher-rank", tc.teacher_rank, "teacher: rank of ΔW*")->capture_default_str();
@@ -234,10 +388,11 @@ int main(int argc, char** argv) {
   app.add_option("--teacher-seed", tc.teacher_seed, "teacher: seed of W₀ and ΔW*")->capture_default_str();
   app.add_option("--heldout", tc.heldout, "teacher: rows of the held-out batch")->capture_default_str();
   return tools::run_tool(app, argc, argv, [&] {
-    if (task != "teacher") throw FormatError("unknown --task '" + task + "' (expected teacher)");
+    const bool on_model = !model_path.empty();
+    if (!on_model && task != "teacher") throw FormatError("unknown --task '" + task + "' (expected teacher)");
     o.adapter.kind = nn::parse_adapter_kind(adapter);
     o.adapter.init = nn::parse_mixer_init(init);
-    o.adapter.targets = nn::parse_targets(targets);
+    o.adapter.targets = nn::parse_targets(targets.empty() ? (on_model ? "q,k,v,up,down" : "q") : targets);
     o.adapter.alpha = alpha != 0 ? alpha : 2.0 * o.adapter.rank;
     o.adapter.validate();
     if (o.steps < 0 || o.every < 1 || o.check_at < 0) throw FormatError("--steps, --check-at must be ≥ 0, --every ≥ 1");
@@ -258,8 +413,34 @@ int main(int argc, char** argv) {
         o.check_lrs.push_back(v);
       }
     }
-    tc.data_seed = o.seed + 1;
-    TeacherGradFlowTask t(tc);
+    const bool data_given = !data.data.empty() || !data.text.empty() || !data.arith.empty();
+    if (!on_model) {
+      if (data_given || !dump_path.empty() || !o.adapter_in.empty())
+        throw FormatError("--data/--text/--arith, --dump-grads and --adapter-in need --model");
+      if (app.get_option("--batch")->count() > 0) tc.batch = data.batch;
+      tc.data_seed = o.seed + 1;
+      TeacherGradFlowTask t(tc);
+      return check ? run_check(t, o) : run_training(t, o);
+    }
+    if (device == "cuda") {
+      backend_for(Device::CUDA);  // a clear DeviceError when unavailable
+      o.device = Device::CUDA;
+    }
+    if (!dump_path.empty()) {
+      if (data.text.empty()) throw FormatError("--dump-grads needs --text FILE (the file is one sequence)");
+      if (check) throw FormatError("--dump-grads and --check-preconditioner exclude each other");
+      tools::check_writable(dump_path, "--dump-grads");
+    }
+    const models::Checkpoint ck = models::read_checkpoint(model_path);
+    auto model = models::LlamaModel::from_checkpoint(ck, o.device);
+    model->params().set_trainable(false);  // the base stays frozen
+    auto tok = models::load_tokenizer(data.tokenizer, static_cast<int>(model->config().vocab_size));
+    if (!dump_path.empty()) return run_dump(*model, *tok, data.text, o, dump_path);
+    if (!data_given) throw FormatError("no training data: give --data FILE, --text FILE or --arith add|sub");
+    if (app.get_option("--seq")->count() == 0) data.seq = std::min(data.seq, model->config().seq_len);
+    models::TokenDataset ds = data.load(*tok, model->config().seq_len, o.seed);
+    const std::string source = !data.text.empty() ? data.text : !data.data.empty() ? data.data : "arith " + data.arith;
+    ModelGradFlowTask t(*model, ds, source, data.batch, o.seed, eval_batches, o.every, o.steps);
     return check ? run_check(t, o) : run_training(t, o);
   });
 }
