@@ -148,7 +148,9 @@ BENCH_SRCS := $(wildcard bench/*.cpp)
 BENCHES    := $(BENCH_SRCS:bench/%.cpp=$(BIN)/%)
 
 .PHONY: all test clean info tools examples bench golden demo
-.SECONDARY:
+# Object files made through pattern rules are kept (not deleted as intermediates), and
+# still rebuilt when missing.
+.PRECIOUS: $(OBJ)/%.o
 all: info $(LIB) $(TOOLS) $(EXAMPLES) $(TEST_BIN)
 
 info:
@@ -165,7 +167,7 @@ $(OBJ)/%.o: %.cu
 # The library records which CUDA/MPI setting built it: switching CUDA=0/1 or MPI=0/1 in one
 # tree rebuilds the library (CUDA objects or the stub, the communicators) and relinks every
 # binary. The stamp is rewritten while the Makefile is read, and only when the setting changed
-# (a stamp made by a rule would count as intermediate under .SECONDARY and never force a rebuild).
+# (written here, not by a rule, so it exists before any target is considered).
 CONFIG       := cuda$(CUDA)-mpi$(MPI)-nccl$(NCCL)
 CONFIG_STAMP := $(OBJ)/config
 $(shell mkdir -p $(OBJ) && { [ "$$(cat $(CONFIG_STAMP) 2>/dev/null)" = "$(CONFIG)" ] || echo "$(CONFIG)" > $(CONFIG_STAMP); })
