@@ -136,10 +136,18 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--chain", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (bench/gpu_compare.sh)")
+    for k in ["dim", "layers", "heads", "kv_heads", "hidden", "vocab", "seq", "batch"]:
+        ap.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the config's " + k)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    c = CONFIGS[a.config]
+    c = dict(CONFIGS[a.config])
+    for k in c:
+        if getattr(a, k, None) is not None:
+            c[k] = getattr(a, k)
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     m = Llama(c)
     if a.mode == "pretrain":
         params = list(m.parameters())
@@ -153,19 +161,24 @@ def main():
                 lin = getattr(b, name)
                 lin.adapter = Adapter(lin.weight.shape[1], lin.weight.shape[0], a.rank, n, 2 * a.rank)
                 params += list(lin.adapter.parameters())
+    m.to(dev)
+    m.cos, m.sin, m.mask = m.cos.to(dev), m.sin.to(dev), m.mask.to(dev)
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
     g = torch.Generator().manual_seed(1)
     batches = [(torch.randint(0, c["vocab"], (c["batch"], c["seq"]), generator=g),
                 torch.randint(0, c["vocab"], (c["batch"], c["seq"]), generator=g)) for _ in range(4)]
+    batches = [(x.to(dev), y.to(dev)) for x, y in batches]
     times, cpu = [], []
     for i in range(a.warmup + a.steps):
         ids, tg = batches[i % 4]
+        sync()
         t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         loss = m(ids, tg)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        sync()
         t1, c1 = time.perf_counter(), time.process_time()
         if i >= a.warmup:
             times.append(t1 - t0)
@@ -173,7 +186,8 @@ def main():
     times.sort()
     cpu.sort()
     ms = 1000 * times[len(times) // 2]
-    print(json.dumps({"impl": "pytorch", "config": a.config, "mode": a.mode, "threads": a.threads, "ms_per_step": ms,
+    print(json.dumps({"impl": "pytorch", "config": a.config, "mode": a.mode, "threads": a.threads, "device": a.device,
+                      "ms_per_step": ms,
                       "cpu_ms_per_step": 1000 * cpu[len(cpu) // 2],
                       "tok_s": c["batch"] * c["seq"] / (ms / 1000),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
