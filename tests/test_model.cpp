@@ -311,11 +311,11 @@ TEST_CASE("stories260K: KV-cache decoding equals the full forward at every posit
   CHECK(max_cache_diff(*m64, t, std::vector<int64_t>(200, 1)) <= 1e-10);
   CHECK(max_cache_diff(*m64, t, {1, 63, 1, 100, 35}) <= 1e-10);
   // float32 (what generate runs): one-row and many-row GEMMs sum in different orders, so
-  // logits up to |22| differ by a few ulps (~1.6e-5 here); the bound is relative to the
-  // largest logit magnitude (1e-6 · 22 ≈ 2.2e-5).
+  // logits up to |22| differ by a few ulps (~1.6e-5 here, 2.2e-5 on a Xeon with OpenBLAS's
+  // generic kernels); the bound is relative to the largest logit magnitude (2e-6 · 22).
   auto m = LlamaModel::from_checkpoint(ck);
-  CHECK(max_cache_diff(*m, t, std::vector<int64_t>(200, 1)) <= 1e-6 * 22.0);
-  CHECK(max_cache_diff(*m, t, {1, 63, 1, 100, 35}) <= 1e-6 * 22.0);
+  CHECK(max_cache_diff(*m, t, std::vector<int64_t>(200, 1)) <= 2e-6 * 22.0);
+  CHECK(max_cache_diff(*m, t, {1, 63, 1, 100, 35}) <= 2e-6 * 22.0);
 }
 
 TEST_CASE("stories260K: logits match the PyTorch reference (interleaved RoPE on un-permuted weights)") {
