@@ -23,7 +23,7 @@ namespace cg::tools {
 struct DataFlags {
   std::string data, text, arith, tokenizer = "byte";
   int64_t arith_lines = 20000;
-  int arith_max = 99;
+  int arith_max = 19;
   int64_t seq = 128, batch = 8;
   double val_frac = 0.05;
   void add(CLI::App& app, bool allow_text);
