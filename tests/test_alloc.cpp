@@ -100,7 +100,16 @@ models::LlamaConfig small_config() {
 constexpr int64_t kMaxNewsPretrain = 500;
 constexpr int64_t kMaxNewsFinetune = 1900;
 
+// Sanitizer builds (CG_NO_ALLOC_CACHE) return every block to the system so ASan can see a
+// use after free: there the cache, and so this check, is off.
+#ifdef CG_NO_ALLOC_CACHE
+constexpr bool kAllocCache = false;
+#else
+constexpr bool kAllocCache = true;
+#endif
+
 TEST_CASE("a training step after warm-up takes no tensor memory from the system") {
+  if (!kAllocCache) MESSAGE("sanitizer build: the block cache is off, system allocations are not checked");
   const int prev = num_threads();
   for (int threads : {1, 2}) {
     set_num_threads(threads);
@@ -109,7 +118,7 @@ TEST_CASE("a training step after warm-up takes no tensor memory from the system"
     const StepCounts pre = count_steps(model, model.params(), 2, 3);
     MESSAGE("pretrain, ", threads, " thread(s): system allocs/step ", pre.system_allocs, ", operator new/step ",
             pre.news);
-    CHECK(pre.system_allocs == 0);
+    if (kAllocCache) CHECK(pre.system_allocs == 0);
     CHECK(pre.news > 0);  // the counter is live (the tape allocates nodes)
     CHECK(pre.news <= kMaxNewsPretrain);
 
@@ -121,7 +130,7 @@ TEST_CASE("a training step after warm-up takes no tensor memory from the system"
     const StepCounts ft = count_steps(base, *set.store, 2, 3);
     MESSAGE("linchain fine-tune, ", threads, " thread(s): system allocs/step ", ft.system_allocs,
             ", operator new/step ", ft.news);
-    CHECK(ft.system_allocs == 0);
+    if (kAllocCache) CHECK(ft.system_allocs == 0);
     CHECK(ft.news <= kMaxNewsFinetune);
   }
   set_num_threads(prev);
