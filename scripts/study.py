@@ -363,7 +363,7 @@ class Report:
             return
         limit = int(open(os.path.join(d, "limit.txt")).read()) if os.path.exists(os.path.join(d, "limit.txt")) else 0
         data_dir = None
-        for cand in ("../shared/data/llm_adapters/dataset", "/work/shared/data/llm_adapters/dataset"):
+        for cand in ("../shared/data/llm_adapters/dataset",):
             if os.path.isdir(cand):
                 data_dir = cand
         st = [load_json(p) for p in glob.glob(os.path.join(d, "*.summary.json"))]
