@@ -11,7 +11,7 @@ pkgs=(
   nlohmann-json3-dev       # JSON (safetensors headers, metrics)
   libcli11-dev             # command-line parsing for the tools
   libopenmpi-dev openmpi-bin   # data-parallel train/finetune under mpirun (optional: the Makefile detects it)
-  libomp-dev clang         # clang + libFuzzer harnesses
+  libomp-dev clang libclang-rt-14-dev   # clang + the libFuzzer/sanitizer runtime for the fuzz harnesses
   python3 python3-numpy python3-torch python3-matplotlib   # reference scripts and plots only
 )
 
