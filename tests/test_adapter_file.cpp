@@ -14,22 +14,13 @@
 #include "models/adapter_file.h"
 #include "models/safetensors.h"
 #include "ops/ops.h"
+#include "tests/tool_runner.h"
 
 using namespace cg;
 using namespace cg::nn;
 using namespace cg::models;
 
 namespace {
-
-struct TmpDir {
-  std::filesystem::path dir;
-  TmpDir() {
-    dir = std::filesystem::temp_directory_path() / ("cg_adapter_file_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-  }
-  ~TmpDir() { std::filesystem::remove_all(dir); }
-  std::string operator()(const std::string& name) const { return (dir / name).string(); }
-};
 
 // Two "layers" of q_proj [16, 8] and down_proj [8, 24], frozen base.
 struct Model {
@@ -108,13 +99,13 @@ std::string error_of(F f) {
 }  // namespace
 
 TEST_CASE("adapter file: PEFT names, shapes, metadata; PEFT formula equals our delta_weight") {
-  TmpDir tmp;
+  cg::testing::TempDir tmp;
   for (int n : {0, 1, 3}) {
     const AdapterKind kind = n == 0 ? AdapterKind::LoRA : n == 1 ? AdapterKind::MoSLoRA : AdapterKind::LinChain;
     Model m;
     AdapterSet set = attach_adapters(m.linears(), config(kind, n), 3);
     randomize(set, 10 + static_cast<uint64_t>(n));
-    const std::string path = tmp("a" + std::to_string(n) + ".safetensors");
+    const std::string path = tmp.file("a" + std::to_string(n) + ".safetensors");
     save_adapter(path, set);
     const SafeTensors st = read_safetensors(path);
     CHECK(st.metadata.at("peft_type") == peft_type_name(kind));
@@ -150,13 +141,13 @@ TEST_CASE("adapter file: PEFT names, shapes, metadata; PEFT formula equals our d
 }
 
 TEST_CASE("adapter file: load round trip needs no flags") {
-  TmpDir tmp;
+  cg::testing::TempDir tmp;
   for (int n : {0, 1, 2}) {
     const AdapterKind kind = n == 0 ? AdapterKind::LoRA : n == 1 ? AdapterKind::MoSLoRA : AdapterKind::LinChain;
     Model m1, m2;
     AdapterSet set = attach_adapters(m1.linears(), config(kind, n), 3);
     randomize(set, 20);
-    const std::string path = tmp("rt.safetensors");
+    const std::string path = tmp.file("rt.safetensors");
     save_adapter(path, set);
     AdapterSet got = load_adapter(path, m2.linears());
     CHECK(got.config.kind == kind);
@@ -178,14 +169,14 @@ TEST_CASE("adapter file: load round trip needs no flags") {
 }
 
 TEST_CASE("adapter file: bad or mismatched files are FormatErrors naming the problem") {
-  TmpDir tmp;
+  cg::testing::TempDir tmp;
   Model m;
   AdapterSet set = attach_adapters(m.linears(), config(AdapterKind::LinChain, 2), 3);
-  const std::string good = tmp("good.safetensors"), bad = tmp("bad.safetensors");
+  const std::string good = tmp.file("good.safetensors"), bad = tmp.file("bad.safetensors");
   save_adapter(good, set);
   const std::string q0 = "base_model.model.model.layers.0.self_attn.q_proj";
 
-  CHECK(error_of([&] { Model x; load_adapter(tmp("absent.safetensors"), x.linears()); }) != "");
+  CHECK(error_of([&] { Model x; load_adapter(tmp.file("absent.safetensors"), x.linears()); }) != "");
   rewrite(good, bad, [&](auto& ts, auto&) { std::erase_if(ts, [&](auto& p) { return p.first == q0 + ".lora_B.weight"; }); });
   CHECK(error_of([&] { read_adapter_file(bad); }).find(q0 + ".lora_B.weight") != std::string::npos);
   rewrite(good, bad, [&](auto& ts, auto&) {

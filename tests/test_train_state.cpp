@@ -21,22 +21,13 @@
 #include "nn/adapters.h"
 #include "nn/optim.h"
 #include "ops/ops.h"
+#include "tests/tool_runner.h"
 
 using namespace cg;
 using namespace cg::nn;
 using namespace cg::models;
 
 namespace {
-
-struct TmpDir {
-  std::filesystem::path dir;
-  TmpDir() {
-    dir = std::filesystem::temp_directory_path() / ("cg_train_state_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-  }
-  ~TmpDir() { std::filesystem::remove_all(dir); }
-  std::string operator()(const std::string& name) const { return (dir / name).string(); }
-};
 
 std::vector<uint32_t> bits(const Tensor& t) {
   std::vector<uint32_t> b(static_cast<size_t>(t.numel()));
@@ -108,14 +99,14 @@ struct Run {
 }  // namespace
 
 TEST_CASE("train state: save/load round trip is bit-exact") {
-  TmpDir tmp;
+  cg::testing::TempDir tmp;
   for (const std::string o : {"adamw", "sgd"}) {
     Run a(o);
     for (int i = 0; i < 3; ++i) a.step();
     a.rng.normal();  // leave a cached spare normal in the RNG state
-    a.save(tmp("rt.safetensors"));
+    a.save(tmp.file("rt.safetensors"));
     Run b(o);
-    b.load(tmp("rt.safetensors"));
+    b.load(tmp.file("rt.safetensors"));
     CHECK(bits(b.set.store->flat()) == bits(a.set.store->flat()));
     CHECK(bits(b.opt->m()) == bits(a.opt->m()));
     if (o == "adamw") CHECK(bits(b.opt->v()) == bits(a.opt->v()));
@@ -126,12 +117,12 @@ TEST_CASE("train state: save/load round trip is bit-exact") {
     CHECK(sb.has_spare);
     CHECK(std::memcmp(&sa.spare, &sb.spare, sizeof sa.spare) == 0);
     CHECK(b.rng.next_u64() == a.rng.next_u64());
-    CHECK(!std::filesystem::exists(tmp("rt.safetensors.tmp")));
+    CHECK(!std::filesystem::exists(tmp.file("rt.safetensors.tmp")));
   }
 }
 
 TEST_CASE("train state: 10 steps straight equal 5 + resume + 5, bitwise") {
-  TmpDir tmp;
+  cg::testing::TempDir tmp;
   Run straight;
   std::vector<double> ref;
   for (int i = 0; i < 10; ++i) ref.push_back(straight.step());
@@ -139,10 +130,10 @@ TEST_CASE("train state: 10 steps straight equal 5 + resume + 5, bitwise") {
   {
     Run first;
     for (int i = 0; i < 5; ++i) got.push_back(first.step());
-    first.save(tmp("ckpt.safetensors"));
+    first.save(tmp.file("ckpt.safetensors"));
   }
   Run resumed;  // fresh objects: everything must come from the file
-  resumed.load(tmp("ckpt.safetensors"));
+  resumed.load(tmp.file("ckpt.safetensors"));
   for (int i = 0; i < 5; ++i) got.push_back(resumed.step());
   for (int i = 0; i < 10; ++i) {
     CAPTURE(i);
@@ -154,8 +145,8 @@ TEST_CASE("train state: 10 steps straight equal 5 + resume + 5, bitwise") {
 }
 
 TEST_CASE("train state: a crash during save leaves the previous checkpoint loadable") {
-  TmpDir tmp;
-  const std::string path = tmp("ckpt.safetensors");
+  cg::testing::TempDir tmp;
+  const std::string path = tmp.file("ckpt.safetensors");
   Run a;
   for (int i = 0; i < 2; ++i) a.step();
   a.save(path);
@@ -166,14 +157,14 @@ TEST_CASE("train state: a crash during save leaves the previous checkpoint loada
   const pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {  // the child dies half-way through writing the new checkpoint
-    testing::crash_during_next_write(static_cast<int64_t>(size_before / 2));
+    models::testing::crash_during_next_write(static_cast<int64_t>(size_before / 2));
     a.save(path);
     std::_Exit(0);  // not reached
   }
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
   REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == testing::kCrashExitCode);
+  CHECK(WEXITSTATUS(status) == models::testing::kCrashExitCode);
   // The half-written temp file is there; the checkpoint itself is the old one, whole.
   CHECK(std::filesystem::exists(path + ".tmp"));
   CHECK(std::filesystem::file_size(path + ".tmp") == size_before / 2);
@@ -192,8 +183,8 @@ TEST_CASE("train state: a crash during save leaves the previous checkpoint loada
 }
 
 TEST_CASE("train state: mismatched or damaged files are FormatErrors") {
-  TmpDir tmp;
-  const std::string path = tmp("ckpt.safetensors");
+  cg::testing::TempDir tmp;
+  const std::string path = tmp.file("ckpt.safetensors");
   Run a;
   a.step();
   a.save(path);
@@ -210,11 +201,11 @@ TEST_CASE("train state: mismatched or damaged files are FormatErrors") {
   const auto bytes = read_file_bytes(path);
   {
     std::vector<uint8_t> half(bytes.begin(), bytes.begin() + static_cast<long>(bytes.size() / 2));
-    write_file_durable(tmp("trunc.safetensors"), half);
+    write_file_durable(tmp.file("trunc.safetensors"), half);
   }
   Run b;
   const auto before = bits(b.set.store->flat());
-  CHECK_THROWS_AS(b.load(tmp("trunc.safetensors")), FormatError);
+  CHECK_THROWS_AS(b.load(tmp.file("trunc.safetensors")), FormatError);
   CHECK(bits(b.set.store->flat()) == before);  // untouched
-  CHECK_THROWS_AS(b.load(tmp("missing.safetensors")), FormatError);
+  CHECK_THROWS_AS(b.load(tmp.file("missing.safetensors")), FormatError);
 }
