@@ -24,12 +24,11 @@ Tensor names follow the C++ adapter store: "<module>.lora_A.weight" (A, [in, r])
 Computation is in float64; tensors are stored as float32 (ids/targets as int32).
 """
 import argparse
-import json
 import math
 import os
-import struct
 
 import torch
+from safetensors_writer import write_safetensors
 
 CFG = dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=64, vocab_size=64, seq_len=16, batch=2,
            norm_eps=1e-5, rope_theta=10000.0)
@@ -37,30 +36,6 @@ RANK, ALPHA = 4, 8.0
 TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 ADAMW_LR, SGD_LR, STEPS = 1e-2, 0.5, 5
 DT = torch.float64
-
-
-def write_safetensors(path, tensors, metadata):
-    """tensors: list of (name, torch tensor). Writes the format by hand (header + raw LE data)."""
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors:
-        t = t.detach().contiguous().cpu()
-        if t.dtype == torch.int32:
-            dtype, data = "I32", t.numpy().astype("<i4").tobytes()
-        else:
-            dtype, data = "F32", t.to(torch.float32).numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
-    hb = json.dumps(header, separators=(",", ":")).encode()
-    hb += b" " * ((8 - len(hb) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
 
 
 def make_base(gen):

@@ -23,9 +23,9 @@ import argparse
 import json
 import math
 import os
-import struct
 
 import torch
+from safetensors_writer import write_safetensors
 
 DT = torch.float64
 CFG = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -36,29 +36,6 @@ TEXT = ("Once upon a time, a little chain of matrices learned to carry gradients
         "from the loss all the way back to A.\n")
 BOS = 256
 PREFIX = "base_model.model."
-
-
-def write_safetensors(path, tensors, metadata, dtype="F32"):
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors:
-        t = t.detach().contiguous().cpu()
-        if dtype == "F64":
-            data = t.to(torch.float64).numpy().astype("<f8").tobytes()
-        else:
-            data = t.to(torch.float32).numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
-    hb = json.dumps(header, separators=(",", ":")).encode()
-    hb += b" " * ((8 - len(hb) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
 
 
 def f32(t):
