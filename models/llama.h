@@ -29,13 +29,15 @@ class LlamaModel {
     nn::Linear gate, up, down;  // [hidden,dim], [hidden,dim], [dim,hidden]
   };
 
-  // Keys and values after RoPE, one [B, KV, capacity, D] tensor per layer; positions
-  // [0, len) are filled. `scratch` holds the decode path's reusable buffers.
+  // Keys after RoPE and values, per layer: keys transposed, k[B, KV, D, capacity]
+  // (position is the last dim, so a query's scores are one plain product), values
+  // v[B, KV, capacity, D]. Positions [0, len) are filled. `scratch` holds the decode
+  // path's reusable buffers.
   struct KVCache {
     std::vector<Tensor> k, v;
     int64_t len = 0;
-    int64_t batch() const { return k.empty() ? 0 : k[0].dim(0); }
-    int64_t capacity() const { return k.empty() ? 0 : k[0].dim(2); }
+    int64_t batch() const { return v.empty() ? 0 : v[0].dim(0); }
+    int64_t capacity() const { return v.empty() ? 0 : v[0].dim(2); }
     std::vector<Tensor> scratch;
   };
 
