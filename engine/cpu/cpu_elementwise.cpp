@@ -5,76 +5,20 @@
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cpu/cpu_parallel.h"
 #include "engine/cpu/cpu_math.h"
+#include "engine/elementwise_math.h"
 
 namespace cg {
 namespace {
 
-// Element strides of `s` viewed in the 4-d broadcast frame `out` (0 where broadcast).
-std::array<int64_t, 4> bstrides(const Shape& s, const std::array<int64_t, 4>& out) {
-  auto p = s.padded();
-  std::array<int64_t, 4> st{};
-  int64_t acc = 1;
-  for (int d = 3; d >= 0; --d) {
-    st[d] = (p[d] == 1 && out[d] != 1) ? 0 : acc;
-    acc *= p[d];
-  }
-  return st;
-}
-
-template <class T>
-inline T apply_binary(BinaryOp op, T a, T b) {
-  switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
-  }
-  return 0;
-}
-
-constexpr double kGeluK = 0.7978845608028654;  // √(2/π)
-
-template <class T>
-inline T apply_unary(UnaryOp op, T x, T s) {
-  switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Exp: return std::exp(x);
-    case UnaryOp::Log: return std::log(x);
-    case UnaryOp::Sqrt: return std::sqrt(x);
-    case UnaryOp::Silu: return x / (T(1) + cpu::fast_exp(-x));
-    case UnaryOp::Gelu: return T(0.5) * x * (T(1) + std::tanh(T(kGeluK) * (x + T(0.044715) * x * x * x)));
-    case UnaryOp::Relu: return x > T(0) ? x : T(0);
-    case UnaryOp::AddScalar: return x + s;
-    case UnaryOp::MulScalar: return x * s;
-    case UnaryOp::PowScalar: return std::pow(x, s);
-  }
-  return 0;
-}
-
-// d f(x) / dx
-template <class T>
-inline T unary_deriv(UnaryOp op, T x, T s) {
-  switch (op) {
-    case UnaryOp::Neg: return T(-1);
-    case UnaryOp::Exp: return std::exp(x);
-    case UnaryOp::Log: return T(1) / x;
-    case UnaryOp::Sqrt: return T(0.5) / std::sqrt(x);
-    case UnaryOp::Silu: {
-      const T sg = T(1) / (T(1) + cpu::fast_exp(-x));
-      return sg * (T(1) + x * (T(1) - sg));
-    }
-    case UnaryOp::Gelu: {
-      const T u = T(kGeluK) * (x + T(0.044715) * x * x * x);
-      const T t = std::tanh(u);
-      return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * T(kGeluK) * (T(1) + T(3 * 0.044715) * x * x);
-    }
-    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
-    case UnaryOp::AddScalar: return T(1);
-    case UnaryOp::MulScalar: return s;
-    case UnaryOp::PowScalar: return s * std::pow(x, s - T(1));
-  }
-  return 0;
-}
+// The math functions of the shared formulas (engine/elementwise_math.h) on the host.
+struct HostMath {
+  template <class T> static T exp(T x) { return std::exp(x); }
+  template <class T> static T fast_exp(T x) { return cpu::fast_exp(x); }
+  template <class T> static T log(T x) { return std::log(x); }
+  template <class T> static T sqrt(T x) { return std::sqrt(x); }
+  template <class T> static T tanh(T x) { return std::tanh(x); }
+  template <class T> static T pow(T x, T y) { return std::pow(x, y); }
+};
 
 }  // namespace
 
@@ -117,7 +61,7 @@ void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& o
       return;
     }
     const auto o = out.shape().padded();
-    const auto sa = bstrides(a.shape(), o), sb = bstrides(b.shape(), o);
+    const auto sa = broadcast_strides(a.shape(), o), sb = broadcast_strides(b.shape(), o);
     const int64_t outer = o[0] * o[1];
     cpu::parallel_for(outer, out.numel(), cpu::kParElementwise, [&](int64_t i01) {
       const int64_t i0 = i01 / o[1], i1 = i01 % o[1];
@@ -178,7 +122,7 @@ void CpuBackend::unary(UnaryOp op, const Tensor& x, Tensor& y, double s) {
       return;
     }
     cpu::parallel_range(n, cpu::kParRowwise, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) py[i] = apply_unary(op, px[i], ts);
+      for (int64_t i = b; i < e; ++i) py[i] = apply_unary<HostMath>(op, px[i], ts);
     });
   });
 }
@@ -202,7 +146,7 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& gy, T
       return;
     }
     cpu::parallel_range(n, cpu::kParRowwise, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) pgx[i] = unary_deriv(op, px[i], ts) * pg[i];
+      for (int64_t i = b; i < e; ++i) pgx[i] = unary_deriv<HostMath>(op, px[i], ts) * pg[i];
     });
   });
 }

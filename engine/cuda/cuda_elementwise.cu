@@ -1,8 +1,9 @@
 // engine/cuda/cuda_elementwise.cu — CUDA kernels for broadcasting binary ops, sums to a
 // shape, unary ops and their derivatives, axpy, the sum of squares, strided box copies
-// and dropout. Same formulas as engine/cpu/cpu_elementwise.cpp; every loop is grid-stride
-// with 64-bit indices, and every reduction runs in a fixed order (no atomics).
+// and dropout. The formulas are shared with the CPU (engine/elementwise_math.h); every loop
+// is grid-stride with 64-bit indices, and every reduction runs in a fixed order (no atomics).
 #include "engine/cuda/cuda_backend.h"
+#include "engine/elementwise_math.h"
 
 namespace cg {
 namespace {
@@ -14,73 +15,21 @@ struct Dims4 {
 #define CG_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < (n); i += int64_t{gridDim.x} * blockDim.x)
 
-// Element strides of `s` viewed in the 4-d broadcast frame `out` (0 where broadcast);
-// the rule of the CPU backend.
+// The broadcast strides of engine/elementwise_math.h, as a struct a kernel takes by value.
 Dims4 bstrides(const Shape& s, const std::array<int64_t, 4>& out) {
-  const auto p = s.padded();
-  Dims4 st{};
-  int64_t acc = 1;
-  for (int d = 3; d >= 0; --d) {
-    st.v[d] = (p[d] == 1 && out[d] != 1) ? 0 : acc;
-    acc *= p[d];
-  }
-  return st;
+  const auto st = broadcast_strides(s, out);
+  return Dims4{{st[0], st[1], st[2], st[3]}};
 }
 
-template <class T>
-__device__ inline T apply_binary(BinaryOp op, T a, T b) {
-  switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
-  }
-  return 0;
-}
-
-constexpr double kGeluK = 0.7978845608028654;  // √(2/π)
-
-template <class T>
-__device__ inline T apply_unary(UnaryOp op, T x, T s) {
-  switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Exp: return d_exp(x);
-    case UnaryOp::Log: return d_log(x);
-    case UnaryOp::Sqrt: return d_sqrt(x);
-    case UnaryOp::Silu: return x / (T(1) + d_exp(-x));
-    case UnaryOp::Gelu: return T(0.5) * x * (T(1) + d_tanh(T(kGeluK) * (x + T(0.044715) * x * x * x)));
-    case UnaryOp::Relu: return x > T(0) ? x : T(0);
-    case UnaryOp::AddScalar: return x + s;
-    case UnaryOp::MulScalar: return x * s;
-    case UnaryOp::PowScalar: return d_pow(x, s);
-  }
-  return 0;
-}
-
-// d f(x) / dx
-template <class T>
-__device__ inline T unary_deriv(UnaryOp op, T x, T s) {
-  switch (op) {
-    case UnaryOp::Neg: return T(-1);
-    case UnaryOp::Exp: return d_exp(x);
-    case UnaryOp::Log: return T(1) / x;
-    case UnaryOp::Sqrt: return T(0.5) / d_sqrt(x);
-    case UnaryOp::Silu: {
-      const T sg = T(1) / (T(1) + d_exp(-x));
-      return sg * (T(1) + x * (T(1) - sg));
-    }
-    case UnaryOp::Gelu: {
-      const T u = T(kGeluK) * (x + T(0.044715) * x * x * x);
-      const T t = d_tanh(u);
-      return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * T(kGeluK) * (T(1) + T(3 * 0.044715) * x * x);
-    }
-    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
-    case UnaryOp::AddScalar: return T(1);
-    case UnaryOp::MulScalar: return s;
-    case UnaryOp::PowScalar: return s * d_pow(x, s - T(1));
-  }
-  return 0;
-}
+// The math functions of the shared formulas (engine/elementwise_math.h) on the device.
+struct DeviceMath {
+  template <class T> __device__ static T exp(T x) { return d_exp(x); }
+  template <class T> __device__ static T fast_exp(T x) { return d_exp(x); }
+  template <class T> __device__ static T log(T x) { return d_log(x); }
+  template <class T> __device__ static T sqrt(T x) { return d_sqrt(x); }
+  template <class T> __device__ static T tanh(T x) { return d_tanh(x); }
+  template <class T> __device__ static T pow(T x, T y) { return d_pow(x, y); }
+};
 
 // out[i] = a[i] ∘ b[i]  (same shapes)
 template <class T>
@@ -150,12 +99,12 @@ __global__ void sum_to_block_kernel(const T* x, T* out, SumToArgs p) {
 
 template <class T>
 __global__ void unary_kernel(UnaryOp op, const T* x, T* y, int64_t n, T s) {
-  CG_GRID_STRIDE(i, n) y[i] = apply_unary(op, x[i], s);
+  CG_GRID_STRIDE(i, n) y[i] = apply_unary<DeviceMath>(op, x[i], s);
 }
 
 template <class T>
 __global__ void unary_backward_kernel(UnaryOp op, const T* x, const T* gy, T* gx, int64_t n, T s) {
-  CG_GRID_STRIDE(i, n) gx[i] = unary_deriv(op, x[i], s) * gy[i];
+  CG_GRID_STRIDE(i, n) gx[i] = unary_deriv<DeviceMath>(op, x[i], s) * gy[i];
 }
 
 template <class T>
