@@ -53,7 +53,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
   const int64_t V = logits.dim(-1);
   int64_t kept = 0;
   for (int64_t i = 0; i < th.numel(); ++i) {
-    if (t[i] >= V) throw ShapeError("cross_entropy: target " + std::to_string(t[i]) + " out of range for " + std::to_string(V) + " classes");
+    if (t[i] >= V)
+      throw ShapeError("cross_entropy: target " + std::to_string(t[i]) + " out of range for " + std::to_string(V) +
+                       " classes");
     kept += t[i] >= 0;
   }
   const int64_t rows = logits.shape().rows();

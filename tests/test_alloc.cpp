@@ -4,17 +4,21 @@
 // in this file: the tape reuses its node slots and keeps closures inline (engine/tape.h),
 // tensor handles come from pools (engine/pool.h) and chain_matmul plans in fixed tables, so
 // a pretraining or adapter fine-tuning step — forward, loss, backward, optimizer step,
-// zero_grad — must not call it at all. Any per-step allocation fails here.
+// zero_grad, and the same through models::Trainer with a fresh batch per micro-batch —
+// must not call it at all. Any per-step allocation fails here.
 #include <doctest/doctest.h>
 
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <new>
 
 #include "engine/backend.h"
 #include "engine/rng.h"
 #include "engine/tape.h"
+#include "models/data.h"
 #include "models/llama.h"
+#include "models/trainer.h"
 #include "nn/adapters.h"
 #include "nn/optim.h"
 
@@ -62,22 +66,7 @@ struct StepCounts {
 
 // Runs `warm` steps, then `steps` more, and returns the counts (totals, not per-step
 // averages, so that a single allocation in the measured steps shows).
-StepCounts count_steps(models::LlamaModel& model, nn::ParamStore& trainable, int warm, int steps) {
-  nn::OptimConfig oc;
-  oc.lr = 1e-3;
-  nn::Optimizer opt(trainable, oc);
-  Rng rng(5);
-  const int64_t B = 2, T = model.config().seq_len, V = model.config().vocab_size;
-  std::vector<int32_t> a(static_cast<size_t>(B * T)), b(a.size());
-  for (auto& x : a) x = static_cast<int32_t>(rng.below(static_cast<uint64_t>(V)));
-  for (auto& x : b) x = static_cast<int32_t>(rng.below(static_cast<uint64_t>(V)));
-  const Tensor ids = Tensor::from_i32(a, {B, T}), tg = Tensor::from_i32(b, {B, T});
-  auto step = [&] {
-    trainable.zero_grad();
-    Tensor loss = model.loss(ids, tg);
-    backward(loss);
-    opt.step();
-  };
+StepCounts count_steps(const std::function<void()>& step, int warm, int steps) {
   StepCounts c;
   const int64_t cold0 = g_news.load();
   step();
@@ -89,6 +78,43 @@ StepCounts count_steps(models::LlamaModel& model, nn::ParamStore& trainable, int
   c.system_allocs = be.stats().system_allocs - sys0;
   c.news = g_news.load() - new0;
   return c;
+}
+
+// The counts of the training step written out: zero_grad, forward + loss, backward,
+// optimizer step, on one fixed batch.
+StepCounts count_model_steps(models::LlamaModel& model, nn::ParamStore& trainable, int warm, int steps) {
+  nn::OptimConfig oc;
+  oc.lr = 1e-3;
+  nn::Optimizer opt(trainable, oc);
+  Rng rng(5);
+  const int64_t B = 2, T = model.config().seq_len, V = model.config().vocab_size;
+  std::vector<int32_t> a(static_cast<size_t>(B * T)), b(a.size());
+  for (auto& x : a) x = static_cast<int32_t>(rng.below(static_cast<uint64_t>(V)));
+  for (auto& x : b) x = static_cast<int32_t>(rng.below(static_cast<uint64_t>(V)));
+  const Tensor ids = Tensor::from_i32(a, {B, T}), tg = Tensor::from_i32(b, {B, T});
+  return count_steps([&] {
+    trainable.zero_grad();
+    Tensor loss = model.loss(ids, tg);
+    backward(loss);
+    opt.step();
+  }, warm, steps);
+}
+
+// The same through models::Trainer, as the train/finetune tools run it: a fresh batch
+// from the dataset every micro-batch, two micro-batches per step (scaled losses), the
+// loss read back with item().
+StepCounts count_trainer_steps(models::LlamaModel& model, nn::ParamStore& trainable, int warm, int steps) {
+  Rng rng(6);
+  std::vector<int32_t> tokens(2000);
+  for (auto& x : tokens) x = static_cast<int32_t>(rng.below(static_cast<uint64_t>(model.config().vocab_size)));
+  const models::TokenDataset data(tokens, 0.1, model.config().seq_len);
+  nn::OptimConfig oc;
+  oc.lr = 1e-3;
+  models::TrainOptions to;
+  to.batch = 2;
+  to.accum = 2;
+  models::Trainer trainer(model, trainable, oc, data, to);
+  return count_steps([&] { trainer.step(); }, warm, steps);
 }
 
 models::LlamaConfig small_config() {
@@ -131,7 +157,8 @@ TEST_CASE("a training step after warm-up takes nothing from the heap") {
     set_num_threads(threads);
     models::LlamaModel model(small_config(), 3);
     model.params().set_trainable(true);
-    check_zero("pretrain", threads, count_steps(model, model.params(), kWarm, kSteps), kSteps);
+    check_zero("pretrain", threads, count_model_steps(model, model.params(), kWarm, kSteps), kSteps);
+    check_zero("pretrain (Trainer)", threads, count_trainer_steps(model, model.params(), kWarm, kSteps), kSteps);
 
     for (nn::AdapterKind kind : {nn::AdapterKind::LoRA, nn::AdapterKind::LinChain}) {
       models::LlamaModel base(small_config(), 4);
@@ -139,7 +166,9 @@ TEST_CASE("a training step after warm-up takes nothing from the heap") {
       ac.kind = kind;
       ac.rank = 4;
       nn::AdapterSet set = nn::attach_adapters(base.linears(), ac, 9);
-      check_zero(nn::adapter_kind_name(kind) + " fine-tune", threads, count_steps(base, *set.store, kWarm, kSteps), kSteps);
+      const std::string what = nn::adapter_kind_name(kind) + " fine-tune";
+      check_zero(what, threads, count_model_steps(base, *set.store, kWarm, kSteps), kSteps);
+      check_zero(what + " (Trainer)", threads, count_trainer_steps(base, *set.store, kWarm, kSteps), kSteps);
     }
   }
   set_num_threads(prev);
