@@ -160,7 +160,7 @@ TEST_CASE("a training step after warm-up takes nothing from the heap") {
     check_zero("pretrain", threads, count_model_steps(model, model.params(), kWarm, kSteps), kSteps);
     check_zero("pretrain (Trainer)", threads, count_trainer_steps(model, model.params(), kWarm, kSteps), kSteps);
 
-    for (nn::AdapterKind kind : {nn::AdapterKind::LoRA, nn::AdapterKind::LinChain}) {
+    for (nn::AdapterKind kind : {nn::AdapterKind::LoRA, nn::AdapterKind::MoSLoRA, nn::AdapterKind::LinChain}) {
       models::LlamaModel base(small_config(), 4);
       nn::AdapterConfig ac;
       ac.kind = kind;
