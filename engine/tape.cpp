@@ -15,12 +15,13 @@ thread_local bool g_grad_enabled = true;
 thread_local std::deque<Node> g_slots;
 thread_local size_t g_used = 0;
 
-// Empties a slot for reuse: releases its tensors and closure, keeps its input capacity.
+// Empties a slot for reuse: releases its closure and tensors (in the order a Node's
+// destructor would), keeps its input list's capacity.
 void reset(Node& n) {
-  n.op = nullptr;
-  n.inputs.clear();
-  n.output = Tensor();
   n.backward.reset();
+  n.output = Tensor();
+  n.inputs.clear();
+  n.op = nullptr;
 }
 }  // namespace
 
