@@ -1,6 +1,7 @@
 // engine/tape.cpp — recording nodes and the reverse walk.
 #include "engine/tape.h"
 
+#include <deque>
 #include <sstream>
 
 #include "engine/backend.h"
@@ -8,7 +9,20 @@
 namespace cg {
 namespace {
 thread_local bool g_grad_enabled = true;
-thread_local std::vector<Node> g_tape;
+// Node slots, kept across steps: nodes [0, g_used) are the tape, the rest are reset slots
+// waiting for the next forward. A deque never moves its elements, so a Node (and the
+// closure inside it) stays where it was built.
+thread_local std::deque<Node> g_slots;
+thread_local size_t g_used = 0;
+
+// Empties a slot for reuse: releases its closure and tensors (in the order a Node's
+// destructor would), keeps its input list's capacity.
+void reset(Node& n) {
+  n.backward.reset();
+  n.output = Tensor();
+  n.inputs.clear();
+  n.op = nullptr;
+}
 }  // namespace
 
 bool grad_enabled() { return g_grad_enabled; }
@@ -22,14 +36,19 @@ bool will_record(std::initializer_list<const Tensor*> inputs) {
   return false;
 }
 
-void record(const char* op, Tensor& y, std::vector<Tensor> inputs, BackwardFn fn) {
-  if (!g_grad_enabled) return;
+Node* tape_detail::push_node(const char* op, Tensor& y, const Tensor* inputs, size_t n) {
+  if (!g_grad_enabled) return nullptr;
   bool any = false;
-  for (const Tensor& t : inputs) any = any || needs_grad(t);
-  if (!any) return;
+  for (size_t i = 0; i < n; ++i) any = any || needs_grad(inputs[i]);
+  if (!any) return nullptr;
   y.impl()->requires_grad = true;
   y.impl()->is_leaf = false;
-  g_tape.push_back(Node{op, std::move(inputs), y, std::move(fn)});
+  if (g_used == g_slots.size()) g_slots.emplace_back();  // a new slot only while warming up
+  Node& node = g_slots[g_used++];
+  node.op = op;
+  node.inputs.assign(inputs, inputs + n);  // reuses the slot's capacity
+  node.output = y;
+  return &node;
 }
 
 void accumulate(const Tensor& x, const Tensor& g) {
@@ -48,18 +67,18 @@ void accumulate(const Tensor& x, const Tensor& g) {
 
 static void run_backward(const Tensor& loss, const Tensor& seed, bool keep_tape) {
   // Gradients of non-leaves left by an earlier backward over a kept tape are stale.
-  for (Node& node : g_tape) node.output.impl()->grad = Tensor();
+  for (size_t i = 0; i < g_used; ++i) g_slots[i].output.impl()->grad = Tensor();
   accumulate(loss, seed);
   // Walk in reverse; a node runs only if its output received a gradient.
-  for (size_t i = g_tape.size(); i-- > 0;) {
-    Node& node = g_tape[i];
+  for (size_t i = g_used; i-- > 0;) {
+    Node& node = g_slots[i];
     TensorImpl& out = *node.output.impl();
-    if (!out.grad.defined()) continue;
+    if (!out.grad.defined() || !node.backward) continue;
     Tensor gy = out.grad;
     if (!out.retain_grad && !keep_tape) out.grad = Tensor();  // free as we go
     node.backward(gy);
   }
-  if (!keep_tape) g_tape.clear();
+  if (!keep_tape) tape_clear();
 }
 
 void backward(const Tensor& loss, bool keep_tape) {
@@ -76,13 +95,22 @@ void backward(const Tensor& loss, const Tensor& seed, bool keep_tape) {
   run_backward(loss, seed.clone(), keep_tape);
 }
 
-const std::vector<Node>& tape_nodes() { return g_tape; }
-void tape_clear() { g_tape.clear(); }
+size_t TapeView::size() const { return g_used; }
+const Node& TapeView::operator[](size_t i) const {
+  if (i >= g_used) throw Error("tape_nodes: node " + std::to_string(i) + " of " + std::to_string(g_used));
+  return g_slots[i];
+}
+TapeView tape_nodes() { return {}; }
+
+void tape_clear() {
+  for (size_t i = 0; i < g_used; ++i) reset(g_slots[i]);  // in recording order, as before
+  g_used = 0;
+}
 
 std::string tape_str() {
   std::ostringstream os;
-  for (size_t i = 0; i < g_tape.size(); ++i) {
-    const Node& n = g_tape[i];
+  for (size_t i = 0; i < g_used; ++i) {
+    const Node& n = g_slots[i];
     os << "#" << i << " " << n.op << "(";
     for (size_t j = 0; j < n.inputs.size(); ++j) {
       const Tensor& t = n.inputs[j];

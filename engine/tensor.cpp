@@ -2,6 +2,7 @@
 #include "engine/tensor.h"
 
 #include "engine/backend.h"
+#include "engine/pool.h"
 
 namespace cg {
 
@@ -11,8 +12,10 @@ Storage::Storage(size_t n, Device d) : bytes(n), device(d) {
 Storage::~Storage() { backend_for(device).release(data, bytes == 0 ? 1 : bytes); }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype), device);
+  // Handles and their control blocks come from the pools (engine/pool.h), the bytes from
+  // the backend's block cache: after warm-up, making a tensor does not touch the heap.
+  auto impl = make_pooled<TensorImpl>();
+  impl->storage = make_pooled<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype), device);
   impl->shape = shape;
   impl->dtype = dtype;
   return Tensor(impl);
@@ -58,7 +61,7 @@ Tensor Tensor::view_of(std::shared_ptr<Storage> storage, int64_t offset, const S
   if (static_cast<size_t>(offset + shape.numel()) * dtype_size(dtype) > storage->bytes)
     throw ShapeError("Tensor::view_of: view " + shape.str() + " at offset " + std::to_string(offset) +
                      " runs past its storage");
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = make_pooled<TensorImpl>();
   impl->storage = std::move(storage);
   impl->offset = offset;
   impl->shape = shape;
@@ -110,7 +113,13 @@ std::vector<int32_t> Tensor::to_i32_vector() const {
 
 double Tensor::item() const {
   if (numel() != 1) throw ShapeError("item() on " + desc() + ": needs exactly one element");
-  return to_f64_vector()[0];
+  const Tensor h = to(Device::CPU);  // no std::vector: a loss read every step stays off the heap
+  switch (dtype()) {
+    case DType::F32: return h.data<float>()[0];
+    case DType::F64: return h.data<double>()[0];
+    case DType::I32: return h.data<int32_t>()[0];
+  }
+  return 0;
 }
 
 Tensor Tensor::to(DType dt) const {

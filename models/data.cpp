@@ -1,6 +1,7 @@
 // models/data.cpp — windows over a token stream.
 #include "models/data.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -19,24 +20,28 @@ TokenDataset::TokenDataset(std::vector<int32_t> tokens, double val_frac, int64_t
                       std::to_string(seq_len) + " (need more text or a shorter --seq)");
 }
 
-Batch TokenDataset::make(const std::vector<int64_t>& starts, Device device) const {
-  const int64_t B = static_cast<int64_t>(starts.size());
-  std::vector<int32_t> ids(static_cast<size_t>(B * seq_)), tg(static_cast<size_t>(B * seq_));
-  for (int64_t b = 0; b < B; ++b)
+template <class Start>
+Batch TokenDataset::make(int64_t B, Start start, Device device) const {
+  Tensor ids = Tensor::empty({B, seq_}, DType::I32, Device::CPU);
+  Tensor tg = Tensor::empty({B, seq_}, DType::I32, Device::CPU);
+  int32_t* iv = ids.data<int32_t>();
+  int32_t* tv = tg.data<int32_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t s0 = start(b);
     for (int64_t t = 0; t < seq_; ++t) {
-      const size_t s = static_cast<size_t>(starts[static_cast<size_t>(b)] + t);
-      ids[static_cast<size_t>(b * seq_ + t)] = tokens_[s];
-      tg[static_cast<size_t>(b * seq_ + t)] = tokens_[s + 1];
+      const size_t s = static_cast<size_t>(s0 + t);
+      iv[b * seq_ + t] = tokens_[s];
+      tv[b * seq_ + t] = tokens_[s + 1];
     }
-  return {Tensor::from_i32(ids, {B, seq_}, device), Tensor::from_i32(tg, {B, seq_}, device)};
+  }
+  return {ids.to(device), tg.to(device)};
 }
 
 Batch TokenDataset::train_batch(uint64_t seed, int64_t first_sample, int64_t batch, Device device) const {
   const uint64_t range = static_cast<uint64_t>(split_) - static_cast<uint64_t>(seq_);  // starts in [0, range)
-  std::vector<int64_t> starts;
-  for (int64_t i = 0; i < batch; ++i)
-    starts.push_back(static_cast<int64_t>(dropout_hash(seed, static_cast<uint64_t>(first_sample + i)) % range));
-  return make(starts, device);
+  return make(batch, [&](int64_t i) {
+    return static_cast<int64_t>(dropout_hash(seed, static_cast<uint64_t>(first_sample + i)) % range);
+  }, device);
 }
 
 int64_t TokenDataset::val_windows() const {
@@ -45,11 +50,9 @@ int64_t TokenDataset::val_windows() const {
 }
 
 Batch TokenDataset::val_batch(int64_t first_window, int64_t batch, Device device) const {
-  std::vector<int64_t> starts;
-  for (int64_t i = 0; i < batch && first_window + i < val_windows(); ++i)
-    starts.push_back(static_cast<int64_t>(split_) + (first_window + i) * seq_);
-  if (starts.empty()) throw FormatError("dataset: no validation windows");
-  return make(starts, device);
+  const int64_t n = std::min(batch, val_windows() - first_window);  // windows left from first_window
+  if (n <= 0) throw FormatError("dataset: no validation windows");
+  return make(n, [&](int64_t i) { return static_cast<int64_t>(split_) + (first_window + i) * seq_; }, device);
 }
 
 std::string read_text_file(const std::string& path) {

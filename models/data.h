@@ -31,7 +31,10 @@ class TokenDataset {
   Batch val_batch(int64_t first_window, int64_t batch, Device device = Device::CPU) const;
 
  private:
-  Batch make(const std::vector<int64_t>& starts, Device device) const;
+  // The `batch` windows starting at start(0), …, start(batch − 1), written straight into
+  // host tensors (no vectors: drawing a batch takes nothing from the heap after warm-up).
+  template <class Start>
+  Batch make(int64_t batch, Start start, Device device) const;
   std::vector<int32_t> tokens_;
   size_t split_;
   int64_t seq_;

@@ -65,6 +65,9 @@ void AdapterConfig::validate() const {
   if (rank < 1) throw FormatError("adapter: rank must be ≥ 1, got " + std::to_string(rank));
   if (kind == AdapterKind::LinChain && chain < 1)
     throw FormatError("adapter: linchain needs chain length ≥ 1, got " + std::to_string(chain));
+  if (kind == AdapterKind::LinChain && chain > ops::kMaxChainFactors - 2)  // A and Bᵀ are factors too
+    throw FormatError("adapter: linchain chain length " + std::to_string(chain) + " is above the maximum " +
+                      std::to_string(ops::kMaxChainFactors - 2));
   if (!std::isfinite(alpha)) throw FormatError("adapter: alpha must be finite");
   if (targets.empty()) throw FormatError("adapter: no target modules");
   for (const auto& t : targets)
@@ -153,14 +156,14 @@ ChainAdapter::ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, doubl
     probe_.span_begin = 1;
     probe_.span_end = 1 + static_cast<int>(mixers_.size());
   }
+  factors_.emplace_back(a_);
+  for (const Tensor& w : mixers_) factors_.emplace_back(w);
+  factors_.push_back(ops::T(b_));
 }
 
 // Δy[..., out] = s · x[..., in] · A[in,r] · W₁[r,r] ⋯ Wₙ[r,r] · B[out,r]ᵀ
 Tensor ChainAdapter::forward(const Tensor& x) {
-  std::vector<ops::ChainFactor> f{a_};
-  for (const Tensor& w : mixers_) f.emplace_back(w);
-  f.push_back(ops::T(b_));
-  return ops::mul_scalar(ops::chain_matmul(x, f, &probe_), scale_);
+  return ops::mul_scalar(ops::chain_matmul(x, factors_, &probe_), scale_);
 }
 
 // ΔW[out, in] = s · B[out,r] · Wₙᵀ ⋯ W₁ᵀ · A[in,r]ᵀ  (= s·(A·W₁⋯Wₙ·Bᵀ)ᵀ)

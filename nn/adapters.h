@@ -88,6 +88,7 @@ class ChainAdapter : public Adapter {
   std::vector<Tensor> mixers_;
   double scale_;
   ops::ChainProbe probe_;
+  std::vector<ops::ChainFactor> factors_;  // {A, W₁, …, Wₙ, Bᵀ}, built once (no list per forward)
 };
 
 // ---- a model's adapters -------------------------------------------------------------------

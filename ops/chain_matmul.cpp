@@ -1,22 +1,28 @@
 // ops/chain_matmul.cpp — ChainMatmul forward (matrix-chain DP) and backward (tree walk).
+// No heap per call: chains are short (≤ kMaxChainFactors), so the DP table is a fixed
+// array on the stack and the product tree is a fixed array of nodes in one pooled block
+// (engine/pool.h) that the backward closure holds; after warm-up a call reuses them.
 #include "ops/chain_matmul.h"
 
-#include <functional>
 #include <limits>
 #include <memory>
 
+#include "engine/pool.h"
 #include "ops/detail.h"
 #include "ops/ops.h"
 
 namespace cg::ops {
 namespace {
 
+constexpr int kMaxMatrices = kMaxChainFactors + 1;  // x and the factors
+
 // A node of the product tree. A leaf is one matrix of the chain (x or a factor); an
 // inner node is left·right. `value` holds the node's matrix (row-major [rows, cols],
 // not transposed); for leaves it is the input tensor and `tr` says op() transposes it.
 struct PNode {
   int leaf = -1;  // index into the chain (0 = x), or −1 for an inner node
-  std::unique_ptr<PNode> left, right;
+  PNode* left = nullptr;
+  PNode* right = nullptr;
   Tensor value;
   bool tr = false;
   int64_t rows = 0, cols = 0;  // logical shape of op(value)
@@ -24,15 +30,34 @@ struct PNode {
   bool is_span = false;        // the observed sub-product P
 };
 
+// The tree of one call, with what its backward needs: n matrices give n leaves and
+// n − 1 inner nodes, all taken from `nodes` (the children pointers stay inside it).
+struct ChainTree {
+  PNode nodes[2 * kMaxMatrices - 1];
+  int used = 0;
+  PNode* root = nullptr;
+  Tensor inputs[kMaxMatrices];  // x (2-d view) then the factors
+  Tensor x_orig;
+  ChainProbe* probe = nullptr;
+  int span_begin = -1;  // chain indices (x = 0) of the span, or −1
+
+  PNode* new_node() { return &nodes[used++]; }
+  ChainTree() = default;
+  ChainTree(const ChainTree&) = delete;
+  ChainTree& operator=(const ChainTree&) = delete;
+};
+
 // Matrix-chain DP over dims p[0..n]; split[i][j] is the best split of matrices i..j.
 struct ChainPlan {
-  std::vector<std::vector<double>> cost;
-  std::vector<std::vector<int>> split;
+  double cost[kMaxMatrices][kMaxMatrices];
+  int split[kMaxMatrices][kMaxMatrices];
 };
-ChainPlan plan(const std::vector<int64_t>& p) {
-  const int n = static_cast<int>(p.size()) - 1;
-  ChainPlan pl{std::vector<std::vector<double>>(n, std::vector<double>(n, 0.0)),
-               std::vector<std::vector<int>>(n, std::vector<int>(n, -1))};
+void plan(const int64_t* p, int n, ChainPlan& pl) {
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      pl.cost[i][j] = 0.0;
+      pl.split[i][j] = -1;
+    }
   for (int len = 2; len <= n; ++len)
     for (int i = 0; i + len - 1 < n; ++i) {
       const int j = i + len - 1;
@@ -45,25 +70,42 @@ ChainPlan plan(const std::vector<int64_t>& p) {
         }
       }
     }
-  return pl;
 }
 
 // Builds the tree for matrices [i, j] of `blocks`, where each block is a subtree.
-std::unique_ptr<PNode> build(const ChainPlan& pl, std::vector<std::unique_ptr<PNode>>& blocks, int i, int j) {
-  if (i == j) return std::move(blocks[i]);
-  auto node = std::make_unique<PNode>();
+PNode* build(const ChainPlan& pl, PNode* const* blocks, int i, int j, ChainTree& t) {
+  if (i == j) return blocks[i];
+  PNode* node = t.new_node();
   const int s = pl.split[i][j];
-  node->left = build(pl, blocks, i, s);
-  node->right = build(pl, blocks, s + 1, j);
+  node->left = build(pl, blocks, i, s, t);
+  node->right = build(pl, blocks, s + 1, j, t);
   node->rows = node->left->rows;
   node->cols = node->right->cols;
   node->needs = node->left->needs || node->right->needs;
   return node;
 }
 
-std::string order_str(const PNode& n, const std::vector<std::string>& names) {
-  if (n.leaf >= 0) return names[static_cast<size_t>(n.leaf)];
-  return "(" + order_str(*n.left, names) + "·" + order_str(*n.right, names) + ")";
+// Appends the association of n to out; name(i, out) appends leaf i's name. (Appending
+// to a string that already has the capacity, as the probe's does after one call, takes
+// nothing from the heap.)
+template <class Name>
+void order_str(const PNode& n, const Name& name, std::string& out) {
+  if (n.leaf >= 0) {
+    name(n.leaf, out);
+    return;
+  }
+  out += '(';
+  order_str(*n.left, name, out);
+  out += "·";
+  order_str(*n.right, name, out);
+  out += ')';
+}
+
+const PNode* find_span(const PNode& n) {
+  if (n.is_span) return &n;
+  if (n.leaf >= 0) return nullptr;
+  const PNode* l = find_span(*n.left);
+  return l ? l : find_span(*n.right);
 }
 
 // C = op(a)·op(b) for two nodes, counted into *flops.
@@ -82,16 +124,9 @@ void forward(PNode& n, double* flops) {
   n.value = multiply(*n.left, *n.right, flops);
 }
 
-struct Ctx {
-  std::vector<Tensor> inputs;  // x (2-d view) then the factors
-  Tensor x_orig;
-  ChainProbe* probe;
-  int span_begin;  // chain indices (x = 0) of the span, or −1
-};
-
 // g is ∂L/∂op(n.value) as a [rows, cols] matrix. Gradients of leaves go to their tensors
 // in the tensors' own layout.
-void backward(const PNode& n, const Tensor& g, const Ctx& ctx, double* flops) {
+void backward(const PNode& n, const Tensor& g, const ChainTree& ctx, double* flops) {
   if (!n.needs) return;
   if (n.is_span && ctx.probe) ctx.probe->grad_product = g;
   if (n.leaf >= 0) {
@@ -101,7 +136,7 @@ void backward(const PNode& n, const Tensor& g, const Ctx& ctx, double* flops) {
       const int64_t st[4] = {0, 0, 1, n.cols}, dt[4] = {0, 0, n.rows, 1}, sh[4] = {1, 1, n.cols, n.rows};
       backend(g).copy_box(g.dtype(), g.raw(), st, gl.raw(), dt, sh, false);
     }
-    const Tensor& target = n.leaf == 0 ? ctx.x_orig : ctx.inputs[static_cast<size_t>(n.leaf)];
+    const Tensor& target = n.leaf == 0 ? ctx.x_orig : ctx.inputs[n.leaf];
     if (ctx.probe && ctx.span_begin >= 0 && n.leaf >= ctx.span_begin &&
         n.leaf < ctx.span_begin + static_cast<int>(ctx.probe->grad_factors.size()))
       ctx.probe->grad_factors[static_cast<size_t>(n.leaf - ctx.span_begin)] = gl;
@@ -126,24 +161,37 @@ void backward(const PNode& n, const Tensor& g, const Ctx& ctx, double* flops) {
   }
 }
 
+// "x[4,3] · F1[3,2] · F2[5,2]ᵀ" up to factor `upto` (1-based), for error messages.
+std::string chain_desc(const Tensor& x, const std::vector<ChainFactor>& factors, size_t upto) {
+  std::string s = "x" + x.shape().str();
+  for (size_t i = 0; i < upto; ++i)
+    s += " · F" + std::to_string(i + 1) + factors[i].t.shape().str() + (factors[i].transposed ? "ᵀ" : "");
+  return s;
+}
+
 }  // namespace
 
 double chain_order_cost(const std::vector<int64_t>& dims, std::string* order, const std::vector<std::string>& names) {
   if (dims.size() < 2) throw ShapeError("chain_order_cost: need at least one matrix");
   const int n = static_cast<int>(dims.size()) - 1;
-  const ChainPlan pl = plan(dims);
+  if (n > kMaxMatrices)
+    throw ShapeError("chain_order_cost: " + std::to_string(n) + " matrices, at most " + std::to_string(kMaxMatrices));
+  auto pl = std::make_unique<ChainPlan>();
+  plan(dims.data(), n, *pl);
   if (order) {
-    std::vector<std::unique_ptr<PNode>> leaves;
+    auto tree = std::make_unique<ChainTree>();
+    PNode* leaves[kMaxMatrices];
     for (int i = 0; i < n; ++i) {
-      leaves.push_back(std::make_unique<PNode>());
-      leaves.back()->leaf = i;
+      leaves[i] = tree->new_node();
+      leaves[i]->leaf = i;
     }
-    auto root = build(pl, leaves, 0, n - 1);
-    std::vector<std::string> nm = names;
-    for (int i = static_cast<int>(nm.size()); i < n; ++i) nm.push_back("M" + std::to_string(i));
-    *order = order_str(*root, nm);
+    const PNode* root = build(*pl, leaves, 0, n - 1, *tree);
+    order->clear();
+    order_str(*root, [&](int i, std::string& out) {
+      out += static_cast<size_t>(i) < names.size() ? names[static_cast<size_t>(i)] : "M" + std::to_string(i);
+    }, *order);
   }
-  return pl.cost[0][n - 1];
+  return pl->cost[0][n - 1];
 }
 
 // y[..., d_k] = x[..., d_0] · op(F_1) ⋯ op(F_k)
@@ -152,22 +200,26 @@ Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, Ch
   detail::check_float("chain_matmul", x);
   if (x.rank() < 1) throw ShapeError("chain_matmul: x must have rank ≥ 1, got " + x.desc());
   const int k = static_cast<int>(factors.size());
-  // Chain matrices: 0 is x viewed as [rows, d0], 1..k the factors.
-  Ctx ctx;
+  if (k > kMaxChainFactors)
+    throw ShapeError("chain_matmul: " + std::to_string(k) + " factors, at most " + std::to_string(kMaxChainFactors) +
+                     " (kMaxChainFactors)");
+  // Chain matrices: 0 is x viewed as [rows, d0], 1..k the factors. The tree (and every
+  // tensor the backward needs) lives in one pooled block, shared with the closure.
+  std::shared_ptr<ChainTree> tree = make_pooled<ChainTree>();
+  ChainTree& ctx = *tree;
   ctx.probe = probe;
   ctx.x_orig = x;
-  ctx.inputs.push_back(x.rank() == 1 ? x.view({1, x.dim(0)}) : x.view({x.shape().rows(), x.shape().cols()}));
-  std::vector<int64_t> dims{ctx.inputs[0].dim(0), ctx.inputs[0].dim(1)};
-  std::string names_err = "x" + x.shape().str();
+  ctx.inputs[0] = x.rank() == 1 ? x.view({1, x.dim(0)}) : x.view({x.shape().rows(), x.shape().cols()});
+  int64_t dims[kMaxMatrices + 1] = {ctx.inputs[0].dim(0), ctx.inputs[0].dim(1)};
   for (int i = 0; i < k; ++i) {
     const ChainFactor& f = factors[static_cast<size_t>(i)];
     detail::check_same("chain_matmul", {&x, &f.t});
     if (f.t.rank() != 2) throw ShapeError("chain_matmul: factor " + std::to_string(i + 1) + " must be 2-d, got " + f.t.desc());
     const int64_t r = f.transposed ? f.t.dim(1) : f.t.dim(0), c = f.transposed ? f.t.dim(0) : f.t.dim(1);
-    names_err += " · F" + std::to_string(i + 1) + f.t.shape().str() + (f.transposed ? "ᵀ" : "");
-    if (r != dims.back()) throw ShapeError("chain_matmul: dims do not chain: " + names_err);
-    dims.push_back(c);
-    ctx.inputs.push_back(f.t);
+    if (r != dims[i + 1])
+      throw ShapeError("chain_matmul: dims do not chain: " + chain_desc(x, factors, static_cast<size_t>(i) + 1));
+    dims[i + 2] = c;
+    ctx.inputs[i + 1] = f.t;
   }
   int sb = -1, se = -1;  // span in chain indices
   if (probe && probe->span_begin >= 0) {
@@ -180,72 +232,74 @@ Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, Ch
   ctx.span_begin = sb;
 
   auto leaf = [&](int i) {
-    auto n = std::make_unique<PNode>();
+    PNode* n = ctx.new_node();
     n->leaf = i;
-    n->value = ctx.inputs[static_cast<size_t>(i)];
+    n->value = ctx.inputs[i];
     n->tr = i > 0 && factors[static_cast<size_t>(i - 1)].transposed;
-    n->rows = dims[static_cast<size_t>(i)];
-    n->cols = dims[static_cast<size_t>(i + 1)];
-    n->needs = grad_enabled() && needs_grad(i == 0 ? x : ctx.inputs[static_cast<size_t>(i)]);
+    n->rows = dims[i];
+    n->cols = dims[i + 1];
+    n->needs = grad_enabled() && needs_grad(i == 0 ? x : ctx.inputs[i]);
     return n;
   };
   // Blocks: each chain matrix, except that the span (if any) is one block planned alone.
-  std::vector<std::unique_ptr<PNode>> blocks;
-  std::vector<int64_t> bdims{dims[0]};
+  ChainPlan pl;  // on the stack, reused for the span's plan and the outer one
+  PNode* blocks[kMaxMatrices];
+  int64_t bdims[kMaxMatrices + 1] = {dims[0]};
+  int nb = 0;
   for (int i = 0; i <= k; ++i) {
     if (i == sb) {
-      std::vector<std::unique_ptr<PNode>> inner;
-      std::vector<int64_t> idims{dims[static_cast<size_t>(sb)]};
+      PNode* inner[kMaxMatrices];
+      int64_t idims[kMaxMatrices + 1] = {dims[sb]};
       for (int j = sb; j < se; ++j) {
-        inner.push_back(leaf(j));
-        idims.push_back(dims[static_cast<size_t>(j + 1)]);
+        inner[j - sb] = leaf(j);
+        idims[j - sb + 1] = dims[j + 1];
       }
-      auto span = build(plan(idims), inner, 0, se - sb - 1);
+      plan(idims, se - sb, pl);
+      PNode* span = build(pl, inner, 0, se - sb - 1, ctx);
       span->is_span = true;
-      blocks.push_back(std::move(span));
-      bdims.push_back(dims[static_cast<size_t>(se)]);
+      blocks[nb] = span;
+      bdims[++nb] = dims[se];
       i = se - 1;
       continue;
     }
-    blocks.push_back(leaf(i));
-    bdims.push_back(dims[static_cast<size_t>(i + 1)]);
+    blocks[nb] = leaf(i);
+    bdims[++nb] = dims[i + 1];
   }
-  std::shared_ptr<PNode> root = build(plan(bdims), blocks, 0, static_cast<int>(blocks.size()) - 1);
+  plan(bdims, nb, pl);
+  PNode* root = build(pl, blocks, 0, nb - 1, ctx);
+  ctx.root = root;
   double flops = 0;
   forward(*root, &flops);
   if (probe) {
-    std::vector<std::string> names{"x"};
-    for (int i = 1; i <= k; ++i) names.push_back("F" + std::to_string(i));
-    probe->order = order_str(*root, names);
+    probe->order.clear();  // keeps its capacity: rebuilding the same order takes no heap
+    order_str(*root, [](int i, std::string& out) {
+      if (i == 0) out += 'x';
+      else out += 'F' + std::to_string(i);  // short: no heap (small-string buffer)
+    }, probe->order);
     probe->forward_flops = flops;
     probe->backward_flops = 0;
     probe->grad_product = Tensor();
     probe->grad_factors.assign(sb >= 0 ? static_cast<size_t>(se - sb) : 0, Tensor());
     if (sb >= 0) {
-      // Find the span node (a direct block of the root's tree).
-      std::function<const PNode*(const PNode&)> find = [&](const PNode& n) -> const PNode* {
-        if (n.is_span) return &n;
-        if (n.leaf >= 0) return nullptr;
-        const PNode* l = find(*n.left);
-        return l ? l : find(*n.right);
-      };
-      const PNode* s = find(*root);
+      const PNode* s = find_span(*root);  // a direct block of the root's tree
       probe->product = s->leaf >= 0 ? (s->tr ? transpose(s->value, 0, 1) : s->value) : s->value;
     }
   }
   Shape ys;
   for (int i = 0; i < x.rank() - 1; ++i) ys.push(x.dim(i));
-  ys.push(dims.back());
+  ys.push(dims[k + 1]);
   // The root's value is the product (a fresh tensor unless the chain is a lone x, which
   // cannot happen: k ≥ 1).
   Tensor y = root->value.view(ys);
-  std::vector<Tensor> rec_inputs{x};
-  for (const ChainFactor& f : factors) rec_inputs.push_back(f.t);
-  record("chain_matmul", y, rec_inputs, [root, ctx](const Tensor& gy) {
-    double bflops = 0;
-    backward(*root, gy.view({root->rows, root->cols}), ctx, &bflops);
-    if (ctx.probe) ctx.probe->backward_flops += bflops;
-  });
+  Tensor rec_inputs[kMaxMatrices] = {x};
+  for (int i = 0; i < k; ++i) rec_inputs[i + 1] = factors[static_cast<size_t>(i)].t;
+  record("chain_matmul", y, std::span<const Tensor>(rec_inputs, static_cast<size_t>(k) + 1),
+         [tree](const Tensor& gy) {
+           const PNode& r = *tree->root;
+           double bflops = 0;
+           backward(r, gy.view({r.rows, r.cols}), *tree, &bflops);
+           if (tree->probe) tree->probe->backward_flops += bflops;
+         });
   return y;
 }
 

@@ -18,6 +18,11 @@
 
 namespace cg::ops {
 
+// The longest chain, in factors (x not counted). The planner and the product tree live in
+// fixed-size tables so that a call takes nothing from the heap; a longer chain is a
+// ShapeError. (A LinChain adapter is n + 2 factors: A, the n mixers, Bᵀ.)
+constexpr int kMaxChainFactors = 30;
+
 // A factor of the chain: a rank-2 tensor, used transposed when `transposed`.
 struct ChainFactor {
   Tensor t;
@@ -43,7 +48,8 @@ struct ChainProbe {
 };
 
 // The optimal association's cost in multiplications (m·n·k per product) for matrices
-// with dims p[0]×p[1], p[1]×p[2], …; and that association as a string over names.
+// with dims p[0]×p[1], p[1]×p[2], … (at most kMaxChainFactors + 1 matrices); and that
+// association as a string over names.
 double chain_order_cost(const std::vector<int64_t>& dims, std::string* order = nullptr,
                         const std::vector<std::string>& names = {});
 

@@ -28,9 +28,11 @@ Tensor embedding(const Tensor& table, const Tensor& ids) {
   if (ids.device() != table.device())
     throw DeviceError("embedding: table " + table.desc() + " and ids " + ids.desc() + " on different devices");
   if (ids.rank() > 3) throw ShapeError("embedding: ids must have rank ≤ 3, got " + ids.desc());
-  for (int32_t v : ids.to_i32_vector())
-    if (v < 0 || v >= table.dim(0))
-      throw ShapeError("embedding: id " + std::to_string(v) + " out of range for table " + table.desc());
+  const Tensor ih = ids.to(Device::CPU);  // read in place on the CPU: no host vector
+  const int32_t* iv = ih.data<int32_t>();
+  for (int64_t i = 0; i < ih.numel(); ++i)
+    if (iv[i] < 0 || iv[i] >= table.dim(0))
+      throw ShapeError("embedding: id " + std::to_string(iv[i]) + " out of range for table " + table.desc());
   Shape os = ids.shape();
   os.push(table.dim(1));
   Tensor out = detail::empty_as(table, os);

@@ -46,13 +46,17 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
   if (targets.numel() != logits.shape().rows())
     throw ShapeError("cross_entropy: " + std::to_string(targets.numel()) + " targets for logits " + logits.desc() +
                      " (need one per row)");
-  // Targets are read on the host once to validate them and count the kept rows.
-  const std::vector<int32_t> t = targets.to_i32_vector();
+  // Targets are read on the host once to validate them and count the kept rows (a CPU
+  // tensor is read in place; no host vector, so a training step stays off the heap).
+  const Tensor th = targets.to(Device::CPU);
+  const int32_t* t = th.data<int32_t>();
   const int64_t V = logits.dim(-1);
   int64_t kept = 0;
-  for (int32_t v : t) {
-    if (v >= V) throw ShapeError("cross_entropy: target " + std::to_string(v) + " out of range for " + std::to_string(V) + " classes");
-    kept += v >= 0;
+  for (int64_t i = 0; i < th.numel(); ++i) {
+    if (t[i] >= V)
+      throw ShapeError("cross_entropy: target " + std::to_string(t[i]) + " out of range for " + std::to_string(V) +
+                       " classes");
+    kept += t[i] >= 0;
   }
   const int64_t rows = logits.shape().rows();
   Tensor losses = detail::empty_as(logits, {rows});
