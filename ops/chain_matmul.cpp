@@ -5,6 +5,7 @@
 #include <limits>
 #include <memory>
 
+#include "ops/chain_tree.h"
 #include "ops/detail.h"
 #include "ops/ops.h"
 
@@ -66,20 +67,21 @@ std::string order_str(const PNode& n, const std::vector<std::string>& names) {
   return "(" + order_str(*n.left, names) + "·" + order_str(*n.right, names) + ")";
 }
 
-// C = op(a)·op(b) for two nodes, counted into *flops.
-Tensor multiply(const PNode& a, const PNode& b, double* flops) {
-  Tensor c = Tensor::empty({a.rows, b.cols}, a.value.dtype(), a.value.device());
-  backend(c).gemm(c.dtype(), a.tr, b.tr, a.rows, b.cols, a.cols, 1.0, a.value.raw(), a.value.shape().cols(), 0,
-                  b.value.raw(), b.value.shape().cols(), 0, 0.0, c.raw(), b.cols, 0, 1);
+// c[a.rows, b.cols] = alpha · op(a)·op(b) + beta · c for two nodes, counted into *flops.
+void multiply(const PNode& a, const PNode& b, const Tensor& c, double alpha, double beta, double* flops) {
+  backend(c).gemm(c.dtype(), a.tr, b.tr, a.rows, b.cols, a.cols, alpha, a.value.raw(), a.value.shape().cols(), 0,
+                  b.value.raw(), b.value.shape().cols(), 0, beta, c.raw(), b.cols, 0, 1);
   *flops += 2.0 * static_cast<double>(a.rows) * b.cols * a.cols;
-  return c;
 }
 
-void forward(PNode& n, double* flops) {
+// Forms the products below n (kept in the tree for backward); n's own product goes to
+// out = alpha·product + beta·out when out is given (the root), else into a fresh n.value.
+void forward(PNode& n, double* flops, const Tensor* out = nullptr, double alpha = 1.0, double beta = 0.0) {
   if (n.leaf >= 0) return;
   forward(*n.left, flops);
   forward(*n.right, flops);
-  n.value = multiply(*n.left, *n.right, flops);
+  if (!out) n.value = Tensor::empty({n.rows, n.cols}, n.left->value.dtype(), n.left->value.device());
+  multiply(*n.left, *n.right, out ? *out : n.value, alpha, beta, flops);
 }
 
 struct Ctx {
@@ -89,9 +91,12 @@ struct Ctx {
   int span_begin;  // chain indices (x = 0) of the span, or −1
 };
 
-// g is ∂L/∂op(n.value) as a [rows, cols] matrix. Gradients of leaves go to their tensors
-// in the tensors' own layout.
-void backward(const PNode& n, const Tensor& g, const Ctx& ctx, double* flops) {
+// g is ∂L/∂(n's product) as a [rows, cols] matrix, and n's product enters the result as
+// alpha·op(n.value) (alpha ≠ 1 only at the root). Gradients of leaves go to their tensors
+// in the tensors' own layout; x's (always a left child: it is chain matrix 0) is added
+// into gx (read as [rows, d_0]) with beta = 1 when gx is given.
+void backward(const PNode& n, const Tensor& g, const Ctx& ctx, double* flops, double alpha = 1.0,
+              const Tensor* gx = nullptr) {
   if (!n.needs) return;
   if (n.is_span && ctx.probe) ctx.probe->grad_product = g;
   if (n.leaf >= 0) {
@@ -110,16 +115,17 @@ void backward(const PNode& n, const Tensor& g, const Ctx& ctx, double* flops) {
   }
   const PNode &L = *n.left, &R = *n.right;
   Backend& be = backend(g);
-  if (L.needs) {  // gL[L.rows, L.cols] = g · op(R)ᵀ
-    Tensor gl = Tensor::empty({L.rows, L.cols}, g.dtype(), g.device());
-    be.gemm(g.dtype(), false, !R.tr, L.rows, L.cols, n.cols, 1.0, g.raw(), n.cols, 0, R.value.raw(),
-            R.value.shape().cols(), 0, 0.0, gl.raw(), L.cols, 0, 1);
+  if (L.needs) {  // gL[L.rows, L.cols] = alpha · g · op(R)ᵀ  (+ gx when L is x)
+    const bool into_gx = L.leaf == 0 && gx;
+    Tensor gl = into_gx ? *gx : Tensor::empty({L.rows, L.cols}, g.dtype(), g.device());
+    be.gemm(g.dtype(), false, !R.tr, L.rows, L.cols, n.cols, alpha, g.raw(), n.cols, 0, R.value.raw(),
+            R.value.shape().cols(), 0, into_gx ? 1.0 : 0.0, gl.raw(), L.cols, 0, 1);
     *flops += 2.0 * static_cast<double>(L.rows) * L.cols * n.cols;
-    backward(L, gl, ctx, flops);
+    if (!into_gx) backward(L, gl, ctx, flops);
   }
-  if (R.needs) {  // gR[R.rows, R.cols] = op(L)ᵀ · g
+  if (R.needs) {  // gR[R.rows, R.cols] = alpha · op(L)ᵀ · g
     Tensor gr = Tensor::empty({R.rows, R.cols}, g.dtype(), g.device());
-    be.gemm(g.dtype(), !L.tr, false, R.rows, R.cols, n.rows, 1.0, L.value.raw(), L.value.shape().cols(), 0, g.raw(),
+    be.gemm(g.dtype(), !L.tr, false, R.rows, R.cols, n.rows, alpha, L.value.raw(), L.value.shape().cols(), 0, g.raw(),
             n.cols, 0, 0.0, gr.raw(), R.cols, 0, 1);
     *flops += 2.0 * static_cast<double>(R.rows) * R.cols * n.rows;
     backward(R, gr, ctx, flops);
@@ -146,14 +152,25 @@ double chain_order_cost(const std::vector<int64_t>& dims, std::string* order, co
   return pl.cost[0][n - 1];
 }
 
-// y[..., d_k] = x[..., d_0] · op(F_1) ⋯ op(F_k)
-Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, ChainProbe* probe) {
-  if (factors.empty()) throw ShapeError("chain_matmul: no factors");
-  detail::check_float("chain_matmul", x);
-  if (x.rank() < 1) throw ShapeError("chain_matmul: x must have rank ≥ 1, got " + x.desc());
-  const int k = static_cast<int>(factors.size());
-  // Chain matrices: 0 is x viewed as [rows, d0], 1..k the factors.
+namespace detail {
+
+struct ChainTree {
+  std::unique_ptr<PNode> root;
   Ctx ctx;
+  int k = 0, sb = -1, se = -1;  // factor count; the span in chain indices (x = 0), or −1
+};
+
+std::shared_ptr<ChainTree> chain_plan(const char* op, const Tensor& x, const std::vector<ChainFactor>& factors,
+                                      ChainProbe* probe) {
+  const std::string on(op);
+  if (factors.empty()) throw ShapeError(on + ": no factors");
+  check_float(op, x);
+  if (x.rank() < 1) throw ShapeError(on + ": x must have rank ≥ 1, got " + x.desc());
+  auto tree = std::make_shared<ChainTree>();
+  const int k = static_cast<int>(factors.size());
+  tree->k = k;
+  // Chain matrices: 0 is x viewed as [rows, d0], 1..k the factors.
+  Ctx& ctx = tree->ctx;
   ctx.probe = probe;
   ctx.x_orig = x;
   ctx.inputs.push_back(x.rank() == 1 ? x.view({1, x.dim(0)}) : x.view({x.shape().rows(), x.shape().cols()}));
@@ -161,23 +178,25 @@ Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, Ch
   std::string names_err = "x" + x.shape().str();
   for (int i = 0; i < k; ++i) {
     const ChainFactor& f = factors[static_cast<size_t>(i)];
-    detail::check_same("chain_matmul", {&x, &f.t});
-    if (f.t.rank() != 2) throw ShapeError("chain_matmul: factor " + std::to_string(i + 1) + " must be 2-d, got " + f.t.desc());
+    check_same(op, {&x, &f.t});
+    if (f.t.rank() != 2) throw ShapeError(on + ": factor " + std::to_string(i + 1) + " must be 2-d, got " + f.t.desc());
     const int64_t r = f.transposed ? f.t.dim(1) : f.t.dim(0), c = f.transposed ? f.t.dim(0) : f.t.dim(1);
     names_err += " · F" + std::to_string(i + 1) + f.t.shape().str() + (f.transposed ? "ᵀ" : "");
-    if (r != dims.back()) throw ShapeError("chain_matmul: dims do not chain: " + names_err);
+    if (r != dims.back()) throw ShapeError(on + ": dims do not chain: " + names_err);
     dims.push_back(c);
     ctx.inputs.push_back(f.t);
   }
   int sb = -1, se = -1;  // span in chain indices
   if (probe && probe->span_begin >= 0) {
     if (probe->span_begin >= probe->span_end || probe->span_end > k)
-      throw ShapeError("chain_matmul: probe span [" + std::to_string(probe->span_begin) + ", " +
+      throw ShapeError(on + ": probe span [" + std::to_string(probe->span_begin) + ", " +
                        std::to_string(probe->span_end) + ") is not inside " + std::to_string(k) + " factors");
     sb = probe->span_begin + 1;
     se = probe->span_end + 1;
   }
   ctx.span_begin = sb;
+  tree->sb = sb;
+  tree->se = se;
 
   auto leaf = [&](int i) {
     auto n = std::make_unique<PNode>();
@@ -210,9 +229,19 @@ Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, Ch
     blocks.push_back(leaf(i));
     bdims.push_back(dims[static_cast<size_t>(i + 1)]);
   }
-  std::shared_ptr<PNode> root = build(plan(bdims), blocks, 0, static_cast<int>(blocks.size()) - 1);
+  tree->root = build(plan(bdims), blocks, 0, static_cast<int>(blocks.size()) - 1);
+  return tree;
+}
+
+int64_t chain_cols(const ChainTree& t) { return t.root->cols; }
+
+void chain_forward(ChainTree& t, const Tensor& out, double alpha, double beta) {
+  // The root is an inner node (k ≥ 1); its product goes straight to out, not into the tree.
+  const PNode* root = t.root.get();
+  ChainProbe* probe = t.ctx.probe;
+  const int k = t.k, sb = t.sb, se = t.se;
   double flops = 0;
-  forward(*root, &flops);
+  forward(*t.root, &flops, &out, alpha, beta);
   if (probe) {
     std::vector<std::string> names{"x"};
     for (int i = 1; i <= k; ++i) names.push_back("F" + std::to_string(i));
@@ -233,18 +262,29 @@ Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, Ch
       probe->product = s->leaf >= 0 ? (s->tr ? transpose(s->value, 0, 1) : s->value) : s->value;
     }
   }
+}
+
+void chain_backward(const ChainTree& t, const Tensor& g, double alpha, const Tensor* gx) {
+  double flops = 0;
+  backward(*t.root, g, t.ctx, &flops, alpha, gx);
+  if (t.ctx.probe) t.ctx.probe->backward_flops += flops;
+}
+
+}  // namespace detail
+
+// y[..., d_k] = x[..., d_0] · op(F_1) ⋯ op(F_k)
+Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, ChainProbe* probe) {
+  std::shared_ptr<detail::ChainTree> tree = detail::chain_plan("chain_matmul", x, factors, probe);
+  const int64_t rows = tree->ctx.inputs[0].dim(0), cols = detail::chain_cols(*tree);
   Shape ys;
   for (int i = 0; i < x.rank() - 1; ++i) ys.push(x.dim(i));
-  ys.push(dims.back());
-  // The root's value is the product (a fresh tensor unless the chain is a lone x, which
-  // cannot happen: k ≥ 1).
-  Tensor y = root->value.view(ys);
+  ys.push(cols);
+  Tensor y = detail::empty_as(x, ys);
+  detail::chain_forward(*tree, y.view({rows, cols}), 1.0, 0.0);
   std::vector<Tensor> rec_inputs{x};
   for (const ChainFactor& f : factors) rec_inputs.push_back(f.t);
-  record("chain_matmul", y, rec_inputs, [root, ctx](const Tensor& gy) {
-    double bflops = 0;
-    backward(*root, gy.view({root->rows, root->cols}), ctx, &bflops);
-    if (ctx.probe) ctx.probe->backward_flops += bflops;
+  record("chain_matmul", y, rec_inputs, [tree, rows, cols](const Tensor& gy) {  // gy[..., d_k]
+    detail::chain_backward(*tree, gy.view({rows, cols}), 1.0, nullptr);
   });
   return y;
 }
