@@ -155,12 +155,12 @@ ChainAdapter::ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, doubl
   }
 }
 
-// Δy[..., out] = s · x[..., in] · A[in,r] · W₁[r,r] ⋯ Wₙ[r,r] · B[out,r]ᵀ
-Tensor ChainAdapter::forward(const Tensor& x) {
+// y[..., out] = x[..., in] · W₀[out,in]ᵀ + s · x · A[in,r] · W₁[r,r] ⋯ Wₙ[r,r] · B[out,r]ᵀ
+Tensor ChainAdapter::forward(const Tensor& x, const Tensor& weight) {
   std::vector<ops::ChainFactor> f{a_};
   for (const Tensor& w : mixers_) f.emplace_back(w);
   f.push_back(ops::T(b_));
-  return ops::mul_scalar(ops::chain_matmul(x, f, &probe_), scale_);
+  return ops::adapted_linear(x, weight, f, scale_, &probe_);
 }
 
 // ΔW[out, in] = s · B[out,r] · Wₙᵀ ⋯ W₁ᵀ · A[in,r]ᵀ  (= s·(A·W₁⋯Wₙ·Bᵀ)ᵀ)
