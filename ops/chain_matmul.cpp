@@ -121,7 +121,7 @@ void backward(const PNode& n, const Tensor& g, const Ctx& ctx, double* flops, do
     be.gemm(g.dtype(), false, !R.tr, L.rows, L.cols, n.cols, alpha, g.raw(), n.cols, 0, R.value.raw(),
             R.value.shape().cols(), 0, into_gx ? 1.0 : 0.0, gl.raw(), L.cols, 0, 1);
     *flops += 2.0 * static_cast<double>(L.rows) * L.cols * n.cols;
-    if (!into_gx) backward(L, gl, ctx, flops);
+    if (!into_gx) backward(L, gl, ctx, flops, 1.0, gx);
   }
   if (R.needs) {  // gR[R.rows, R.cols] = alpha · op(L)ᵀ · g
     Tensor gr = Tensor::empty({R.rows, R.cols}, g.dtype(), g.device());

@@ -78,9 +78,15 @@ TEST_CASE("adapted_linear with a frozen base: the adapter's GEMMs and no full-si
   CHECK(st.bytes_in_use - bytes0 == static_cast<int64_t>(sizeof(float)) * (N * O + N * R));
   Tensor loss = ops::sum_all(y);
   GemmCount c;
+  const int64_t bytes1 = st.bytes_in_use;
+  st.reset_peak();
   backward(loss);
   // gx = gy·W0; gB = (s·gyᵀ·(xA))ᵀ; g(xA) = s·gy·B; gA = xᵀ·g(xA); gx += g(xA)·Aᵀ (beta = 1).
   CHECK(c.calls() == 5);
+  // At most one [N, I] buffer (gx, adopted as x.grad) besides gy [N, O] and the thin
+  // gradients: the chain's share of ∂L/∂x is never a tensor of its own.
+  const int64_t thin = N * R + I * R + 2 * O * R;
+  CHECK(st.peak_bytes - bytes1 <= static_cast<int64_t>(sizeof(float)) * (N * O + N * I + thin + 64));
   CHECK(c.flops() == doctest::Approx(2.0 * N * O * I + 2.0 * (2.0 * N * O * R) + 2.0 * (2.0 * N * I * R)));
   CHECK_FALSE(w0.grad().defined());
   CHECK(x.grad().defined());
