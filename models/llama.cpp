@@ -28,14 +28,16 @@ bool is_residual_output(const std::string& name) {
 // Row-major strides (elements) of a 4-d shape [·, d1, d2, d3].
 std::array<int64_t, 4> strides_of(int64_t d1, int64_t d2, int64_t d3) { return {d1 * d2 * d3, d2 * d3, d3, 1}; }
 
-// y[N,O] = x[N,I] · Wᵀ + beta·y, plus the Linear's adapter when it is not merged.
+// y[N,O] = x[N,I] · Wᵀ + beta·y (beta 0 or 1), with the Linear's adapter when it is not merged.
 void project(Backend& be, const nn::Linear& lin, const Tensor& x, Tensor& y, double beta) {
   const int64_t n = x.shape().rows(), in = lin.in_features(), out = lin.out_features();
-  be.gemm(x.dtype(), false, true, n, out, in, 1.0, x.raw(), in, 0, lin.weight.raw(), in, 0, beta, y.raw(), out, 0, 1);
   if (lin.adapter && !lin.adapter->merged) {
-    Tensor d = lin.adapter->forward(x);  // [N,O]
-    be.axpy(1.0, d.view(y.shape()), y);
+    Tensor p = lin.adapter->forward(x, lin.weight).view(y.shape());  // [N,O] = x·Wᵀ + Δy
+    if (beta == 0.0) be.copy(y.raw(), p.raw(), y.nbytes());
+    else be.axpy(1.0, p, y);
+    return;
   }
+  be.gemm(x.dtype(), false, true, n, out, in, 1.0, x.raw(), in, 0, lin.weight.raw(), in, 0, beta, y.raw(), out, 0, 1);
 }
 
 // True when the weights lie back to back in one storage, in order, starting at `fused`

@@ -161,9 +161,9 @@ ChainAdapter::ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, doubl
   factors_.push_back(ops::T(b_));
 }
 
-// Δy[..., out] = s · x[..., in] · A[in,r] · W₁[r,r] ⋯ Wₙ[r,r] · B[out,r]ᵀ
-Tensor ChainAdapter::forward(const Tensor& x) {
-  return ops::mul_scalar(ops::chain_matmul(x, factors_, &probe_), scale_);
+// y[..., out] = x[..., in] · W₀[out,in]ᵀ + s · x · A[in,r] · W₁[r,r] ⋯ Wₙ[r,r] · B[out,r]ᵀ
+Tensor ChainAdapter::forward(const Tensor& x, const Tensor& weight) {
+  return ops::adapted_linear(x, weight, factors_, scale_, &probe_);
 }
 
 // ΔW[out, in] = s · B[out,r] · Wₙᵀ ⋯ W₁ᵀ · A[in,r]ᵀ  (= s·(A·W₁⋯Wₙ·Bᵀ)ᵀ)

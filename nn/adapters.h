@@ -6,8 +6,9 @@
 // Convention (the paper's, y = x·W with W d_in×d_out), used everywhere in the code:
 //   Δy[..., out] = s · x[..., in] · A[in, r] · W₁[r, r] ⋯ Wₙ[r, r] · B[out, r]ᵀ,  s = alpha / r
 //   LoRA: n = 0; MoSLoRA: n = 1 (the mixer); LinChain: n = chain ≥ 1.
-// The product runs through ops::chain_matmul with a ChainProbe whose span is W₁⋯Wₙ, so
-// ∂L/∂P (P = W₁⋯Wₙ) and each ∂L/∂Wᵢ can be read after backward.
+// The adapted projection y = x·W₀ᵀ + Δy runs as one ops::adapted_linear (ChainMatmul's
+// product tree, accumulated into the base GEMM's output) with a ChainProbe whose span is
+// W₁⋯Wₙ, so ∂L/∂P (P = W₁⋯Wₙ) and each ∂L/∂Wᵢ can be read after backward.
 // In the base weight's [out, in] layout the update is ΔW = s · B · Wₙᵀ ⋯ W₁ᵀ · Aᵀ.
 //
 // Parameter names in the adapter store are PEFT-style, but hold the tensors in the layout
@@ -66,8 +67,9 @@ class ChainAdapter : public Adapter {
   // a[in, r], mixers[r, r] × n, b[out, r] (parameter handles from the adapter store).
   ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, double scale);
 
-  // Δy[..., out] = s · chain_matmul(x[..., in], {A, W₁, …, Wₙ, Bᵀ}) (probe span = the Wᵢ).
-  Tensor forward(const Tensor& x) override;
+  // y[..., out] = x[..., in] · W₀ᵀ + s · x·A·W₁⋯Wₙ·Bᵀ as one ops::adapted_linear (probe
+  // span = the Wᵢ).
+  Tensor forward(const Tensor& x, const Tensor& weight) override;
   // ΔW[out, in] = s · B · Wₙᵀ ⋯ W₁ᵀ · Aᵀ, computed without recording.
   Tensor delta_weight() override;
 

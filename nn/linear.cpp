@@ -8,9 +8,8 @@
 namespace cg::nn {
 
 Tensor Linear::forward(const Tensor& x) const {
-  Tensor y = ops::linear(x, weight);
-  if (adapter && !adapter->merged) y = ops::add(y, adapter->forward(x));
-  return y;
+  if (adapter && !adapter->merged) return adapter->forward(x, weight);
+  return ops::linear(x, weight);
 }
 
 void Linear::merge() {

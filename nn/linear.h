@@ -1,6 +1,8 @@
 // nn/linear.h — Linear: a base weight in Hugging Face's [out, in] layout (y = x·Wᵀ) with
 // an optional low-rank Adapter added to its output. The adapter kinds (LoRA, MoSLoRA,
-// LinChain) live in nn/adapters.h; this file only knows the interface.
+// LinChain) live in nn/adapters.h; this file only knows the interface: an unmerged
+// adapter computes the whole adapted projection, so that it can fuse its share into the
+// base GEMM's output (ops::adapted_linear).
 #pragma once
 #include <memory>
 #include <string>
@@ -12,8 +14,9 @@ namespace cg::nn {
 class Adapter {
  public:
   virtual ~Adapter() = default;
-  // Δy[..., out] = s · x[..., in] · A · (mixers) · Bᵀ — the adapter's share of the output.
-  virtual Tensor forward(const Tensor& x) = 0;
+  // y[..., out] = x[..., in] · Wᵀ + Δy, Δy = s · x · A · (mixers) · Bᵀ: the base weight's
+  // output with the adapter's share added (W[out, in] is the Linear's weight).
+  virtual Tensor forward(const Tensor& x, const Tensor& weight) = 0;
   // ΔW[out, in] in the base weight's layout (for merging), computed without recording.
   virtual Tensor delta_weight() = 0;
   bool merged = false;  // folded into the base weight: forward() of Linear skips it

@@ -1,4 +1,6 @@
-// ops/chain_matmul.cpp — ChainMatmul forward (matrix-chain DP) and backward (tree walk).
+// ops/chain_matmul.cpp — ChainMatmul forward (matrix-chain DP) and backward (tree walk),
+// as the three pieces of ops/chain_tree.h (plan, forward, backward) that chain_matmul and
+// adapted_linear (ops/adapted_linear.cpp) build on.
 // No heap per call: chains are short (≤ kMaxChainFactors), so the DP table is a fixed
 // array on the stack and the product tree is a fixed array of nodes in one pooled block
 // (engine/pool.h) that the backward closure holds; after warm-up a call reuses them.
@@ -8,6 +10,7 @@
 #include <memory>
 
 #include "engine/pool.h"
+#include "ops/chain_tree.h"
 #include "ops/detail.h"
 #include "ops/ops.h"
 
@@ -30,22 +33,29 @@ struct PNode {
   bool is_span = false;        // the observed sub-product P
 };
 
+}  // namespace
+
 // The tree of one call, with what its backward needs: n matrices give n leaves and
 // n − 1 inner nodes, all taken from `nodes` (the children pointers stay inside it).
-struct ChainTree {
+struct detail::ChainTree {
   PNode nodes[2 * kMaxMatrices - 1];
   int used = 0;
   PNode* root = nullptr;
   Tensor inputs[kMaxMatrices];  // x (2-d view) then the factors
   Tensor x_orig;
   ChainProbe* probe = nullptr;
-  int span_begin = -1;  // chain indices (x = 0) of the span, or −1
+  int k = 0;            // factors
+  int span_begin = -1;  // chain indices (x = 0) of the span [span_begin, span_end), or −1
+  int span_end = -1;
 
   PNode* new_node() { return &nodes[used++]; }
   ChainTree() = default;
   ChainTree(const ChainTree&) = delete;
   ChainTree& operator=(const ChainTree&) = delete;
 };
+
+namespace {
+using detail::ChainTree;
 
 // Matrix-chain DP over dims p[0..n]; split[i][j] is the best split of matrices i..j.
 struct ChainPlan {
@@ -108,25 +118,29 @@ const PNode* find_span(const PNode& n) {
   return l ? l : find_span(*n.right);
 }
 
-// C = op(a)·op(b) for two nodes, counted into *flops.
-Tensor multiply(const PNode& a, const PNode& b, double* flops) {
-  Tensor c = Tensor::empty({a.rows, b.cols}, a.value.dtype(), a.value.device());
-  backend(c).gemm(c.dtype(), a.tr, b.tr, a.rows, b.cols, a.cols, 1.0, a.value.raw(), a.value.shape().cols(), 0,
-                  b.value.raw(), b.value.shape().cols(), 0, 0.0, c.raw(), b.cols, 0, 1);
+// c[a.rows, b.cols] = alpha · op(a)·op(b) + beta · c for two nodes, counted into *flops.
+void multiply(const PNode& a, const PNode& b, const Tensor& c, double alpha, double beta, double* flops) {
+  backend(c).gemm(c.dtype(), a.tr, b.tr, a.rows, b.cols, a.cols, alpha, a.value.raw(), a.value.shape().cols(), 0,
+                  b.value.raw(), b.value.shape().cols(), 0, beta, c.raw(), b.cols, 0, 1);
   *flops += 2.0 * static_cast<double>(a.rows) * b.cols * a.cols;
-  return c;
 }
 
-void forward(PNode& n, double* flops) {
+// Forms the products below n (kept in the tree for backward); n's own product goes to
+// out = alpha·product + beta·out when out is given (the root), else into a fresh n.value.
+void forward(PNode& n, double* flops, const Tensor* out = nullptr, double alpha = 1.0, double beta = 0.0) {
   if (n.leaf >= 0) return;
   forward(*n.left, flops);
   forward(*n.right, flops);
-  n.value = multiply(*n.left, *n.right, flops);
+  if (!out) n.value = Tensor::empty({n.rows, n.cols}, n.left->value.dtype(), n.left->value.device());
+  multiply(*n.left, *n.right, out ? *out : n.value, alpha, beta, flops);
 }
 
-// g is ∂L/∂op(n.value) as a [rows, cols] matrix. Gradients of leaves go to their tensors
-// in the tensors' own layout.
-void backward(const PNode& n, const Tensor& g, const ChainTree& ctx, double* flops) {
+// g is ∂L/∂(n's product) as a [rows, cols] matrix, and n's product enters the result as
+// alpha·op(n.value) (alpha ≠ 1 only at the root). Gradients of leaves go to their tensors
+// in the tensors' own layout; x's (always a left child: it is chain matrix 0) is added
+// into gx (read as [rows, d_0]) with beta = 1 when gx is given.
+void backward(const PNode& n, const Tensor& g, const ChainTree& ctx, double* flops, double alpha = 1.0,
+              const Tensor* gx = nullptr) {
   if (!n.needs) return;
   if (n.is_span && ctx.probe) ctx.probe->grad_product = g;
   if (n.leaf >= 0) {
@@ -145,16 +159,17 @@ void backward(const PNode& n, const Tensor& g, const ChainTree& ctx, double* flo
   }
   const PNode &L = *n.left, &R = *n.right;
   Backend& be = backend(g);
-  if (L.needs) {  // gL[L.rows, L.cols] = g · op(R)ᵀ
-    Tensor gl = Tensor::empty({L.rows, L.cols}, g.dtype(), g.device());
-    be.gemm(g.dtype(), false, !R.tr, L.rows, L.cols, n.cols, 1.0, g.raw(), n.cols, 0, R.value.raw(),
-            R.value.shape().cols(), 0, 0.0, gl.raw(), L.cols, 0, 1);
+  if (L.needs) {  // gL[L.rows, L.cols] = alpha · g · op(R)ᵀ  (+ gx when L is x)
+    const bool into_gx = L.leaf == 0 && gx;
+    Tensor gl = into_gx ? *gx : Tensor::empty({L.rows, L.cols}, g.dtype(), g.device());
+    be.gemm(g.dtype(), false, !R.tr, L.rows, L.cols, n.cols, alpha, g.raw(), n.cols, 0, R.value.raw(),
+            R.value.shape().cols(), 0, into_gx ? 1.0 : 0.0, gl.raw(), L.cols, 0, 1);
     *flops += 2.0 * static_cast<double>(L.rows) * L.cols * n.cols;
-    backward(L, gl, ctx, flops);
+    if (!into_gx) backward(L, gl, ctx, flops, 1.0, gx);
   }
-  if (R.needs) {  // gR[R.rows, R.cols] = op(L)ᵀ · g
+  if (R.needs) {  // gR[R.rows, R.cols] = alpha · op(L)ᵀ · g
     Tensor gr = Tensor::empty({R.rows, R.cols}, g.dtype(), g.device());
-    be.gemm(g.dtype(), !L.tr, false, R.rows, R.cols, n.rows, 1.0, L.value.raw(), L.value.shape().cols(), 0, g.raw(),
+    be.gemm(g.dtype(), !L.tr, false, R.rows, R.cols, n.rows, alpha, L.value.raw(), L.value.shape().cols(), 0, g.raw(),
             n.cols, 0, 0.0, gr.raw(), R.cols, 0, 1);
     *flops += 2.0 * static_cast<double>(R.rows) * R.cols * n.rows;
     backward(R, gr, ctx, flops);
@@ -194,42 +209,48 @@ double chain_order_cost(const std::vector<int64_t>& dims, std::string* order, co
   return pl->cost[0][n - 1];
 }
 
-// y[..., d_k] = x[..., d_0] · op(F_1) ⋯ op(F_k)
-Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, ChainProbe* probe) {
-  if (factors.empty()) throw ShapeError("chain_matmul: no factors");
-  detail::check_float("chain_matmul", x);
-  if (x.rank() < 1) throw ShapeError("chain_matmul: x must have rank ≥ 1, got " + x.desc());
+
+namespace detail {
+
+std::shared_ptr<ChainTree> chain_plan(const char* op, const Tensor& x, const std::vector<ChainFactor>& factors,
+                                      ChainProbe* probe) {
+  if (factors.empty()) throw ShapeError(std::string(op) + ": no factors");
+  check_float(op, x);
+  if (x.rank() < 1) throw ShapeError(std::string(op) + ": x must have rank ≥ 1, got " + x.desc());
   const int k = static_cast<int>(factors.size());
   if (k > kMaxChainFactors)
-    throw ShapeError("chain_matmul: " + std::to_string(k) + " factors, at most " + std::to_string(kMaxChainFactors) +
-                     " (kMaxChainFactors)");
+    throw ShapeError(std::string(op) + ": " + std::to_string(k) + " factors, at most " +
+                     std::to_string(kMaxChainFactors) + " (kMaxChainFactors)");
   // Chain matrices: 0 is x viewed as [rows, d0], 1..k the factors. The tree (and every
   // tensor the backward needs) lives in one pooled block, shared with the closure.
   std::shared_ptr<ChainTree> tree = make_pooled<ChainTree>();
   ChainTree& ctx = *tree;
   ctx.probe = probe;
+  ctx.k = k;
   ctx.x_orig = x;
   ctx.inputs[0] = x.rank() == 1 ? x.view({1, x.dim(0)}) : x.view({x.shape().rows(), x.shape().cols()});
   int64_t dims[kMaxMatrices + 1] = {ctx.inputs[0].dim(0), ctx.inputs[0].dim(1)};
   for (int i = 0; i < k; ++i) {
     const ChainFactor& f = factors[static_cast<size_t>(i)];
-    detail::check_same("chain_matmul", {&x, &f.t});
-    if (f.t.rank() != 2) throw ShapeError("chain_matmul: factor " + std::to_string(i + 1) + " must be 2-d, got " + f.t.desc());
+    check_same(op, {&x, &f.t});
+    if (f.t.rank() != 2)
+      throw ShapeError(std::string(op) + ": factor " + std::to_string(i + 1) + " must be 2-d, got " + f.t.desc());
     const int64_t r = f.transposed ? f.t.dim(1) : f.t.dim(0), c = f.transposed ? f.t.dim(0) : f.t.dim(1);
     if (r != dims[i + 1])
-      throw ShapeError("chain_matmul: dims do not chain: " + chain_desc(x, factors, static_cast<size_t>(i) + 1));
+      throw ShapeError(std::string(op) + ": dims do not chain: " + chain_desc(x, factors, static_cast<size_t>(i) + 1));
     dims[i + 2] = c;
     ctx.inputs[i + 1] = f.t;
   }
   int sb = -1, se = -1;  // span in chain indices
   if (probe && probe->span_begin >= 0) {
     if (probe->span_begin >= probe->span_end || probe->span_end > k)
-      throw ShapeError("chain_matmul: probe span [" + std::to_string(probe->span_begin) + ", " +
+      throw ShapeError(std::string(op) + ": probe span [" + std::to_string(probe->span_begin) + ", " +
                        std::to_string(probe->span_end) + ") is not inside " + std::to_string(k) + " factors");
     sb = probe->span_begin + 1;
     se = probe->span_end + 1;
   }
   ctx.span_begin = sb;
+  ctx.span_end = se;
 
   auto leaf = [&](int i) {
     PNode* n = ctx.new_node();
@@ -266,15 +287,24 @@ Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, Ch
     bdims[++nb] = dims[i + 1];
   }
   plan(bdims, nb, pl);
-  PNode* root = build(pl, blocks, 0, nb - 1, ctx);
-  ctx.root = root;
+  ctx.root = build(pl, blocks, 0, nb - 1, ctx);
+  return tree;
+}
+
+int64_t chain_cols(const ChainTree& t) { return t.root->cols; }
+
+void chain_forward(ChainTree& t, const Tensor& out, double alpha, double beta) {
+  // The root is an inner node (k ≥ 1); its product goes straight to out, not into the tree.
+  const PNode* root = t.root;
+  ChainProbe* probe = t.probe;
+  const int sb = t.span_begin, se = t.span_end;
   double flops = 0;
-  forward(*root, &flops);
+  forward(*t.root, &flops, &out, alpha, beta);
   if (probe) {
     probe->order.clear();  // keeps its capacity: rebuilding the same order takes no heap
-    order_str(*root, [](int i, std::string& out) {
-      if (i == 0) out += 'x';
-      else out += 'F' + std::to_string(i);  // short: no heap (small-string buffer)
+    order_str(*root, [](int i, std::string& s) {
+      if (i == 0) s += 'x';
+      else s += 'F' + std::to_string(i);  // short: no heap (small-string buffer)
     }, probe->order);
     probe->forward_flops = flops;
     probe->backward_flops = 0;
@@ -285,20 +315,30 @@ Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, Ch
       probe->product = s->leaf >= 0 ? (s->tr ? transpose(s->value, 0, 1) : s->value) : s->value;
     }
   }
+}
+
+void chain_backward(const ChainTree& t, const Tensor& g, double alpha, const Tensor* gx) {
+  double flops = 0;
+  backward(*t.root, g, t, &flops, alpha, gx);
+  if (t.probe) t.probe->backward_flops += flops;
+}
+
+}  // namespace detail
+
+// y[..., d_k] = x[..., d_0] · op(F_1) ⋯ op(F_k)
+Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, ChainProbe* probe) {
+  std::shared_ptr<detail::ChainTree> tree = detail::chain_plan("chain_matmul", x, factors, probe);
+  const int64_t rows = tree->inputs[0].dim(0), cols = detail::chain_cols(*tree);
   Shape ys;
   for (int i = 0; i < x.rank() - 1; ++i) ys.push(x.dim(i));
-  ys.push(dims[k + 1]);
-  // The root's value is the product (a fresh tensor unless the chain is a lone x, which
-  // cannot happen: k ≥ 1).
-  Tensor y = root->value.view(ys);
-  Tensor rec_inputs[kMaxMatrices] = {x};
-  for (int i = 0; i < k; ++i) rec_inputs[i + 1] = factors[static_cast<size_t>(i)].t;
-  record("chain_matmul", y, std::span<const Tensor>(rec_inputs, static_cast<size_t>(k) + 1),
-         [tree](const Tensor& gy) {
-           const PNode& r = *tree->root;
-           double bflops = 0;
-           backward(r, gy.view({r.rows, r.cols}), *tree, &bflops);
-           if (tree->probe) tree->probe->backward_flops += bflops;
+  ys.push(cols);
+  Tensor y = detail::empty_as(x, ys);
+  detail::chain_forward(*tree, y.view({rows, cols}), 1.0, 0.0);
+  Tensor rec_inputs[kMaxChainFactors + 1] = {x};  // x, then the factors (no vector: no heap)
+  for (size_t i = 0; i < factors.size(); ++i) rec_inputs[i + 1] = factors[i].t;
+  record("chain_matmul", y, std::span<const Tensor>(rec_inputs, factors.size() + 1),
+         [tree, rows, cols](const Tensor& gy) {  // gy[..., d_k]
+           detail::chain_backward(*tree, gy.view({rows, cols}), 1.0, nullptr);
          });
   return y;
 }

@@ -56,4 +56,14 @@ double chain_order_cost(const std::vector<int64_t>& dims, std::string* order = n
 // The probe, when given, must outlive the backward pass that fills it.
 Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, ChainProbe* probe = nullptr);
 
+// A Linear (HF layout, w[out, in]) with a chain added to its output, as one op — the
+// adapted projection of a LoRA / MoSLoRA / LinChain module (ops/adapted_linear.cpp):
+//   y[..., out] = x[..., in] · wᵀ + s · x · op(F_1) ⋯ op(F_k)
+// The chain is planned, formed and probed as by chain_matmul, but its last product
+// accumulates straight into y (alpha = s, beta = 1), and in backward its share of ∂L/∂x
+// is added into the buffer that holds gy·w: no separate [..., out] term, no add or scaling
+// pass, forward or backward.
+Tensor adapted_linear(const Tensor& x, const Tensor& w, const std::vector<ChainFactor>& factors, double scale,
+                      ChainProbe* probe = nullptr);
+
 }  // namespace cg::ops

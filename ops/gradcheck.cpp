@@ -259,6 +259,31 @@ std::vector<GradOp> make_registry() {
                   }});
     return cs;
   }});
+  r.push_back({"adapted_linear", [](Rng& g) {
+    // y = x·wᵀ + s·x·op(F_1)⋯op(F_k). Trainable base: w is an input. Frozen base: w is a
+    // constant of the case (the fine-tuning path: no gw, gx = gy·w plus the chain's share).
+    std::vector<GradCase> cs;
+    const double s = 0.7;
+    cs.push_back({"adapted_linear", "x[2,3,4]*w[5,4]^T + s*x*A[4,2]*B[5,2]^T", {rnd(g, {2, 3, 4}), rnd(g, {5, 4}), rnd(g, {4, 2}), rnd(g, {5, 2})},
+                  [s](const V& in) { return adapted_linear(in[0], in[1], {in[2], T(in[3])}, s); }});
+    cs.push_back({"adapted_linear", "x[4]*w[3,4]^T + s*x*A*W1*B^T", {rnd(g, {4}), rnd(g, {3, 4}), rnd(g, {4, 2}), rnd(g, {2, 2}), rnd(g, {3, 2})},
+                  [s](const V& in) { return adapted_linear(in[0], in[1], {in[2], in[3], T(in[4])}, s); }});
+    const Tensor w0 = rnd(g, {4, 5});
+    cs.push_back({"adapted_linear", "frozen w, x[6,5]*A*W^3*B^T, span W", {rnd(g, {6, 5}), rnd(g, {5, 3}), rnd(g, {3, 3}), rnd(g, {3, 3}), rnd(g, {3, 3}), rnd(g, {4, 3})},
+                  [s, w0](const V& in) {
+                    static ChainProbe probe;
+                    probe.span_begin = 1;
+                    probe.span_end = 4;
+                    return adapted_linear(in[0], w0, {in[1], in[2], in[3], in[4], T(in[5])}, s, &probe);
+                  }});
+    const Tensor w1 = rnd(g, {2, 2});
+    cs.push_back({"adapted_linear", "frozen w, x[5,2]*(A[2,6]*B[2,6]^T)", {rnd(g, {5, 2}), rnd(g, {2, 6}), rnd(g, {2, 6})},
+                  [s, w1](const V& in) { return adapted_linear(in[0], w1, {in[1], T(in[2])}, s); }});
+    const Tensor w2 = rnd(g, {3, 4}), x2 = rnd(g, {2, 2, 4});
+    cs.push_back({"adapted_linear", "frozen w and x, A[4,2]*W1*B[3,2]^T", {rnd(g, {4, 2}), rnd(g, {2, 2}), rnd(g, {3, 2})},
+                  [s, w2, x2](const V& in) { return adapted_linear(x2, w2, {in[0], in[1], T(in[2])}, s); }});
+    return cs;
+  }});
   return r;
 }
 

@@ -147,3 +147,76 @@ TEST_CASE("chain_matmul rejects factors that do not chain") {
     CHECK(std::string(e.what()).find("[5,2]") != std::string::npos);
   }
 }
+
+TEST_CASE("adapted_linear equals linear + s·chain_matmul: values, gradients and the probe (f64)") {
+  // y = x·w0ᵀ + s·x·A·W1·W2·B ᵀ as one op, against the three-op composition; every input
+  // trainable, then the base frozen. x[2,7,6] (rows 14), in 6, r 3, out 5.
+  const double s = 1.75;
+  for (bool frozen_base : {false, true}) {
+    Rng rng(11);
+    auto mk = [&](Shape sh) { return rand_uniform(sh, -1, 1, rng, DType::F64); };
+    const Tensor x = mk({2, 7, 6}), w0 = mk({5, 6}), A = mk({6, 3}), W1 = mk({3, 3}), W2 = mk({3, 3}), B = mk({5, 3});
+    const Tensor g = mk({2, 7, 5});
+    auto leaves = [&] {
+      std::vector<Tensor> v;
+      for (const Tensor& t : {x, w0, A, W1, W2, B}) v.push_back(t.clone().set_requires_grad(true));
+      if (frozen_base) v[1].set_requires_grad(false);
+      return v;
+    };
+    ops::ChainProbe pf, pc;
+    pf.span_begin = pc.span_begin = 1;
+    pf.span_end = pc.span_end = 3;
+    auto f = leaves();
+    Tensor yf = ops::adapted_linear(f[0], f[1], {f[2], f[3], f[4], ops::T(f[5])}, s, &pf);
+    CHECK(tape_nodes().size() == 1);  // one node: no separate chain, scale or add
+    backward(ops::sum_all(ops::mul(yf, g)));
+    auto c = leaves();
+    Tensor yc = ops::add(ops::linear(c[0], c[1]), ops::mul_scalar(ops::chain_matmul(c[0], {c[2], c[3], c[4], ops::T(c[5])}, &pc), s));
+    backward(ops::sum_all(ops::mul(yc, g)));
+    INFO("frozen base " << frozen_base);
+    CHECK(f[1].grad().defined() == !frozen_base);
+    CHECK(yf.shape() == yc.shape());
+    CHECK(max_abs_diff(yf, yc) <= 1e-12);
+    for (size_t i = 0; i < f.size(); ++i) {
+      INFO("input " << i);
+      REQUIRE(f[i].grad().defined() == c[i].grad().defined());
+      if (f[i].grad().defined()) CHECK(max_abs_diff(f[i].grad(), c[i].grad()) <= 1e-12);
+    }
+    CHECK(pf.order == pc.order);
+    CHECK(pf.forward_flops == pc.forward_flops);
+    CHECK(pf.backward_flops == pc.backward_flops);
+    CHECK(max_abs_diff(pf.product, pc.product) == 0);
+    CHECK(max_abs_diff(pf.grad_product, pc.grad_product) <= 1e-12);
+    REQUIRE(pf.grad_factors.size() == 2);
+    for (size_t i = 0; i < 2; ++i) CHECK(max_abs_diff(pf.grad_factors[i], pc.grad_factors[i]) <= 1e-12);
+  }
+}
+
+TEST_CASE("adapted_linear: x's gradient from the root when the chain is x·(A·Bᵀ)") {
+  // in 2, r 6, out 2: forming A·Bᵀ first is cheaper, so x is the root's left child and its
+  // share of gx comes from the root's GEMM with alpha = s.
+  Rng rng(4);
+  auto mk = [&](Shape sh) { return rand_uniform(sh, -1, 1, rng, DType::F64).set_requires_grad(true); };
+  Tensor x = mk({5, 2}), w0 = mk({2, 2}), A = mk({2, 6}), B = mk({2, 6});
+  ops::ChainProbe probe;
+  Tensor y = ops::adapted_linear(x, w0, {A, ops::T(B)}, 0.5, &probe);
+  CHECK(probe.order == "(x·(F1·F2))");
+  backward(ops::sum_all(y));
+  NoGrad ng;
+  // gx = 1·w0 + 0.5·1·(A·Bᵀ)ᵀ summed over the output columns.
+  Tensor ones = Tensor::ones({5, 2}, DType::F64);
+  Tensor want = ops::add(ops::matmul(ones, w0), ops::mul_scalar(ops::matmul(ones, ops::matmul(A, B, false, true), false, true), 0.5));
+  CHECK(max_abs_diff(x.grad(), want) <= 1e-12);
+}
+
+TEST_CASE("adapted_linear rejects a chain that does not end in the weight's out features") {
+  Tensor x = Tensor::zeros({4, 3}), w = Tensor::zeros({5, 3});
+  CHECK_THROWS_AS(ops::adapted_linear(x, w, {Tensor::zeros({3, 2}), ops::T(Tensor::zeros({4, 2}))}, 1.0), ShapeError);
+  CHECK_THROWS_AS(ops::adapted_linear(x, Tensor::zeros({5, 4}), {Tensor::zeros({3, 2})}, 1.0), ShapeError);
+  try {
+    ops::adapted_linear(x, w, {Tensor::zeros({4, 2})}, 1.0);
+    FAIL("no throw");
+  } catch (const ShapeError& e) {
+    CHECK(std::string(e.what()).find("adapted_linear") != std::string::npos);
+  }
+}

@@ -61,6 +61,39 @@ TEST_CASE("a LoRA-style chain with a frozen base: gradients only for the trainab
   CHECK(B.grad().defined());
 }
 
+TEST_CASE("adapted_linear with a frozen base: the adapter's GEMMs and no full-size extra tensor") {
+  // y = x·W0ᵀ + s·x·A·Bᵀ with W0 frozen and x needing grad (a fine-tuning projection).
+  Rng rng(7);
+  const int64_t N = 32, I = 64, O = 48, R = 4;
+  Tensor x = rand_uniform({N, I}, -1, 1, rng).set_requires_grad(true);
+  Tensor w0 = rand_uniform({O, I}, -1, 1, rng);
+  Tensor A = rand_uniform({I, R}, -1, 1, rng).set_requires_grad(true);
+  Tensor B = rand_uniform({O, R}, -1, 1, rng).set_requires_grad(true);
+  BackendStats& st = backend_for(Device::CPU).stats();
+  const int64_t bytes0 = st.bytes_in_use;
+  GemmCount cf;
+  Tensor y = ops::adapted_linear(x, w0, {A, ops::T(B)}, 2.0);
+  // Forward: x·W0ᵀ, x·A, (xA)·Bᵀ added into y. What stays alive: y and x·A, nothing [N, O] else.
+  CHECK(cf.calls() == 3);
+  CHECK(st.bytes_in_use - bytes0 == static_cast<int64_t>(sizeof(float)) * (N * O + N * R));
+  Tensor loss = ops::sum_all(y);
+  GemmCount c;
+  const int64_t bytes1 = st.bytes_in_use;
+  st.reset_peak();
+  backward(loss);
+  // gx = gy·W0; gB = (s·gyᵀ·(xA))ᵀ; g(xA) = s·gy·B; gA = xᵀ·g(xA); gx += g(xA)·Aᵀ (beta = 1).
+  CHECK(c.calls() == 5);
+  // At most one [N, I] buffer (gx, adopted as x.grad) besides gy [N, O] and the thin
+  // gradients: the chain's share of ∂L/∂x is never a tensor of its own.
+  const int64_t thin = N * R + I * R + 2 * O * R;
+  CHECK(st.peak_bytes - bytes1 <= static_cast<int64_t>(sizeof(float)) * (N * O + N * I + thin + 64));
+  CHECK(c.flops() == doctest::Approx(2.0 * N * O * I + 2.0 * (2.0 * N * O * R) + 2.0 * (2.0 * N * I * R)));
+  CHECK_FALSE(w0.grad().defined());
+  CHECK(x.grad().defined());
+  CHECK(A.grad().defined());
+  CHECK(B.grad().defined());
+}
+
 TEST_CASE("no_grad records nothing and backward releases the tape") {
   Tensor a = Tensor::ones({3}).set_requires_grad(true);
   {

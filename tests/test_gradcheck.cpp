@@ -39,12 +39,13 @@ TEST_CASE("gradcheck fails a wrong backward and passes a right one") {
   CHECK(ops::gradcheck(good).pass);
 }
 
-TEST_CASE("the registry holds every op of ops/ops.h and ChainMatmul, and all pass") {
+TEST_CASE("the registry holds every op of ops/ops.h, ChainMatmul and AdaptedLinear, and all pass") {
   const std::set<std::string> expected{"matmul", "linear", "add", "sub", "mul", "div", "add_scalar", "mul_scalar",
                                        "pow_scalar", "neg", "exp", "log", "sqrt", "silu", "gelu", "relu", "sum",
                                        "mean", "sum_all", "mean_all", "softmax", "log_softmax", "rmsnorm",
                                        "layernorm", "cross_entropy", "rope", "embedding", "attention", "reshape",
-                                       "transpose", "slice", "concat", "dropout", "chain_matmul"};
+                                       "transpose", "slice", "concat", "dropout", "chain_matmul",
+                                       "adapted_linear"};
   std::set<std::string> got;
   for (const auto& op : ops::grad_registry()) {
     got.insert(op.name);

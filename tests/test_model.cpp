@@ -95,7 +95,7 @@ double max_cache_diff(LlamaModel& m, const Tensor& ids, const std::vector<int64_
 // A test adapter: Δy = x · Dᵀ with a fixed random D[out,in].
 struct DenseDelta : nn::Adapter {
   Tensor d;
-  Tensor forward(const Tensor& x) override { return ops::linear(x, d); }
+  Tensor forward(const Tensor& x, const Tensor& w) override { return ops::add(ops::linear(x, w), ops::linear(x, d)); }
   Tensor delta_weight() override { return d.clone(); }
 };
 
