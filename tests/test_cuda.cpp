@@ -3,7 +3,8 @@
 // float64 and float32), backend entries the ops do not reach (GEMM edge cases, optimizers,
 // sum of squares, i32 copies), run-to-run bit identity, and the caching allocator. On a
 // machine or build without CUDA the device tests print "skipped" and only the "no CUDA
-// device" error is checked.
+// device" error is checked. The model's KV-cache decode path (plain backend calls, not ops)
+// is compared too.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -17,6 +18,7 @@
 #include "engine/cuda/cuda_api.h"
 #include "engine/rng.h"
 #include "engine/tape.h"
+#include "models/llama.h"
 #include "ops/chain_matmul.h"
 #include "ops/gradcheck.h"
 #include "ops/ops.h"
@@ -337,4 +339,49 @@ TEST_CASE("cuda: the caching allocator stops calling cudaMalloc after warm-up") 
   for (int i = 0; i < 3; ++i) run_case(block, Device::CUDA, DType::F32);
   CHECK_MESSAGE(cuda_malloc_count() == before, "cudaMalloc calls went from " << before << " to " << cuda_malloc_count());
   CHECK(before > 0);
+}
+
+TEST_CASE("cuda: KV-cache decoding on the GPU equals the CPU's full forward (f64 and f32)") {
+  if (!have_cuda()) return;
+  models::LlamaConfig c;
+  c.dim = 32, c.hidden_dim = 48, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.vocab_size = 40, c.seq_len = 24;
+  const models::LlamaModel cpu_model(c, 4);
+  const models::Checkpoint ck = cpu_model.to_checkpoint();
+  Rng rng(8);
+  std::vector<int32_t> ids(2 * 20);
+  for (auto& t : ids) t = static_cast<int32_t>(rng.below(40));
+  const Tensor tok = Tensor::from_i32(ids, {2, 20});
+  NoGrad ng;
+  for (DType dt : {DType::F64, DType::F32}) {
+    auto cpu = models::LlamaModel::from_checkpoint(ck, Device::CPU, dt);
+    auto gpu = models::LlamaModel::from_checkpoint(ck, Device::CUDA, dt);
+    const std::vector<double> full = cpu->forward(tok).to_f64_vector();
+    // One token at a time (B = 1, the generate path) and in chunks (B = 2).
+    double worst = 0;
+    for (int64_t b = 0; b < 2; ++b) {
+      auto cache = gpu->make_cache(1);
+      for (int64_t t = 0; t < 20; ++t) {
+        const auto lg = gpu->forward_cached(Tensor::from_i32({ids[static_cast<size_t>(b * 20 + t)]}, {1, 1}), cache)
+                            .to_f64_vector();
+        for (int64_t v = 0; v < 40; ++v)
+          worst = std::max(worst, std::fabs(lg[static_cast<size_t>(v)] - full[static_cast<size_t>((b * 20 + t) * 40 + v)]));
+      }
+    }
+    auto cache = gpu->make_cache(2);
+    int64_t pos = 0;
+    for (int64_t n : {7, 1, 12}) {
+      std::vector<int32_t> part;
+      for (int64_t b = 0; b < 2; ++b)
+        for (int64_t t = pos; t < pos + n; ++t) part.push_back(ids[static_cast<size_t>(b * 20 + t)]);
+      const auto lg = gpu->forward_cached(Tensor::from_i32(part, {2, n}), cache).to_f64_vector();
+      for (int64_t b = 0; b < 2; ++b)
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t v = 0; v < 40; ++v)
+            worst = std::max(worst, std::fabs(lg[static_cast<size_t>((b * n + t) * 40 + v)] -
+                                              full[static_cast<size_t>((b * 20 + pos + t) * 40 + v)]));
+      pos += n;
+    }
+    MESSAGE(dtype_name(dt) << ": max |GPU cached − CPU full| " << worst);
+    CHECK(worst <= (dt == DType::F64 ? 1e-10 : 1e-5));
+  }
 }
