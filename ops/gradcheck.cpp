@@ -78,6 +78,9 @@ using V = std::vector<Tensor>;
 constexpr DType kF = DType::F64;
 
 Tensor rnd(Rng& g, const Shape& s, double lo = -1.0, double hi = 1.0) { return rand_uniform(s, lo, hi, g, kF); }
+// A constant of a case (a frozen weight, not an input) in the dtype and on the device of
+// the inputs it meets: the CUDA tests run every case in f32 and f64 on the GPU.
+Tensor like(const Tensor& constant, const Tensor& input) { return constant.to(input.dtype()).to(input.device()); }
 // Values with |x| in [0.2, 1]: keeps kinks (relu) away from the probe points.
 Tensor away_from_zero(Rng& g, const Shape& s) {
   std::vector<double> v(static_cast<size_t>(s.numel()));
@@ -274,14 +277,14 @@ std::vector<GradOp> make_registry() {
                     static ChainProbe probe;
                     probe.span_begin = 1;
                     probe.span_end = 4;
-                    return adapted_linear(in[0], w0, {in[1], in[2], in[3], in[4], T(in[5])}, s, &probe);
+                    return adapted_linear(in[0], like(w0, in[0]), {in[1], in[2], in[3], in[4], T(in[5])}, s, &probe);
                   }});
     const Tensor w1 = rnd(g, {2, 2});
     cs.push_back({"adapted_linear", "frozen w, x[5,2]*(A[2,6]*B[2,6]^T)", {rnd(g, {5, 2}), rnd(g, {2, 6}), rnd(g, {2, 6})},
-                  [s, w1](const V& in) { return adapted_linear(in[0], w1, {in[1], T(in[2])}, s); }});
+                  [s, w1](const V& in) { return adapted_linear(in[0], like(w1, in[0]), {in[1], T(in[2])}, s); }});
     const Tensor w2 = rnd(g, {3, 4}), x2 = rnd(g, {2, 2, 4});
     cs.push_back({"adapted_linear", "frozen w and x, A[4,2]*W1*B[3,2]^T", {rnd(g, {4, 2}), rnd(g, {2, 2}), rnd(g, {3, 2})},
-                  [s, w2, x2](const V& in) { return adapted_linear(x2, w2, {in[0], in[1], T(in[2])}, s); }});
+                  [s, w2, x2](const V& in) { return adapted_linear(like(x2, in[0]), like(w2, in[0]), {in[0], in[1], T(in[2])}, s); }});
     return cs;
   }});
   return r;

@@ -381,7 +381,7 @@ TEST_CASE("cuda: KV-cache decoding on the GPU equals the CPU's full forward (f64
                                               full[static_cast<size_t>((b * 20 + pos + t) * 40 + v)]));
       pos += n;
     }
-    MESSAGE(dtype_name(dt) << ": max |GPU cached − CPU full| " << worst);
+    MESSAGE(std::string(dtype_name(dt)) << ": max |GPU cached − CPU full| " << worst);
     CHECK(worst <= (dt == DType::F64 ? 1e-10 : 1e-5));
   }
 }
