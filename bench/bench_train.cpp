@@ -114,6 +114,9 @@ int main(int argc, char** argv) {
   if (threads < 1 || steps < 1 || warmup < 0 || size < 16) { std::fprintf(stderr, "bench_train: bad counts\n"); return 2; }
   set_num_threads(threads);
   if (sgemm) {
+    // Raw OpenBLAS with its own threading at the requested count (the engine itself runs
+    // OpenBLAS single-threaded and splits GEMMs over its worker pool).
+    openblas_set_num_threads(threads);
     const SgemmRate r = sgemm_gflops(size);
     std::printf("{\"impl\": \"openblas\", \"threads\": %d, \"sgemm_n\": %d, \"sgemm_gflops\": %.2f, "
                 "\"sgemm_cpu_gflops\": %.2f}\n", threads, size, r.wall, r.cpu);
