@@ -2,15 +2,57 @@
 //
 // With H = KV·G query heads, the G query heads of KV head j are contiguous in q[B,H,Tq,D],
 // so q viewed as [B·KV, G·Tq, D] lines up one batch entry per KV head. Every product is
-// then one strided-batched GEMM over B·KV, and the score tensor [B·KV, G·Tq, Tk] is
-// exactly [B,H,Tq,Tk]: no KV head is ever repeated in memory, and dK, dV sum over the
-// group inside the GEMM.
+// then a strided-batched GEMM over B·KV, and the score tensor [B·KV, G·Tq, Tk] is exactly
+// [B,H,Tq,Tk]: no KV head is ever repeated in memory, and dK, dV sum over the group inside
+// the GEMM.
+//
+// Causal attention skips the masked half. The query rows of each head are cut into blocks
+// of kCausalBlock, and a block's products use only the keys its last row can see, so the
+// score GEMMs cover a staircase instead of the whole Tq×Tk square (about 5/8 of it for
+// four blocks). Score entries right of a block's keys are never computed and never read:
+// softmax looks only at each row's unmasked columns and writes 0 to the others.
+#include <algorithm>
 #include <cmath>
 
 #include "ops/detail.h"
 #include "ops/ops.h"
 
 namespace cg::ops {
+namespace {
+
+constexpr int64_t kCausalBlock = 64;  // query rows per block of the causal staircase
+
+// Rows [row, row + rows) of the [G·Tq] row axis, which see keys [0, keys).
+struct Block {
+  int64_t row, rows, keys;
+};
+struct Blocks {
+  static constexpr int64_t kMax = 512;  // G · ⌈Tq / kCausalBlock⌉ (H = 64 heads at Tq = 512)
+  Block b[kMax];
+  int64_t n = 0;
+};
+
+// The blocks of one batch entry. Not causal, or Tq within one block: a single block of all
+// G·Tq rows and all Tk keys. Causal: for each head g and each block of its Tq rows
+// [t0, t1), the keys up to the last row's position, t1 − 1 + (Tk − Tq).
+void make_blocks(bool causal, int64_t G, int64_t Tq, int64_t Tk, Blocks& out) {
+  out.n = 0;
+  if (!causal || Tq <= kCausalBlock) {
+    out.b[out.n++] = {0, G * Tq, Tk};
+    return;
+  }
+  const int64_t per_head = (Tq + kCausalBlock - 1) / kCausalBlock;
+  if (G * per_head > Blocks::kMax)
+    throw ShapeError("attention: " + std::to_string(G * per_head) + " causal blocks of " + std::to_string(kCausalBlock) +
+                     " rows, at most " + std::to_string(Blocks::kMax));
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t t0 = 0; t0 < Tq; t0 += kCausalBlock) {
+      const int64_t t1 = std::min(Tq, t0 + kCausalBlock);
+      out.b[out.n++] = {g * Tq + t0, t1 - t0, std::min(Tk, t1 + (Tk - Tq))};
+    }
+}
+
+}  // namespace
 
 // out[B,H,Tq,D] = softmax(q·kᵀ/√D + causal mask) · v
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t kv_len) {
@@ -31,37 +73,74 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
   const int64_t G = H / KV, BK = B * KV, GT = G * Tq;
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   const DType dt = q.dtype();
+  const size_t es = dtype_size(dt);
   Backend& be = backend(q);
+  // Pointer to row r of a [BK, rows, ld] operand (batch entry 0).
+  auto row = [es](const Tensor& t, int64_t r, int64_t ld) { return static_cast<char*>(t.raw()) + r * ld * es; };
 
-  Tensor s = detail::empty_as(q, {B, H, Tq, Tk});  // s[BK, GT, Tk] = scale · q'·kᵀ
-  be.gemm(dt, false, true, GT, Tk, D, scale, q.raw(), D, GT * D, k.raw(), D, Tcap * D, 0.0, s.raw(), Tk, GT * Tk, BK);
-  Tensor p = detail::empty_like(s);  // p = softmax(s), row r at position r % Tq + (Tk − Tq)
+  Blocks bl;
+  make_blocks(causal, G, Tq, Tk, bl);
+
+  Tensor s = detail::empty_as(q, {B, H, Tq, Tk});  // s[BK, GT, Tk] = scale · q'·kᵀ (each block's keys)
+  for (int64_t i = 0; i < bl.n; ++i) {
+    const Block& b = bl.b[i];
+    be.gemm(dt, false, true, b.rows, b.keys, D, scale, row(q, b.row, D), D, GT * D, k.raw(), D, Tcap * D, 0.0,
+            row(s, b.row, Tk), Tk, GT * Tk, BK);
+  }
+  Tensor p = detail::empty_like(s);  // p = softmax(s), row r at position r % Tq + (Tk − Tq); 0 where masked
   be.softmax(s, p, false, causal ? Tq : 0, causal ? Tk - Tq : 0);
-  Tensor out = detail::empty_like(q);  // out[BK, GT, D] = p · v
-  be.gemm(dt, false, false, GT, D, Tk, 1.0, p.raw(), Tk, GT * Tk, v.raw(), D, Tcap * D, 0.0, out.raw(), D, GT * D, BK);
+  Tensor out = detail::empty_like(q);  // out[BK, GT, D] = p · v (each block's keys)
+  for (int64_t i = 0; i < bl.n; ++i) {
+    const Block& b = bl.b[i];
+    be.gemm(dt, false, false, b.rows, D, b.keys, 1.0, row(p, b.row, Tk), Tk, GT * Tk, v.raw(), D, Tcap * D, 0.0,
+            row(out, b.row, D), D, GT * D, BK);
+  }
 
-  record("attention", out, {q, k, v}, [q, k, v, p, Tcap, Tk, GT, BK, D, scale](const Tensor& gy) {  // gy[B,H,Tq,D]
+  record("attention", out, {q, k, v}, [q, k, v, p, Tcap, Tk, GT, BK, D, scale, causal, G](const Tensor& gy) {  // gy[B,H,Tq,D]
     Backend& b = backend(q);
     const DType t = q.dtype();
+    const size_t es = dtype_size(t);
+    auto row = [es](const Tensor& x, int64_t r, int64_t ld) { return static_cast<char*>(x.raw()) + r * ld * es; };
+    Blocks bl;  // the forward's blocks again (a few integers each; the closure stays small)
+    make_blocks(causal, G, GT / G, Tk, bl);
+    // gk, gv sum over blocks: one block writes them (beta = 0) unless the cache has an
+    // unused tail (rows ≥ Tk must read as zero) or several blocks add into them.
+    const bool zero_first = Tk != Tcap || bl.n > 1;
     if (needs_grad(v)) {  // gv[BK, Tk, D] = pᵀ · gy  (sums the G heads of the group)
-      // Rows at or past Tk (an unused cache tail) must read as zero; the GEMM writes the rest.
-      Tensor gv = Tk == Tcap ? detail::empty_like(v) : Tensor::zeros(v.shape(), t, v.device());
-      b.gemm(t, true, false, Tk, D, GT, 1.0, p.raw(), Tk, GT * Tk, gy.raw(), D, GT * D, 0.0, gv.raw(), D, Tcap * D, BK);
+      Tensor gv = zero_first ? Tensor::zeros(v.shape(), t, v.device()) : detail::empty_like(v);
+      for (int64_t i = 0; i < bl.n; ++i) {
+        const Block& c = bl.b[i];
+        b.gemm(t, true, false, c.keys, D, c.rows, 1.0, row(p, c.row, Tk), Tk, GT * Tk, row(gy, c.row, D), D, GT * D,
+               zero_first ? 1.0 : 0.0, gv.raw(), D, Tcap * D, BK);
+      }
       accumulate(v, gv);
     }
     if (!needs_grad(q) && !needs_grad(k)) return;
-    Tensor gp = detail::empty_like(p);  // gp[BK, GT, Tk] = gy · vᵀ
-    b.gemm(t, false, true, GT, Tk, D, 1.0, gy.raw(), D, GT * D, v.raw(), D, Tcap * D, 0.0, gp.raw(), Tk, GT * Tk, BK);
-    Tensor gs = detail::empty_like(p);  // gs = softmax_backward(p, gp)
+    // gp = gy · vᵀ (each block's keys; zeros right of them, where p is 0 too)
+    Tensor gp = bl.n > 1 ? Tensor::zeros(p.shape(), t, p.device()) : detail::empty_like(p);
+    for (int64_t i = 0; i < bl.n; ++i) {
+      const Block& c = bl.b[i];
+      b.gemm(t, false, true, c.rows, c.keys, D, 1.0, row(gy, c.row, D), D, GT * D, v.raw(), D, Tcap * D, 0.0,
+             row(gp, c.row, Tk), Tk, GT * Tk, BK);
+    }
+    Tensor gs = detail::empty_like(p);  // gs = softmax_backward(p, gp): 0 wherever p is
     b.softmax_backward(p, gp, gs, false);
     if (needs_grad(q)) {  // gq[BK, GT, D] = scale · gs · k
       Tensor gq = detail::empty_like(q);
-      b.gemm(t, false, false, GT, D, Tk, scale, gs.raw(), Tk, GT * Tk, k.raw(), D, Tcap * D, 0.0, gq.raw(), D, GT * D, BK);
+      for (int64_t i = 0; i < bl.n; ++i) {
+        const Block& c = bl.b[i];
+        b.gemm(t, false, false, c.rows, D, c.keys, scale, row(gs, c.row, Tk), Tk, GT * Tk, k.raw(), D, Tcap * D, 0.0,
+               row(gq, c.row, D), D, GT * D, BK);
+      }
       accumulate(q, gq);
     }
     if (needs_grad(k)) {  // gk[BK, Tk, D] = scale · gsᵀ · q'
-      Tensor gk = Tk == Tcap ? detail::empty_like(k) : Tensor::zeros(k.shape(), t, k.device());
-      b.gemm(t, true, false, Tk, D, GT, scale, gs.raw(), Tk, GT * Tk, q.raw(), D, GT * D, 0.0, gk.raw(), D, Tcap * D, BK);
+      Tensor gk = zero_first ? Tensor::zeros(k.shape(), t, k.device()) : detail::empty_like(k);
+      for (int64_t i = 0; i < bl.n; ++i) {
+        const Block& c = bl.b[i];
+        b.gemm(t, true, false, c.keys, D, c.rows, scale, row(gs, c.row, Tk), Tk, GT * Tk, row(q, c.row, D), D, GT * D,
+               zero_first ? 1.0 : 0.0, gk.raw(), D, Tcap * D, BK);
+      }
       accumulate(k, gk);
     }
   });

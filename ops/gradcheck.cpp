@@ -226,6 +226,8 @@ std::vector<GradOp> make_registry() {
     at(2, 4, 1, 3, 3, 2, false, -1);  // multi-query, full
     at(1, 4, 2, 2, 5, 4, true, -1);   // Tq < Tk (decoding against a cache)
     at(1, 2, 1, 2, 6, 4, true, 4);    // only the first 4 cache slots in use
+    at(1, 4, 2, 70, 70, 3, true, -1); // causal staircase: 2 row blocks per head (kCausalBlock 64)
+    at(1, 2, 1, 70, 80, 2, true, 75); // staircase with Tq < Tk and an unused cache tail
     return cs;
   }});
   r.push_back({"reshape", [](Rng& g) {
