@@ -18,31 +18,26 @@ Tensor adapted_linear(const Tensor& x, const Tensor& w, const std::vector<ChainF
     throw ShapeError("adapted_linear: input " + x.desc() + " does not fit weight " + w.desc() + " (need [..., " +
                      std::to_string(w.dim(1)) + "])");
   std::shared_ptr<detail::ChainTree> tree = detail::chain_plan("adapted_linear", x, factors, probe);
-  const int64_t N = x.rank() == 1 ? 1 : x.shape().rows(), in = w.dim(1), out = w.dim(0);
+  const int64_t N = x.shape().rows(), out = w.dim(0);
   if (detail::chain_cols(*tree) != out)
     throw ShapeError("adapted_linear: the chain ends in " + std::to_string(detail::chain_cols(*tree)) +
                      " columns, the weight " + w.desc() + " in " + std::to_string(out));
-  Shape ys;
-  for (int i = 0; i < x.rank() - 1; ++i) ys.push(x.dim(i));
-  ys.push(out);
-  Tensor y = detail::empty_as(x, ys);
+  Tensor y = detail::empty_as(x, detail::with_last_dim(x.shape(), out));
   // y[N, out] = x[N, in] · wᵀ, then y += s · x·op(F_1)⋯op(F_k) (the chain's last GEMM, beta = 1)
-  backend(x).gemm(x.dtype(), false, true, N, out, in, 1.0, x.raw(), in, 0, w.raw(), in, 0, 0.0, y.raw(), out, 0, 1);
+  detail::gemm2d(x, false, w, true, y);
   detail::chain_forward(*tree, y.view({N, out}), scale, 1.0);
 
   Tensor rec_inputs[kMaxChainFactors + 2] = {x, w};  // x, w, then the factors (no vector: no heap)
   for (size_t i = 0; i < factors.size(); ++i) rec_inputs[i + 2] = factors[i].t;
-  record("adapted_linear", y, std::span<const Tensor>(rec_inputs, factors.size() + 2), [tree, x, w, N, in, out, scale](const Tensor& gy) {  // gy[..., out]
-    Backend& be = backend(gy);
-    const DType dt = gy.dtype();
+  record("adapted_linear", y, std::span<const Tensor>(rec_inputs, factors.size() + 2), [tree, x, w, N, out, scale](const Tensor& gy) {  // gy[..., out]
     Tensor gx;
     if (needs_grad(x)) {  // gx[N, in] = gy · w; the chain adds s·gy·(…)ᵀ into it below
       gx = detail::empty_like(x);
-      be.gemm(dt, false, false, N, in, out, 1.0, gy.raw(), out, 0, w.raw(), in, 0, 0.0, gx.raw(), in, 0, 1);
+      detail::gemm2d(gy, false, w, false, gx);
     }
     if (needs_grad(w)) {  // gw[out, in] = gyᵀ · x
       Tensor gw = detail::empty_like(w);
-      be.gemm(dt, true, false, out, in, N, 1.0, gy.raw(), out, 0, x.raw(), in, 0, 0.0, gw.raw(), in, 0, 1);
+      detail::gemm2d(gy, true, x, false, gw);
       accumulate(w, gw);
     }
     // The factors get ∂L/∂F_i of s·chain (s on the root's GEMMs), x its share into gx.

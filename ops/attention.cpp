@@ -54,6 +54,11 @@ void make_blocks(bool staircase, int64_t G, int64_t Tq, int64_t Tk, Blocks& out)
     }
 }
 
+// Pointer to row r (batch entry 0) of a [BK, rows, ld] operand.
+char* row(const Tensor& t, int64_t r, int64_t ld) {
+  return static_cast<char*>(t.raw()) + r * ld * static_cast<int64_t>(dtype_size(t.dtype()));
+}
+
 }  // namespace
 
 // out[B,H,Tq,D] = softmax(q·kᵀ/√D + causal mask) · v
@@ -75,10 +80,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
   const int64_t G = H / KV, BK = B * KV, GT = G * Tq;
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   const DType dt = q.dtype();
-  const size_t es = dtype_size(dt);
   Backend& be = backend(q);
-  // Pointer to row r of a [BK, rows, ld] operand (batch entry 0).
-  auto row = [es](const Tensor& t, int64_t r, int64_t ld) { return static_cast<char*>(t.raw()) + r * ld * es; };
 
   const bool staircase = causal && q.device() == Device::CPU;
   Blocks bl;
@@ -102,8 +104,6 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
   record("attention", out, {q, k, v}, [q, k, v, p, Tcap, Tk, GT, BK, D, scale, staircase, G](const Tensor& gy) {  // gy[B,H,Tq,D]
     Backend& b = backend(q);
     const DType t = q.dtype();
-    const size_t es = dtype_size(t);
-    auto row = [es](const Tensor& x, int64_t r, int64_t ld) { return static_cast<char*>(x.raw()) + r * ld * es; };
     Blocks bl;  // the forward's blocks again (a few integers each; the closure stays small)
     make_blocks(staircase, G, GT / G, Tk, bl);
     // gk, gv sum over blocks: one block writes them (beta = 0) unless the cache has an

@@ -329,10 +329,7 @@ void chain_backward(const ChainTree& t, const Tensor& g, double alpha, const Ten
 Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, ChainProbe* probe) {
   std::shared_ptr<detail::ChainTree> tree = detail::chain_plan("chain_matmul", x, factors, probe);
   const int64_t rows = tree->inputs[0].dim(0), cols = detail::chain_cols(*tree);
-  Shape ys;
-  for (int i = 0; i < x.rank() - 1; ++i) ys.push(x.dim(i));
-  ys.push(cols);
-  Tensor y = detail::empty_as(x, ys);
+  Tensor y = detail::empty_as(x, detail::with_last_dim(x.shape(), cols));
   detail::chain_forward(*tree, y.view({rows, cols}), 1.0, 0.0);
   Tensor rec_inputs[kMaxChainFactors + 1] = {x};  // x, then the factors (no vector: no heap)
   for (size_t i = 0; i < factors.size(); ++i) rec_inputs[i + 1] = factors[i].t;

@@ -48,6 +48,13 @@ Tensor reduce_to(const Tensor& g, const Shape& shape) {
 Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); }
 Tensor empty_as(const Tensor& t, const Shape& shape) { return Tensor::empty(shape, t.dtype(), t.device()); }
 
+Shape with_last_dim(const Shape& s, int64_t n) {
+  Shape out;
+  for (int i = 0; i < s.rank() - 1; ++i) out.push(s[i]);
+  out.push(n);
+  return out;
+}
+
 void gemm2d(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha, double beta) {
   const int64_t m = ta ? a.shape().cols() : a.shape().rows();
   const int64_t k = ta ? a.shape().rows() : a.shape().cols();

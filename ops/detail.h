@@ -17,6 +17,8 @@ Shape broadcast_shape(const char* op, const Shape& a, const Shape& b);
 Tensor reduce_to(const Tensor& g, const Shape& shape);
 Tensor empty_like(const Tensor& t);
 Tensor empty_as(const Tensor& t, const Shape& shape);
+// `s` with its last dim replaced by n ([..., k] → [..., n]).
+Shape with_last_dim(const Shape& s, int64_t n);
 
 // y = alpha · a·b on whole matrices given as [M,K]-like row-major tensors (2-d views).
 // Convenience over Backend::gemm for the unbatched case; c += when beta = 1.

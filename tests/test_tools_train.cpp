@@ -53,6 +53,17 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
   return a;
 }
 
+// The run with the 10-step schedule stopped after its step-5 save (as if interrupted),
+// then resumed to step 10, against the straight run already logged in d/a.jsonl.
+void check_stop_and_resume(const std::string& tool, const std::vector<std::string>& flags, const TempDir& d) {
+  Run k1 = run(tool, with(flags, {"--steps", "10", "--checkpoint", d.file("ck5"), "--checkpoint-every", "5",
+                                  "--stop-after", "5", "--metrics", d.file("k1.jsonl")}));
+  REQUIRE_MESSAGE(k1.code == 0, k1.err);
+  Run k2 = run(tool, with(flags, {"--steps", "10", "--resume", d.file("ck5"), "--metrics", d.file("k2.jsonl")}));
+  REQUIRE_MESSAGE(k2.code == 0, k2.err);
+  check_resume_equal(d.file("a.jsonl"), d.file("k2.jsonl"));
+}
+
 }  // namespace
 
 TEST_CASE("train: 10 steps straight = 5 steps + resume + 5 steps, bitwise") {
@@ -60,14 +71,7 @@ TEST_CASE("train: 10 steps straight = 5 steps + resume + 5 steps, bitwise") {
   TempDir d;
   Run a = run(kTrain, with(kModelFlags, {"--steps", "10", "--metrics", d.file("a.jsonl"), "--out", d.file("m.safetensors")}));
   REQUIRE_MESSAGE(a.code == 0, a.err);
-  // A run with the 10-step schedule stopped after its step-5 save (as if interrupted),
-  // then resumed to step 10.
-  Run k1 = run(kTrain, with(kModelFlags, {"--steps", "10", "--checkpoint", d.file("ck5"), "--checkpoint-every", "5",
-                                          "--stop-after", "5", "--metrics", d.file("k1.jsonl")}));
-  REQUIRE_MESSAGE(k1.code == 0, k1.err);
-  Run k2 = run(kTrain, with(kModelFlags, {"--steps", "10", "--resume", d.file("ck5"), "--metrics", d.file("k2.jsonl")}));
-  REQUIRE_MESSAGE(k2.code == 0, k2.err);
-  check_resume_equal(d.file("a.jsonl"), d.file("k2.jsonl"));
+  check_stop_and_resume(kTrain, kModelFlags, d);
 }
 
 TEST_CASE("finetune: LinChain 10 steps straight = 5 + resume + 5, bitwise; the adapter file reloads") {
@@ -81,12 +85,7 @@ TEST_CASE("finetune: LinChain 10 steps straight = 5 + resume + 5, bitwise; the a
   Run a = run(kFinetune, with(ft, {"--steps", "10", "--metrics", d.file("a.jsonl"), "--out", d.file("ad.safetensors")}));
   REQUIRE_MESSAGE(a.code == 0, a.err);
   CHECK(a.err.find("trainable parameters") != std::string::npos);
-  Run k1 = run(kFinetune, with(ft, {"--steps", "10", "--checkpoint", d.file("ck5"), "--checkpoint-every", "5",
-                                    "--stop-after", "5", "--metrics", d.file("k1.jsonl")}));
-  REQUIRE_MESSAGE(k1.code == 0, k1.err);
-  Run k2 = run(kFinetune, with(ft, {"--steps", "10", "--resume", d.file("ck5"), "--metrics", d.file("k2.jsonl")}));
-  REQUIRE_MESSAGE(k2.code == 0, k2.err);
-  check_resume_equal(d.file("a.jsonl"), d.file("k2.jsonl"));
+  check_stop_and_resume(kFinetune, ft, d);
   // --adapter-in: the saved adapter describes itself; continuing from it needs no flags.
   Run c = run(kFinetune, {"--model", d.file("base.safetensors"), "--adapter-in", d.file("ad.safetensors"), "--arith", "sub",
                           "--arith-lines", "2000", "--seq", "32", "--batch", "4", "--steps", "1", "--lr", "0", "--threads", "2"});
