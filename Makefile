@@ -90,7 +90,7 @@ endif
 # ---- MPI (optional): data-parallel train/finetune under mpirun ---------------------------
 # Found through pkg-config (ompi, then mpi), else through the mpicxx wrapper. With CUDA too,
 # NCCL (nccl.h + libnccl in the CUDA toolkit) reduces CUDA tensors; without it they go
-# through host memory. Only nn/dist*.o see the MPI/NCCL flags; every binary links MPI.
+# through host memory. Only nn/dist/*.o see the MPI/NCCL flags; every binary links MPI.
 comma := ,
 NCCL  := 0
 ifneq ($(MPI),0)
@@ -120,7 +120,7 @@ DIST_FLAGS += -DCG_WITH_NCCL -I$(CUDA_HOME)/include
 LDLIBS     += -lnccl
 endif
 endif
-MPI_SRCS   := nn/dist_mpi.cpp
+MPI_SRCS   := nn/dist/dist_mpi.cpp
 MPI_INFO   := MPI=1 [$(MPI_LIBS)]$(if $(filter 1,$(CUDA)),$(comma) NCCL=$(NCCL),)
 else
 DIST_FLAGS :=
@@ -128,8 +128,8 @@ MPI_SRCS   :=
 MPI_INFO   := MPI=0
 endif
 
-LIB_SRCS := $(wildcard engine/*.cpp engine/cpu/*.cpp ops/*.cpp nn/*.cpp models/*.cpp)
-LIB_SRCS := $(filter-out engine/cuda_stub.cpp nn/dist_mpi.cpp,$(LIB_SRCS)) $(STUB_SRCS) $(MPI_SRCS)
+LIB_SRCS := $(wildcard engine/*.cpp engine/cpu/*.cpp ops/*.cpp nn/*.cpp nn/*/*.cpp models/*/*.cpp)
+LIB_SRCS := $(filter-out engine/cuda_stub.cpp nn/dist/dist_mpi.cpp,$(LIB_SRCS)) $(STUB_SRCS) $(MPI_SRCS)
 LIB_OBJS := $(LIB_SRCS:%.cpp=$(OBJ)/%.o) $(CUDA_OBJS)
 LIB      := $(OBJ)/libchaingrad.a
 
@@ -173,8 +173,8 @@ CONFIG_STAMP := $(OBJ)/config
 $(shell mkdir -p $(OBJ) && { [ "$$(cat $(CONFIG_STAMP) 2>/dev/null)" = "$(CONFIG)" ] || echo "$(CONFIG)" > $(CONFIG_STAMP); })
 
 # The communicators are compiled with the MPI/NCCL flags, and again when the setting changes.
-$(OBJ)/nn/dist.o $(OBJ)/nn/dist_mpi.o: CXXFLAGS += $(DIST_FLAGS)
-$(OBJ)/nn/dist.o $(OBJ)/nn/dist_mpi.o: $(CONFIG_STAMP)
+$(OBJ)/nn/dist/dist.o $(OBJ)/nn/dist/dist_mpi.o: CXXFLAGS += $(DIST_FLAGS)
+$(OBJ)/nn/dist/dist.o $(OBJ)/nn/dist/dist_mpi.o: $(CONFIG_STAMP)
 
 $(LIB): $(LIB_OBJS) $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)

@@ -23,7 +23,7 @@
 #include "engine/backend.h"
 #include "engine/rng.h"
 #include "engine/tape.h"
-#include "models/llama.h"
+#include "models/llama/llama.h"
 #include "nn/adapters.h"
 #include "nn/optim.h"
 

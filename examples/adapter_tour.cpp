@@ -9,7 +9,7 @@
 
 #include "engine/tape.h"
 #include "nn/adapters.h"
-#include "nn/gradflow.h"
+#include "models/study/gradflow.h"
 #include "nn/optim.h"
 #include "ops/ops.h"
 

@@ -8,8 +8,8 @@ FUZZ_DIR   := $(BUILD)/fuzz
 FUZZ_FLAGS := -std=c++20 -O1 -g -fno-omit-frame-pointer -fopenmp -Wall -Wextra -I. $(OPENBLAS_CFLAGS)
 FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_LIB_SRCS := $(filter-out engine/cuda_stub.cpp,$(wildcard engine/*.cpp engine/cpu/*.cpp)) engine/cuda_stub.cpp \
-                 models/config.cpp models/checkpoint.cpp models/file_io.cpp models/safetensors.cpp \
-                 models/llama2c.cpp models/hf_llama.cpp models/tokenizer.cpp
+                 models/llama/config.cpp models/io/checkpoint.cpp models/io/file_io.cpp models/io/safetensors.cpp \
+                 models/io/llama2c.cpp models/io/hf_llama.cpp models/text/tokenizer.cpp
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.cpp=$(FUZZ_DIR)/obj/%.o)
 FUZZERS := $(patsubst fuzz/%.cpp,$(FUZZ_DIR)/%,$(wildcard fuzz/fuzz_*.cpp))
 

@@ -5,7 +5,7 @@
 #include <cstdlib>
 
 #include "engine/error.h"
-#include "models/llama2c.h"
+#include "models/io/llama2c.h"
 
 using namespace cg;
 using namespace cg::models;

@@ -5,8 +5,8 @@
 #include <cstdlib>
 
 #include "engine/error.h"
-#include "models/checkpoint.h"
-#include "models/safetensors.h"
+#include "models/io/checkpoint.h"
+#include "models/io/safetensors.h"
 
 using namespace cg;
 using namespace cg::models;

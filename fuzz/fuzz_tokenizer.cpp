@@ -8,7 +8,7 @@
 #include <cstdlib>
 
 #include "engine/error.h"
-#include "models/tokenizer.h"
+#include "models/text/tokenizer.h"
 
 using namespace cg;
 using namespace cg::models;

@@ -7,11 +7,11 @@
 #include <filesystem>
 
 #include "engine/rng.h"
-#include "models/hf_llama.h"
-#include "models/file_io.h"
-#include "models/llama2c.h"
-#include "models/safetensors.h"
-#include "models/tokenizer.h"
+#include "models/io/hf_llama.h"
+#include "models/io/file_io.h"
+#include "models/io/llama2c.h"
+#include "models/io/safetensors.h"
+#include "models/text/tokenizer.h"
 
 using namespace cg;
 using namespace cg::models;

@@ -1,7 +1,7 @@
 // nn/adapters.h — the low-rank adapters (LoRA, MoSLoRA, LinChain) as one class, ChainAdapter,
 // their configuration and CLI-string parsing, and attach_adapters(), which puts adapters on
 // a model's Linear modules with all adapter parameters in one trainable ParamStore.
-// The PEFT file format lives in models/adapter_file.h, not here.
+// The PEFT file format lives in models/io/adapter_file.h, not here.
 //
 // Convention (the paper's, y = x·W with W d_in×d_out), used everywhere in the code:
 //   Δy[..., out] = s · x[..., in] · A[in, r] · W₁[r, r] ⋯ Wₙ[r, r] · B[out, r]ᵀ,  s = alpha / r

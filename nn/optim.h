@@ -1,7 +1,7 @@
 // nn/optim.h — optimizers over a ParamStore's flat buffers (AdamW with decoupled weight
 // decay, SGD with optional momentum), global-norm gradient clipping and the learning-rate
 // schedule (linear warmup, then cosine decay). Training loops and checkpoint files live
-// elsewhere (tools/, models/train_state.h); this file only updates parameters.
+// elsewhere (tools/, models/io/train_state.h); this file only updates parameters.
 //
 // Schedule, lr_at(step) for the 0-based index `step` of the update about to be taken:
 //   step < warmup:               lr · (step + 1) / warmup        (the first update uses lr/warmup,

@@ -4,7 +4,7 @@
 usage: /usr/bin/python3 scripts/study.py RUNDIR [--figures docs/figures] [--report docs/study.md]
        /usr/bin/python3 scripts/study.py --mc-text TRAIN.json OUT.txt
 The second form turns an LLM-Adapters train file into plain fine-tuning text: each item as
-the evaluation prompt (Alpaca template, as models/evaluation.h task_prompt) followed by its
+the evaluation prompt (Alpaca template, as models/train/evaluation.h task_prompt) followed by its
 output, items separated by a blank line.
 
 The report mode reads RUNDIR/{teacher,equal,arith,shakespeare,mc,gradflow}/ (parts that are

@@ -11,8 +11,8 @@
 
 #include "engine/rng.h"
 #include "engine/tape.h"
-#include "models/adapter_file.h"
-#include "models/safetensors.h"
+#include "models/io/adapter_file.h"
+#include "models/io/safetensors.h"
 #include "ops/ops.h"
 #include "tests/tool_runner.h"
 

@@ -16,9 +16,9 @@
 
 #include "engine/backend.h"
 #include "engine/tape.h"
-#include "models/checkpoint.h"
-#include "models/llama.h"
-#include "models/safetensors.h"
+#include "models/io/checkpoint.h"
+#include "models/llama/llama.h"
+#include "models/io/safetensors.h"
 #include "nn/adapters.h"
 #include "nn/optim.h"
 #include "ops/ops.h"

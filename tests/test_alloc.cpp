@@ -16,9 +16,9 @@
 #include "engine/backend.h"
 #include "engine/rng.h"
 #include "engine/tape.h"
-#include "models/data.h"
-#include "models/llama.h"
-#include "models/trainer.h"
+#include "models/text/data.h"
+#include "models/llama/llama.h"
+#include "models/train/trainer.h"
 #include "nn/adapters.h"
 #include "nn/optim.h"
 

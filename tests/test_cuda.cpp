@@ -18,7 +18,7 @@
 #include "engine/cuda/cuda_api.h"
 #include "engine/rng.h"
 #include "engine/tape.h"
-#include "models/llama.h"
+#include "models/llama/llama.h"
 #include "ops/chain_matmul.h"
 #include "ops/gradcheck.h"
 #include "ops/ops.h"

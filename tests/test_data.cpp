@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <set>
 
-#include "models/arith.h"
-#include "models/data.h"
+#include "models/text/arith.h"
+#include "models/text/data.h"
 
 using namespace cg;
 using namespace cg::models;

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "models/data.h"
-#include "models/llama.h"
-#include "models/trainer.h"
-#include "nn/dist.h"
+#include "models/text/data.h"
+#include "models/llama/llama.h"
+#include "models/train/trainer.h"
+#include "nn/dist/dist.h"
 
 using namespace cg;
 using namespace cg::models;

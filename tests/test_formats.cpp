@@ -13,11 +13,11 @@
 
 #include "engine/error.h"
 #include "engine/rng.h"
-#include "models/checkpoint.h"
-#include "models/file_io.h"
-#include "models/hf_llama.h"
-#include "models/llama2c.h"
-#include "models/safetensors.h"
+#include "models/io/checkpoint.h"
+#include "models/io/file_io.h"
+#include "models/io/hf_llama.h"
+#include "models/io/llama2c.h"
+#include "models/io/safetensors.h"
 
 using namespace cg;
 using namespace cg::models;

@@ -13,9 +13,9 @@
 #include <sstream>
 #include <string>
 
-#include "models/hf_llama.h"
-#include "models/llama2c.h"
-#include "models/tokenizer.h"
+#include "models/io/hf_llama.h"
+#include "models/io/llama2c.h"
+#include "models/text/tokenizer.h"
 #include "tests/tool_runner.h"
 
 namespace fs = std::filesystem;

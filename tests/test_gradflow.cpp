@@ -14,9 +14,9 @@
 #include "engine/rng.h"
 #include "engine/tape.h"
 #include "nn/adapters.h"
-#include "nn/gradflow.h"
+#include "models/study/gradflow.h"
 #include "nn/optim.h"
-#include "nn/teacher.h"
+#include "models/study/teacher.h"
 
 using namespace cg;
 using namespace cg::nn;

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "models/safetensors.h"
+#include "models/io/safetensors.h"
 
 using namespace cg;
 namespace fs = std::filesystem;

@@ -18,12 +18,12 @@
 #include "engine/backend.h"
 #include "engine/rng.h"
 #include "engine/tape.h"
-#include "models/hf_llama.h"
-#include "models/llama.h"
-#include "models/llama2c.h"
-#include "models/safetensors.h"
-#include "models/sampling.h"
-#include "models/tokenizer.h"
+#include "models/io/hf_llama.h"
+#include "models/llama/llama.h"
+#include "models/io/llama2c.h"
+#include "models/io/safetensors.h"
+#include "models/llama/sampling.h"
+#include "models/text/tokenizer.h"
 #include "ops/ops.h"
 
 using namespace cg;

@@ -9,8 +9,8 @@
 
 #include "engine/error.h"
 #include "engine/rng.h"
-#include "models/file_io.h"
-#include "models/tokenizer.h"
+#include "models/io/file_io.h"
+#include "models/text/tokenizer.h"
 
 using namespace cg;
 using namespace cg::models;

@@ -15,9 +15,9 @@
 
 #include "engine/rng.h"
 #include "engine/tape.h"
-#include "models/file_io.h"
-#include "models/safetensors.h"
-#include "models/train_state.h"
+#include "models/io/file_io.h"
+#include "models/io/safetensors.h"
+#include "models/io/train_state.h"
 #include "nn/adapters.h"
 #include "nn/optim.h"
 #include "ops/ops.h"

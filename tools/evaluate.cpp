@@ -1,13 +1,13 @@
 // tools/evaluate.cpp — score a Llama checkpoint: next-token loss and perplexity on a text
-// file (context-sized, non-overlapping windows; see models/evaluation.h), or accuracy on
+// file (context-sized, non-overlapping windows; see models/train/evaluation.h), or accuracy on
 // an LLM-Adapters multiple-choice task file.
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "engine/backend.h"
-#include "models/checkpoint.h"
-#include "models/evaluation.h"
-#include "models/file_io.h"
+#include "models/io/checkpoint.h"
+#include "models/train/evaluation.h"
+#include "models/io/file_io.h"
 #include "tools/common/cli.h"
 
 int main(int argc, char** argv) {

@@ -6,15 +6,15 @@
 #include <fstream>
 
 #include "engine/backend.h"
-#include "models/adapter_file.h"
-#include "models/arith_eval.h"
-#include "models/checkpoint.h"
-#include "models/generation.h"
-#include "models/hf_llama.h"
-#include "models/llama.h"
-#include "models/tokenizer.h"
+#include "models/io/adapter_file.h"
+#include "models/train/arith_eval.h"
+#include "models/io/checkpoint.h"
+#include "models/llama/generation.h"
+#include "models/io/hf_llama.h"
+#include "models/llama/llama.h"
+#include "models/text/tokenizer.h"
 #include "nn/adapters.h"
-#include "nn/dist.h"
+#include "nn/dist/dist.h"
 #include "tools/common/cli.h"
 #include "tools/common/train_flags.h"
 

@@ -5,8 +5,8 @@
 #include <cstdio>
 
 #include "engine/backend.h"
-#include "models/checkpoint.h"
-#include "models/generation.h"
+#include "models/io/checkpoint.h"
+#include "models/llama/generation.h"
 #include "tools/common/cli.h"
 
 int main(int argc, char** argv) {

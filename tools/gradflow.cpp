@@ -1,11 +1,11 @@
 // tools/gradflow.cpp — gradient-flow runs of the adapters: trains an adapter on a task and
 // logs, per step and adapted module, factor gradient norms, update norms, the ΔW spectrum
-// and update cosines (nn/gradflow.h) to JSONL; or checks the chain's preconditioner formula.
+// and update cosines (models/study/gradflow.h) to JSONL; or checks the chain's preconditioner formula.
 // Tasks plug in through GradFlowTask: the built-in teacher–student layer (--task teacher,
-// nn/teacher.h) and a fine-tune of a real model (--model with --data, --text or --arith;
+// models/study/teacher.h) and a fine-tune of a real model (--model with --data, --text or --arith;
 // the base frozen, the adapter from flags or --adapter-in). --dump-grads (with --model and
 // --text) runs one forward/backward of the file encoded whole and writes the loss and every
-// adapter gradient under its PEFT name (models/adapter_file.h layout) instead of training.
+// adapter gradient under its PEFT name (models/io/adapter_file.h layout) instead of training.
 // Exit status: 0 done, 1 the loss diverged (or an internal error), 2 bad flags or input.
 #include <chrono>
 #include <cmath>
@@ -18,16 +18,16 @@
 
 #include "engine/backend.h"
 #include "engine/tape.h"
-#include "models/adapter_file.h"
-#include "models/checkpoint.h"
-#include "models/data.h"
-#include "models/llama.h"
-#include "models/safetensors.h"
-#include "models/tokenizer.h"
+#include "models/io/adapter_file.h"
+#include "models/io/checkpoint.h"
+#include "models/text/data.h"
+#include "models/llama/llama.h"
+#include "models/io/safetensors.h"
+#include "models/text/tokenizer.h"
 #include "nn/adapters.h"
-#include "nn/gradflow.h"
+#include "models/study/gradflow.h"
 #include "nn/optim.h"
-#include "nn/teacher.h"
+#include "models/study/teacher.h"
 #include "ops/ops.h"
 #include "tools/common/cli.h"
 #include "tools/common/progress.h"

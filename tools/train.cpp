@@ -4,11 +4,11 @@
 #include <cstdio>
 
 #include "engine/backend.h"
-#include "models/hf_llama.h"
-#include "models/generation.h"
-#include "models/tokenizer.h"
-#include "models/trainer.h"
-#include "nn/dist.h"
+#include "models/io/hf_llama.h"
+#include "models/llama/generation.h"
+#include "models/text/tokenizer.h"
+#include "models/train/trainer.h"
+#include "nn/dist/dist.h"
 #include "tools/common/cli.h"
 #include "tools/common/train_flags.h"
 

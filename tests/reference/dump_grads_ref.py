@@ -10,7 +10,7 @@ gradient of every adapter tensor.
 
 Files written to --out (default tests/golden):
   dumpgrads_base.safetensors     HF Llama (metadata "config" = HF config JSON), F32
-  dumpgrads_adapter.safetensors  the adapter in PEFT layout (models/adapter_file.h), F32
+  dumpgrads_adapter.safetensors  the adapter in PEFT layout (models/io/adapter_file.h), F32
   dumpgrads_text.txt             the text
   dumpgrads_expected.safetensors "loss" [1] and the gradient of every adapter tensor under
                                  its PEFT name, in the file's layout (F64)

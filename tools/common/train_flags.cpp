@@ -8,8 +8,8 @@
 
 #include "engine/backend.h"
 #include "engine/error.h"
-#include "models/arith.h"
-#include "models/train_state.h"
+#include "models/text/arith.h"
+#include "models/io/train_state.h"
 #include "tools/common/progress.h"
 
 namespace cg::tools {

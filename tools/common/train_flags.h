@@ -10,9 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/dtype.h"
-#include "models/data.h"
-#include "models/tokenizer.h"
-#include "models/trainer.h"
+#include "models/text/data.h"
+#include "models/text/tokenizer.h"
+#include "models/train/trainer.h"
 #include "nn/optim.h"
 
 namespace cg::tools {

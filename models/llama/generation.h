@@ -1,0 +1,36 @@
+// models/llama/generation.h — text generation with a LlamaModel and a Tokenizer, the way
+// llama2.c's run.c generate() does it: encode the prompt with BOS (no EOS), feed one token
+// per position through the KV cache (prompt tokens are forced), then sample; stop after
+// `steps` positions or when BOS is sampled. The generate tool is a thin wrapper.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "models/llama/llama.h"
+#include "models/text/tokenizer.h"
+
+namespace cg::models {
+
+struct GenerateOptions {
+  std::string prompt;
+  int64_t steps = 256;       // positions in total, BOS included; ≤ 0 or > seq_len → seq_len
+  double temperature = 1.0;  // 0 → greedy
+  double top_p = 0.9;
+  uint64_t seed = 0;
+};
+
+struct GenerateStats {
+  int64_t positions = 0;      // forward calls (one per position)
+  int64_t prompt_tokens = 0;  // BOS included
+  double seconds = 0;         // from the end of the first position to the end (as run.c)
+  double tokens_per_second() const { return positions > 1 && seconds > 0 ? (positions - 1) / seconds : 0; }
+};
+
+// Runs the loop, calling emit(piece) for every token after BOS (prompt tokens included)
+// with tokenizer.decode_piece(prev, next). Like run.c's safe_printf, a piece that is one
+// byte which is neither printable ASCII nor whitespace is not emitted.
+GenerateStats generate(LlamaModel& model, const Tokenizer& tokenizer, const GenerateOptions& options,
+                       const std::function<void(const std::string&)>& emit);
+
+}  // namespace cg::models

@@ -1,0 +1,64 @@
+// models/train/evaluation.h — scoring a LlamaModel: mean next-token cross-entropy over a token
+// stream in context-sized windows, and multiple-choice tasks in the LLM-Adapters format
+// scored by the log-likelihood of each candidate answer. The evaluate tool wraps these.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/llama/llama.h"
+#include "models/text/tokenizer.h"
+
+namespace cg::models {
+
+struct TextScore {
+  double loss = 0;     // mean negative log-likelihood, nats per scored token
+  int64_t tokens = 0;  // scored tokens
+  double ppl() const;  // e^loss
+};
+
+// Windowing: with N ids and L = seq_len, window w feeds ids[w·L, min(w·L + L, N − 1)) and
+// scores the token that follows each of them. Windows do not overlap, every id but the
+// first is scored exactly once (tokens = N − 1), and each window's first id is context
+// only (the previous window scored it). The attention context restarts at every window.
+TextScore score_tokens(LlamaModel& model, const std::vector<int>& ids);
+// The text's bytes encoded with BOS (no EOS), then score_tokens.
+TextScore score_text(LlamaModel& model, const Tokenizer& tokenizer, const std::string& text);
+
+// One LLM-Adapters item: {"instruction", "input", "output", "answer"}; choices come from
+// the instruction's last "Answer format:" line, split on '/'.
+struct TaskItem {
+  std::string instruction, input, answer;
+  std::vector<std::string> choices;
+};
+// Parses a JSON list of items; malformed JSON, a missing field, an item without an
+// "Answer format:" line or whose answer is not one of its choices → FormatError naming
+// the item. `what` names the source in messages.
+std::vector<TaskItem> parse_task(const std::string& json_text, const std::string& what);
+std::vector<TaskItem> read_task(const std::string& path);
+
+// The LLM-Adapters (Alpaca-style) evaluation prompt, ending in "the correct answer is ".
+// Without input: "Below is an instruction that describes a task. Write a response that
+// appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+// With input, Alpaca's variant with an "### Input:\n{input}\n\n" section.
+std::string task_prompt(const TaskItem& item);
+
+struct ChoiceScores {
+  std::vector<double> logprob;  // per choice: Σ log p(answer tokens | prompt)
+  int predicted = 0;            // argmax of logprob (first on ties)
+};
+// Scores each choice c of an item: ids = encode(prompt + c) with BOS; the answer tokens
+// are those from the first position where ids differs from encode(prompt) (BPE may merge
+// the prompt's trailing space into the answer's first token). When ids is longer than
+// seq_len, it is truncated from the left.
+ChoiceScores score_choices(LlamaModel& model, const Tokenizer& tokenizer, const TaskItem& item);
+
+struct TaskScore {
+  int64_t correct = 0, items = 0;
+  double accuracy() const { return items ? static_cast<double>(correct) / static_cast<double>(items) : 0.0; }
+};
+// Scores the first `limit` items (limit ≤ 0: all).
+TaskScore score_task(LlamaModel& model, const Tokenizer& tokenizer, const std::vector<TaskItem>& items,
+                     int64_t limit = 0);
+
+}  // namespace cg::models

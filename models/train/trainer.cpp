@@ -1,0 +1,79 @@
+// models/train/trainer.cpp — one training step, validation loss.
+#include "models/train/trainer.h"
+
+#include <chrono>
+#include <string>
+
+#include "engine/backend.h"
+#include "engine/tape.h"
+#include "ops/ops.h"
+
+namespace cg::models {
+
+Trainer::Trainer(LlamaModel& model, nn::ParamStore& trainable, const nn::OptimConfig& opt, const TokenDataset& data,
+                 const TrainOptions& options)
+    : model_(model),
+      store_(trainable),
+      opt_(trainable, opt),
+      data_(data),
+      options_(options),
+      comm_(options.comm ? options.comm : &alone_) {
+  if (options.batch < 1 || options.accum < 1) throw FormatError("trainer: batch and accumulation must be ≥ 1");
+  const int64_t n = comm_->size();
+  if (options.batch % n != 0)
+    throw FormatError("data parallel: the global batch " + std::to_string(options.batch) + " is not divisible by " +
+                      std::to_string(n) + " processes (give --batch a multiple of " + std::to_string(n) + ")");
+}
+
+StepStats Trainer::step() {
+  const auto t0 = std::chrono::steady_clock::now();
+  store_.zero_grad();
+  const int64_t ranks = comm_->size(), shard = options_.batch / ranks;
+  double loss_sum = 0;
+  for (int64_t micro = 0; micro < options_.accum; ++micro) {
+    // This rank's slice of the global micro-batch [position_, position_ + batch).
+    Batch b = data_.train_batch(options_.data_seed, position_ + comm_->rank() * shard, shard, model_.device());
+    position_ += options_.batch;
+    Tensor loss = model_.loss(b.ids, b.targets);  // mean over the shard
+    loss_sum += loss.item();
+    // Each (micro-batch, rank) contributes 1/(accum·ranks) of the mean gradient.
+    const double scale = 1.0 / static_cast<double>(options_.accum * ranks);
+    backward(scale == 1.0 ? loss : ops::mul_scalar(loss, scale));
+  }
+  double comm_ms = 0;
+  if (ranks > 1) {
+    backend_for(model_.device()).synchronize();
+    const auto c0 = std::chrono::steady_clock::now();
+    double extra[1] = {loss_sum};
+    comm_->allreduce_sum(store_.flat_grad(), extra);  // the one collective of the step
+    loss_sum = extra[0] / static_cast<double>(ranks);
+    comm_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
+  }
+  const nn::Optimizer::StepInfo info = opt_.step();  // clips the reduced (global) gradient
+  backend_for(model_.device()).synchronize();
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  StepStats s;
+  s.step = opt_.step_count();
+  s.loss = loss_sum / static_cast<double>(options_.accum);
+  s.lr = info.lr;
+  s.grad_norm = info.grad_norm;
+  s.ms = ms;
+  s.comm_ms = comm_ms;
+  s.tok_s = static_cast<double>(tokens_per_step()) / (ms / 1000.0);
+  return s;
+}
+
+double Trainer::val_loss(int64_t max_batches) const {
+  NoGrad ng;
+  const int64_t windows = data_.val_windows();
+  if (windows == 0) return 0.0;
+  double sum = 0;
+  int64_t n = 0;
+  for (int64_t w = 0; w < windows && n < max_batches; w += options_.batch, ++n) {
+    Batch b = data_.val_batch(w, options_.batch, model_.device());
+    sum += model_.loss(b.ids, b.targets).item();
+  }
+  return sum / static_cast<double>(n);
+}
+
+}  // namespace cg::models

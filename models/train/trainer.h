@@ -1,0 +1,68 @@
+// models/train/trainer.h — the training loop shared by the tools (train, finetune, gradflow):
+// one optimizer step over `accum` micro-batches of a TokenDataset, validation loss, and
+// the timing of each step. What is trained is whatever ParamStore is given: the model's
+// base store for pretraining, an adapter store for fine-tuning (the base stays frozen).
+//
+// Data parallel (TrainOptions::comm with N ranks): `batch` stays the global micro-batch
+// (N must divide it); rank r reads samples [pos + r·B/N, pos + (r+1)·B/N) of each global
+// micro-batch, so the samples of a step do not depend on N. Each rank backpropagates the
+// mean loss of its shard scaled by 1/(accum·N); then ONE all-reduce sums the trainable
+// store's flat gradient buffer together with the ranks' loss sums, so every rank holds the
+// gradient of the mean loss over the global batch (what one process would compute, up to
+// float summation order) and applies the same optimizer step (clipping included, which
+// therefore sees the global gradient).
+#pragma once
+#include <cstdint>
+
+#include "models/text/data.h"
+#include "models/llama/llama.h"
+#include "nn/dist/dist.h"
+#include "nn/optim.h"
+#include "nn/params.h"
+
+namespace cg::models {
+
+struct TrainOptions {
+  int64_t batch = 8;   // sequences per micro-batch, over all ranks
+  int64_t accum = 1;   // micro-batches per optimizer step
+  uint64_t data_seed = 0;
+  nn::Communicator* comm = nullptr;  // the data-parallel group; null: this process alone
+};
+
+struct StepStats {
+  int64_t step = 0;     // optimizer steps taken, this one included
+  double loss = 0;      // mean training loss over the step's micro-batches (and ranks)
+  double lr = 0;
+  double grad_norm = 0; // before clipping
+  double ms = 0;        // wall time of the step
+  double comm_ms = 0;   // of which in the all-reduce (waiting for the slowest rank included); 0 alone
+  double tok_s = 0;     // tokens of the global batch per second
+};
+
+class Trainer {
+ public:
+  Trainer(LlamaModel& model, nn::ParamStore& trainable, const nn::OptimConfig& opt, const TokenDataset& data,
+          const TrainOptions& options);
+  StepStats step();
+  // Mean loss over up to max_batches validation batches (no tape); needs has_val().
+  bool has_val() const { return data_.val_windows() > 0; }
+  double val_loss(int64_t max_batches) const;
+
+  nn::Optimizer& optimizer() { return opt_; }
+  int64_t data_position() const { return position_; }  // training samples consumed
+  void set_data_position(int64_t p) { position_ = p; }
+  int64_t tokens_per_step() const { return options_.batch * options_.accum * data_.seq_len(); }  // all ranks
+  nn::Communicator& comm() { return *comm_; }
+
+ private:
+  LlamaModel& model_;
+  nn::ParamStore& store_;
+  nn::Optimizer opt_;
+  const TokenDataset& data_;
+  TrainOptions options_;
+  nn::SingleProcess alone_;
+  nn::Communicator* comm_;
+  int64_t position_ = 0;
+};
+
+}  // namespace cg::models
