@@ -103,8 +103,9 @@ int main() {
     lin.unmerge();
     const double dw = max_abs_diff(lin.weight, w0);
     std::printf("|ΔW|_F = %.4e\n", nn::frobenius_norm(ad.delta_weight()));
-    std::printf("max |y_adapter − y_merged| = %.1e (float32 rounding)\n", dy);
-    std::printf("max |W after unmerge − W₀|  = %.1e (W + ΔW − ΔW is rounded twice in float32)\n", dw);
+    // Both differences are float32 rounding, whose digits depend on the CPU: shown as the bound.
+    std::printf("max |y_adapter − y_merged| %s (float32 rounding)\n", dy < 1e-5 ? "< 1e-5" : "TOO LARGE");
+    std::printf("max |W after unmerge − W₀|  %s (W + ΔW − ΔW is rounded twice in float32)\n", dw < 1e-6 ? "< 1e-6" : "TOO LARGE");
     ok &= dy < 1e-5 && dw < 1e-6;
   }
   std::printf("%s\n", ok ? "every check came out as expected" : "UNEXPECTED RESULT");

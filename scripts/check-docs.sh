@@ -9,7 +9,8 @@
 #                                   a shell block: run with bash -eo pipefail from the repo root,
 #                                   blocks of a page in order; must exit N (default 0) within
 #                                   S seconds (default 60). needs=PATH: skipped (and so is its
-#                                   output block) when PATH (e.g. ../shared/data) is absent.
+#                                   output block) when PATH (e.g. ../shared/data) is absent;
+#                                   under CI=true an absent PATH fails instead.
 #                                   ```bash, ```shell and ```console are refused, so that no
 #                                   command escapes the check.
 #   ```text output-of-previous [approx]
@@ -159,7 +160,10 @@ def check_page(page):
             report(False, where, f"```{lang} block: mark commands ```sh so that they are run")
         elif lang == "sh":
             opts = parse_opts(words)
-            if opts.get("needs") and not os.path.exists(opts["needs"]):
+            if opts.get("needs") and not os.path.exists(opts["needs"]) and os.environ.get("CI") == "true":
+                report(False, where, f"sh: CI=true and {opts['needs']} is absent (CI must provide it)")
+                last_output, last_where = SKIP, where
+            elif opts.get("needs") and not os.path.exists(opts["needs"]):
                 global skipped
                 skipped += 1
                 print(f"skip {where} sh: {opts['needs']} is absent")

@@ -15,6 +15,7 @@
 #include "models/io/safetensors.h"
 #include "ops/ops.h"
 #include "tests/tool_runner.h"
+#include "tests/safetensors_validate.h"
 
 using namespace cg;
 using namespace cg::nn;
@@ -107,6 +108,7 @@ TEST_CASE("adapter file: PEFT names, shapes, metadata; PEFT formula equals our d
     randomize(set, 10 + static_cast<uint64_t>(n));
     const std::string path = tmp.file("a" + std::to_string(n) + ".safetensors");
     save_adapter(path, set);
+    CHECK(cg::testing::safetensors_file_problem(path) == "");
     const SafeTensors st = read_safetensors(path);
     CHECK(st.metadata.at("peft_type") == peft_type_name(kind));
     CHECK(st.metadata.at("r") == "4");

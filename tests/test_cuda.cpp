@@ -22,6 +22,7 @@
 #include "ops/chain_matmul.h"
 #include "ops/gradcheck.h"
 #include "ops/ops.h"
+#include "tests/skip.h"
 
 using namespace cg;
 
@@ -175,8 +176,7 @@ std::vector<ops::GradCase> large_cases(Rng& g) {
 
 bool have_cuda() {
   if (cuda_available()) return true;
-  MESSAGE("skipped: no CUDA device");
-  return false;
+  return cg::testing::skip(cg::testing::SkipKind::Cuda, "no CUDA device");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // tests/test_determinism.cpp — the same seed gives bit-identical gradients, with 1 and
-// with 2 threads.
+// with 2 threads, with T = 64 (one attention block) and T = 160 (three blocks of the causal
+// staircase).
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -16,9 +17,9 @@ namespace {
 
 // A small transformer-like block, sized so OpenMP loops and OpenBLAS both go parallel.
 // Returns the loss followed by every parameter gradient, flattened.
-std::vector<float> run_block(uint64_t seed) {
+std::vector<float> run_block(uint64_t seed, int64_t T = 64) {
   Rng rng(seed);
-  const int64_t B = 4, T = 64, H = 4, KV = 2, D = 32, C = H * D, V = 300;
+  const int64_t B = T > 64 ? 2 : 4, H = 4, KV = 2, D = 32, C = H * D, V = 300;
   auto p = [&](Shape s, double sc) { return rand_uniform(s, -sc, sc, rng).set_requires_grad(true); };
   Tensor emb = p({V, C}, 0.5), wq = p({C, C}, 0.1), wk = p({KV * D, C}, 0.1), wv = p({KV * D, C}, 0.1);
   Tensor wo = p({C, C}, 0.1), norm = p({C}, 1.0), head = p({V, C}, 0.1);
@@ -64,4 +65,17 @@ TEST_CASE("same seed, same bits: twice, and with 1 and 2 threads") {
   CHECK(bit_equal(one_a, two_a));
   // And a different seed really changes the result (the check can fail).
   CHECK_FALSE(bit_equal(one_a, run_block(12)));
+}
+
+TEST_CASE("same seed, same bits with 1 and 2 threads over the multi-block causal attention (T = 160)") {
+  const int prev = num_threads();
+  set_num_threads(1);
+  const auto one = run_block(13, 160);
+  set_num_threads(2);
+  const auto two = run_block(13, 160);
+  const auto two_b = run_block(13, 160);
+  set_num_threads(prev);
+  CHECK(bit_equal(one, two));
+  CHECK(bit_equal(two, two_b));
+  CHECK_FALSE(bit_equal(one, run_block(14, 160)));
 }

@@ -13,6 +13,7 @@
 #include "models/llama/llama.h"
 #include "models/train/trainer.h"
 #include "nn/dist/dist.h"
+#include "tests/skip.h"
 
 using namespace cg;
 using namespace cg::models;
@@ -106,7 +107,7 @@ TEST_CASE("dist: the single-process communicator changes nothing") {
 
 TEST_CASE("dist: world() outside an MPI launcher is one process") {
   if (nn::launcher_size() > 1) {
-    MESSAGE("skipped: the test binary runs under an MPI launcher");
+    cg::testing::skip(cg::testing::SkipKind::Other, "the test binary runs under an MPI launcher");
     return;
   }
   nn::Communicator& w = nn::world();

@@ -8,6 +8,7 @@
 #include "engine/rng.h"
 #include "ops/chain_matmul.h"
 #include "ops/ops.h"
+#include "tests/skip.h"
 
 using namespace cg;
 
@@ -70,7 +71,7 @@ TEST_CASE("transformer family") {
 
 TEST_CASE("device family: CUDA tensors in a build or on a machine without CUDA") {
   if (cuda_available()) {
-    MESSAGE("skipped: a CUDA device is present, so no device error to test");
+    cg::testing::skip(cg::testing::SkipKind::Other, "a CUDA device is present, so no device error to test");
     return;
   }
   expect_error<DeviceError>([] { Tensor::zeros({2}, DType::F32, Device::CUDA); }, {"CUDA"});

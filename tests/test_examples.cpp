@@ -9,6 +9,7 @@
 #include <string>
 #include <sys/wait.h>
 #include <vector>
+#include "tests/skip.h"
 
 namespace {
 
@@ -32,8 +33,7 @@ Run run(const std::string& cmd) {
 // Runs build/examples/NAME; false (with a message) when the repo root is not the cwd.
 bool run_example(const std::string& name, Run& r) {
   if (!std::filesystem::exists("examples/" + name + ".cpp")) {
-    MESSAGE("skipped: examples/" << name << ".cpp not found (run the tests from the repo root)");
-    return false;
+    return cg::testing::skip(cg::testing::SkipKind::Data, "examples/" + name + ".cpp not found (run the tests from the repo root)");
   }
   const std::string bin = "build/examples/" + name;
   REQUIRE_MESSAGE(std::filesystem::exists(bin), bin << " is missing: the Makefile builds every examples/*.cpp");
@@ -54,7 +54,7 @@ void expect_lines(const Run& r, const std::vector<std::string>& lines) {
 
 TEST_CASE("every examples/*.cpp has a test here") {
   if (!std::filesystem::exists("examples")) {
-    MESSAGE("skipped: no examples/ in the working directory");
+    cg::testing::skip(cg::testing::SkipKind::Data, "no examples/ in the working directory");
     return;
   }
   const std::vector<std::string> known{"tape_tour", "rmsnorm_tour", "chain_tour", "adapter_tour"};

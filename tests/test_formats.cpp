@@ -18,6 +18,8 @@
 #include "models/io/hf_llama.h"
 #include "models/io/llama2c.h"
 #include "models/io/safetensors.h"
+#include "tests/skip.h"
+#include "tests/safetensors_validate.h"
 
 using namespace cg;
 using namespace cg::models;
@@ -314,10 +316,7 @@ TEST_CASE("safetensors: a failed write leaves no temp file and the old file inta
 // ---- llama2.c ---------------------------------------------------------------------------
 
 TEST_CASE("llama2c: stories260K loads with the documented config and HF names") {
-  if (!fs::exists(kStoriesBin)) {
-    MESSAGE("skipped: " << kStoriesBin << " absent");
-    return;
-  }
+  if (!cg::testing::have_file(kStoriesBin)) return;
   Checkpoint ck = read_llama2c(kStoriesBin);
   const LlamaConfig& c = ck.config;
   CHECK(c.dim == 64);
@@ -508,6 +507,7 @@ TEST_CASE("hf_llama: write/read round trip with exact HF names, tied and untied"
     Checkpoint ck = random_checkpoint(tiny_config(tied), 21);
     const std::string path = tmp.path(tied ? "tied.safetensors" : "untied.safetensors");
     write_hf_llama(path, ck);
+    CHECK(cg::testing::safetensors_file_problem(path) == "");
     SafeTensors st = read_safetensors(path);
     CHECK(st.metadata.at("format") == "pt");
     CHECK(nlohmann::json::parse(st.metadata.at("config"))["num_attention_heads"] == 4);
@@ -523,10 +523,7 @@ TEST_CASE("hf_llama: write/read round trip with exact HF names, tied and untied"
 }
 
 TEST_CASE("llama2c → safetensors → load keeps every stories260K tensor") {
-  if (!fs::exists(kStoriesBin)) {
-    MESSAGE("skipped: " << kStoriesBin << " absent");
-    return;
-  }
+  if (!cg::testing::have_file(kStoriesBin)) return;
   TempDir tmp;
   Checkpoint ck = read_llama2c(kStoriesBin);
   write_hf_llama(tmp.path("s.safetensors"), ck);

@@ -17,6 +17,7 @@
 #include "models/io/llama2c.h"
 #include "models/text/tokenizer.h"
 #include "tests/tool_runner.h"
+#include "tests/skip.h"
 
 namespace fs = std::filesystem;
 using namespace cg::testing;
@@ -30,12 +31,10 @@ const std::string kEvaluate = "build/bin/evaluate";
 
 bool have_all() {
   if (!fs::exists(kGenerate) || !fs::exists(kEvaluate)) {
-    MESSAGE("skipped: " << kGenerate << " / " << kEvaluate << " not found (run the tests from the repo root after make)");
-    return false;
+    return cg::testing::skip(cg::testing::SkipKind::Data, kGenerate + " / " + kEvaluate + " not found (run the tests from the repo root after make)");
   }
   if (!fs::exists(kModel) || !fs::exists(kTok)) {
-    MESSAGE("skipped: " << kModel << " not found (../shared/data absent)");
-    return false;
+    return cg::testing::skip(cg::testing::SkipKind::Data, kModel + " not found (../shared/data absent)");
   }
   return true;
 }

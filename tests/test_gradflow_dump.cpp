@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "models/io/safetensors.h"
+#include "tests/tolerances.h"
 
 using namespace cg;
 namespace fs = std::filesystem;
@@ -34,11 +35,12 @@ struct Tol {
   const char* pattern;
   double rel;  // max|ours − ref| ≤ rel · max|ref|
 };
+// The numbers live in tests/tolerances.h, with the errors observed.
 constexpr Tol kTolerances[] = {
-    {"loss", 1e-5},
-    {".lora_A.weight", 1e-4},
-    {".lora_mixer.", 1e-4},
-    {".lora_B.weight", 1e-4},
+    {"loss", cg::testing::tol::kDumpLossRel},
+    {".lora_A.weight", cg::testing::tol::kDumpGradRel},
+    {".lora_mixer.", cg::testing::tol::kDumpGradRel},
+    {".lora_B.weight", cg::testing::tol::kDumpGradRel},
 };
 
 const Tol* tolerance_for(const std::string& name) {

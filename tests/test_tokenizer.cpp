@@ -11,6 +11,7 @@
 #include "engine/rng.h"
 #include "models/io/file_io.h"
 #include "models/text/tokenizer.h"
+#include "tests/skip.h"
 
 using namespace cg;
 using namespace cg::models;
@@ -96,10 +97,7 @@ std::string fails(const std::vector<uint8_t>& b, int expected) {
 }  // namespace
 
 TEST_CASE("BpeTokenizer: tok512.bin ids match the Python reference golden") {
-  if (!fs::exists(kTok512)) {
-    MESSAGE("skipped: " << kTok512 << " absent");
-    return;
-  }
+  if (!cg::testing::have_file(kTok512)) return;
   const std::vector<uint8_t> g = read_file_bytes(kGolden);
   const nlohmann::json golden = nlohmann::json::parse(g.begin(), g.end());
   const BpeTokenizer tok = BpeTokenizer::read(kTok512, 512);
@@ -116,10 +114,7 @@ TEST_CASE("BpeTokenizer: tok512.bin ids match the Python reference golden") {
 }
 
 TEST_CASE("BpeTokenizer: tok512 round trips ASCII, handles BOS, byte fallback and <0xXX> pieces") {
-  if (!fs::exists(kTok512)) {
-    MESSAGE("skipped: " << kTok512 << " absent");
-    return;
-  }
+  if (!cg::testing::have_file(kTok512)) return;
   const BpeTokenizer tok = BpeTokenizer::read(kTok512, 512);
   for (const std::string text : {"Once upon a time, there was a little girl named Lily.",
                                  "She liked to play outside.\nOne day, she saw a big, red ball!",
@@ -189,10 +184,7 @@ TEST_CASE("BpeTokenizer: heap merge order equals run.c's rescan loop") {
     }
   }
   SUBCASE("random texts with tok512.bin") {
-    if (!fs::exists(kTok512)) {
-      MESSAGE("skipped: " << kTok512 << " absent");
-      return;
-    }
+    if (!cg::testing::have_file(kTok512)) return;
     const BpeTokenizer t = BpeTokenizer::read(kTok512, 0);
     Rng rng(6);
     for (int i = 0; i < 100; ++i) {
@@ -258,10 +250,7 @@ TEST_CASE("ByteTokenizer and load_tokenizer") {
   CHECK(byte->vocab_size() == 258);
   CHECK(load_tokenizer("byte", 0)->bos_id() == 256);
   CHECK_THROWS_AS(load_tokenizer("byte", 512), FormatError);
-  if (!fs::exists(kTok512)) {
-    MESSAGE("skipped: " << kTok512 << " absent");
-    return;
-  }
+  if (!cg::testing::have_file(kTok512)) return;
   auto tok = load_tokenizer(kTok512, 512);
   CHECK(tok->vocab_size() == 512);
   CHECK(tok->bos_id() == 1);

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/tool_runner.h"
+#include "tests/skip.h"
+#include "tests/safetensors_validate.h"
 
 using namespace cg::testing;
 
@@ -17,8 +19,7 @@ const std::string kFinetune = "build/bin/finetune";
 
 bool have_tools() {
   if (fs::exists(kTrain) && fs::exists(kFinetune)) return true;
-  MESSAGE("skipped: " << kTrain << " / " << kFinetune << " not found (run the tests from the repo root after make)");
-  return false;
+  return cg::testing::skip(cg::testing::SkipKind::Data, kTrain + " / " + kFinetune + " not found (run the tests from the repo root after make)");
 }
 
 std::vector<nlohmann::json> rows(const std::string& path) {
@@ -72,6 +73,9 @@ TEST_CASE("train: 10 steps straight = 5 steps + resume + 5 steps, bitwise") {
   Run a = run(kTrain, with(kModelFlags, {"--steps", "10", "--metrics", d.file("a.jsonl"), "--out", d.file("m.safetensors")}));
   REQUIRE_MESSAGE(a.code == 0, a.err);
   check_stop_and_resume(kTrain, kModelFlags, d);
+  // Every file the tool wrote (the model, the checkpoints) passes the independent validator.
+  CHECK(cg::testing::safetensors_file_problem(d.file("m.safetensors")) == "");
+  CHECK(cg::testing::check_safetensors_under(d.path.string()) >= 2);
 }
 
 TEST_CASE("finetune: LinChain 10 steps straight = 5 + resume + 5, bitwise; the adapter file reloads") {
@@ -91,6 +95,8 @@ TEST_CASE("finetune: LinChain 10 steps straight = 5 + resume + 5, bitwise; the a
                           "--arith-lines", "2000", "--seq", "32", "--batch", "4", "--steps", "1", "--lr", "0", "--threads", "2"});
   REQUIRE_MESSAGE(c.code == 0, c.err);
   CHECK(c.err.find("linchain r=4 n=3") != std::string::npos);
+  CHECK(cg::testing::safetensors_file_problem(d.file("ad.safetensors")) == "");
+  CHECK(cg::testing::check_safetensors_under(d.path.string()) >= 3);
 }
 
 TEST_CASE("train and finetune: bad flags and files give exit 2, one line, no output file") {

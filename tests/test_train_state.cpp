@@ -22,6 +22,7 @@
 #include "nn/optim.h"
 #include "ops/ops.h"
 #include "tests/tool_runner.h"
+#include "tests/safetensors_validate.h"
 
 using namespace cg;
 using namespace cg::nn;
@@ -105,6 +106,7 @@ TEST_CASE("train state: save/load round trip is bit-exact") {
     for (int i = 0; i < 3; ++i) a.step();
     a.rng.normal();  // leave a cached spare normal in the RNG state
     a.save(tmp.file("rt.safetensors"));
+    CHECK(cg::testing::safetensors_file_problem(tmp.file("rt.safetensors")) == "");
     Run b(o);
     b.load(tmp.file("rt.safetensors"));
     CHECK(bits(b.set.store->flat()) == bits(a.set.store->flat()));

@@ -11,6 +11,10 @@ weights of 5 AdamW and 5 plain SGD steps. Shares no code with the C++ (run with 
 Files (in --out, default tests/golden):
   adapters_base.safetensors      model config (metadata), base weights (HF names), ids, targets
   adapters_<kind>.safetensors    kind = lora, moslora, linchain1 … linchain4
+With --variant alt, a non-default config instead (rope θ = 500000, RMSNorm eps = 1e-6, one KV
+head, T = 80 > 64 so the C++ blocked causal attention runs, several ignored targets (−1),
+SGD with momentum and weight decay, AdamW with weight decay):
+  adapters_alt_base.safetensors, adapters_alt_linchain3.safetensors
 
 Adapter convention (the paper's, y = x·W): for a target module with weight W[out, in]
   y = x·Wᵀ + s · x·A·W₁⋯Wₙ·Bᵀ,  A[in, r], Wⱼ[r, r], B[out, r], s = alpha / r.
@@ -32,6 +36,11 @@ from safetensors_writer import write_safetensors
 
 CFG = dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=64, vocab_size=64, seq_len=16, batch=2,
            norm_eps=1e-5, rope_theta=10000.0)
+ALT_CFG = dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=1, hidden_dim=48, vocab_size=64, seq_len=80, batch=1,
+               norm_eps=1e-6, rope_theta=500000.0)
+OPT = dict(adamw_weight_decay=0.0, sgd_momentum=0.0, sgd_weight_decay=0.0)
+ALT_OPT = dict(adamw_weight_decay=0.1, sgd_momentum=0.9, sgd_weight_decay=0.05)
+N_IGNORED_ALT = 7  # targets set to −1 (ignored by the loss)
 RANK, ALPHA = 4, 8.0
 TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 ADAMW_LR, SGD_LR, STEPS = 1e-2, 0.5, 5
@@ -153,16 +162,17 @@ def forward(base, ad, ids, targets):
         h = h + linear(p + "mlp.down_proj", m)
     h = rmsnorm(h, base["model.norm.weight"], c["norm_eps"])
     logits = h @ base["lm_head.weight"].T
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long())
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long(),
+                                             ignore_index=-1)
     return logits, loss
 
 
 def trajectory(base, ad, ids, targets, opt_name):
     params = [ad.t[n] for n in ad.names()]
     if opt_name == "adamw":
-        opt = torch.optim.AdamW(params, lr=ADAMW_LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+        opt = torch.optim.AdamW(params, lr=ADAMW_LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=OPT["adamw_weight_decay"])
     else:
-        opt = torch.optim.SGD(params, lr=SGD_LR, momentum=0.0, weight_decay=0.0)
+        opt = torch.optim.SGD(params, lr=SGD_LR, momentum=OPT["sgd_momentum"], weight_decay=OPT["sgd_weight_decay"])
     losses = []
     for _ in range(STEPS):
         opt.zero_grad()
@@ -178,19 +188,29 @@ def trajectory(base, ad, ids, targets, opt_name):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden"))
+    ap.add_argument("--variant", choices=["default", "alt"], default="default")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)
+    alt = args.variant == "alt"
+    prefix = "adapters_alt_" if alt else "adapters_"
+    if alt:
+        CFG.clear()
+        CFG.update(ALT_CFG)
+        OPT.update(ALT_OPT)
 
     gen = torch.Generator().manual_seed(20241101)
     base = make_base(gen)
     c = CFG
     ids = torch.randint(0, c["vocab_size"], (c["batch"], c["seq_len"]), generator=gen, dtype=torch.int32)
     targets = torch.randint(0, c["vocab_size"], (c["batch"], c["seq_len"]), generator=gen, dtype=torch.int32)
-    write_safetensors(os.path.join(args.out, "adapters_base.safetensors"),
+    if alt:
+        flat = targets.view(-1)
+        flat[torch.randperm(flat.numel(), generator=gen)[:N_IGNORED_ALT]] = -1
+    write_safetensors(os.path.join(args.out, prefix + "base.safetensors"),
                       list(base.items()) + [("ids", ids), ("targets", targets)], c)
 
-    kinds = [("lora", 0), ("moslora", 1)] + [(f"linchain{n}", n) for n in range(1, 5)]
+    kinds = [("linchain3", 3)] if alt else [("lora", 0), ("moslora", 1)] + [(f"linchain{n}", n) for n in range(1, 5)]
     for ki, (kname, n) in enumerate(kinds):
         kind = "linchain" if kname.startswith("linchain") else kname
         agen = torch.Generator().manual_seed(1000 + ki)
@@ -211,8 +231,8 @@ def main():
             out.append((opt_name + ".losses", losses))
             out += [(opt_name + ".final." + k, v) for k, v in ad_run.t.items()]
         meta = dict(kind=kind, chain=n, rank=RANK, alpha=ALPHA, targets=",".join(TARGETS), adamw_lr=ADAMW_LR,
-                    sgd_lr=SGD_LR, steps=STEPS)
-        path = os.path.join(args.out, f"adapters_{kname}.safetensors")
+                    sgd_lr=SGD_LR, steps=STEPS, **OPT)
+        path = os.path.join(args.out, f"{prefix}{kname}.safetensors")
         write_safetensors(path, out, meta)
         print(f"{path}: loss {loss.item():.6f}, sgd losses {[round(x, 5) for x in losses.tolist()]}", flush=True)
 

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# scripts/mutate.sh — mutation testing: applies each plausible one-line bug of
+# scripts/mutations.txt to a scratch copy of the working tree, rebuilds it (CUDA=0, with
+# ccache when present; only the mutated file recompiles, and only the binaries its tests run), runs the tests that line names,
+# and reports per mutation whether it was caught and by which test, then a markdown table.
+# Slow (a rebuild and a test run per mutation); not part of make test or CI. Run it before a
+# release and put its table in docs/design-notes.md.
+# Usage: scripts/mutate.sh [LIST (default scripts/mutations.txt)] [REPORT.md]
+# Exit status 1 if any mutation survived or could not be applied.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+root=$(pwd)
+list=$(realpath "${1:-scripts/mutations.txt}")
+report=${2:-}
+[ -f "$list" ] || { echo "mutate: no such list $list" >&2; exit 2; }
+cxx=g++
+command -v ccache >/dev/null && cxx="ccache g++"
+jobs=${JOBS:-2}
+timeout_s=${MUTATE_TIMEOUT:-600}
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+echo "mutate: copying the tree to $scratch and building it once"
+tar --exclude=./build --exclude=./.git --exclude=./.venv -cf - . | tar -xf - -C "$scratch"
+[ -d build ] && cp -a build "$scratch/"   # objects newer than the copied sources: nothing rebuilds
+cd "$scratch" || exit 2
+# Only what the selectors run is rebuilt: the test binary and gradcheck (docs= needs everything).
+build() { make -j"$jobs" CUDA=0 CXX="$cxx" "$@" >"$scratch/build.log" 2>&1; }
+build all || { echo "mutate: the unmutated tree does not build:"; tail -20 "$scratch/build.log"; exit 2; }
+
+rows=() survived=0 n=0
+while IFS= read -r line; do
+  case "$line" in ''|'#'*) continue ;; esac
+  file=$(awk -F' [|] ' '{print $1}' <<<"$line")
+  tests=$(awk -F' [|] ' '{print $2}' <<<"$line")
+  desc=$(awk -F' [|] ' '{print $3}' <<<"$line")
+  sedx=$(awk -F' [|] ' '{for (i = 4; i <= NF; i++) printf "%s%s", $i, (i < NF ? " | " : "")}' <<<"$line")
+  n=$((n + 1))
+  echo "== [$n] $file: $desc"
+  cp -p "$file" "$scratch/orig"
+  sed -i -e "$sedx" "$file"
+  if cmp -s "$file" "$scratch/orig"; then
+    echo "   NOT APPLIED: the sed script no longer matches $file"
+    rows+=("| $n | \`$file\` | $desc | not applied (update the list) |")
+    survived=$((survived + 1))
+    continue
+  fi
+  touch "$file"
+  result="" caught_by=""
+  targets=(build/tests/test_all build/bin/gradcheck)
+  case " $tests" in *" docs="*) targets=(all) ;; esac
+  if ! build "${targets[@]}"; then
+    result="caught"; caught_by="the build"
+  else
+    for sel in $tests; do
+      kind=${sel%%=*} arg=${sel#*=}
+      case "$kind" in
+        tc) out=$(OMP_NUM_THREADS=2 timeout "$timeout_s" build/tests/test_all -tc="$arg" 2>&1); rc=$? ;;
+        gradcheck) out=$(timeout "$timeout_s" build/bin/gradcheck --op "$arg" 2>&1); rc=$? ;;
+        docs) out=$(timeout "$timeout_s" bash scripts/check-docs.sh "$arg" 2>&1); rc=$? ;;
+        *) echo "mutate: unknown selector $sel" >&2; rc=0; out="" ;;
+      esac
+      if [ "$rc" -ne 0 ]; then
+        result="caught"
+        case "$kind" in
+          tc) names=$(grep -E '^TEST CASE: ' <<<"$out" | sed -E 's/^TEST CASE: +//' | sort -u | head -3 | paste -sd ';' -)
+              caught_by="test_all: ${names:-exit $rc}" ;;
+          gradcheck) caught_by="gradcheck --op $arg: $(grep -E '^gradcheck: ' <<<"$out" | tail -1)" ;;
+          docs) caught_by="check-docs $arg: $(grep -E '^FAIL' <<<"$out" | head -1 | cut -c1-80)" ;;
+        esac
+        break
+      fi
+    done
+    [ -n "$result" ] || { result="SURVIVED"; caught_by="($tests all pass)"; survived=$((survived + 1)); }
+  fi
+  echo "   $result by $caught_by"
+  rows+=("| $n | \`$file\` | $desc | $result: $caught_by |")
+  cp -p "$scratch/orig" "$file"
+  touch "$file"
+done <"$list"
+
+{
+  echo "| # | file | mutation | result |"
+  echo "| --- | --- | --- | --- |"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "mutate: $n mutations, $((n - survived)) caught, $survived survived or not applied"
+} | tee "$scratch/report.md"
+[ -n "$report" ] && cp "$scratch/report.md" "$root/$report"
+[ "$survived" -eq 0 ]

@@ -1,0 +1,28 @@
+// tests/tolerances.h — the one table of parity tolerances: chaingrad (float32) against the
+// PyTorch float64 goldens of tests/reference/. Each is about 10× the largest error observed
+// over every golden file, both adapter configs and the OpenBLAS kernels Zen, Haswell,
+// Sandybridge and Prescott (AMD EPYC; OPENBLAS_CORETYPE=...), so a CPU with other rounding
+// passes and a plausible bug (a wrong eps, θ, scale or mask; ignored rows counted) fails.
+// rel: max|ours − ref| / max|ref|; abs: max|ours − ref|. Observed maxima in the comments.
+#pragma once
+
+namespace cg::testing::tol {
+
+// tests/test_adapters_parity.cpp (adapters_*.safetensors, adapters_alt_*.safetensors)
+constexpr double kLogitsRel = 3e-6;        // 2.9e-7
+constexpr double kLossAbs = 5e-6;          // 4.8e-7 (loss ≈ 4.3: one float32 ulp)
+constexpr double kGradRel = 2e-5;          // 1.7e-6
+constexpr double kGradProductRel = 2e-5;   // 1.3e-6
+constexpr double kAdamwLossesAbs = 5e-5;   // 4.5e-6 (AdamW's first steps are ±lr, whatever |g|)
+constexpr double kSgdLossesAbs = 5e-6;     // 4.8e-7
+constexpr double kAdamwFinalRel = 5e-5;    // 4.5e-6
+constexpr double kSgdFinalRel = 5e-6;      // 4.1e-7
+
+// tests/test_gradflow_dump.cpp (dumpgrads_expected.safetensors), relative
+constexpr double kDumpLossRel = 1e-6;      // 9.1e-8
+constexpr double kDumpGradRel = 2e-5;      // 2.1e-6
+
+// tests/test_model.cpp: stories260K logits vs llama_ref.py (golden printed as text), abs
+constexpr double kStoriesLogitsAbs = 1e-4;  // 1.5e-5 (|logit| up to ≈ 15)
+
+}  // namespace cg::testing::tol
