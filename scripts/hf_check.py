@@ -6,8 +6,9 @@ usage: scripts/hf_check.py MODEL.safetensors TEXT_FILE EVALUATE_JSON
   MODEL.safetensors  written by chaingrad (config JSON in the header metadata "config")
   TEXT_FILE          a short text (shorter than the model's context), byte tokenizer
   EVALUATE_JSON      the output of: build/bin/evaluate --model M --tokenizer byte --text F --json
-Exit status 0 when the two losses agree to 1e-4. Needs torch and transformers (the GPU
-machine has them; Debian's python3 does not ship transformers).
+Exit status 0 when the two losses agree to 1e-4. Needs torch and transformers: run it with
+the venv of scripts/make-venv.sh ($CG_VENV/bin/python); scripts/test-hf.sh, part of make
+test, does so on the CPU whenever that venv exists.
 """
 import json
 import os
