@@ -210,6 +210,7 @@ test: all
 .PHONY: golden
 golden:
 	/usr/bin/python3 tests/reference/adapters_ref.py --out tests/golden
+	/usr/bin/python3 tests/reference/adapters_ref.py --variant alt --out tests/golden
 	/usr/bin/python3 tests/reference/dump_grads_ref.py --out tests/golden
 
 clean:
