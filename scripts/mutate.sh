@@ -22,7 +22,10 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 echo "mutate: copying the tree to $scratch and building it once"
 tar --exclude=./build --exclude=./.git --exclude=./.venv -cf - . | tar -xf - -C "$scratch"
-[ -d build ] && cp -a build "$scratch/"   # objects newer than the copied sources: nothing rebuilds
+# the normal build's outputs (not build/san, build/portable, ...): objects newer than the
+# copied sources, so nothing rebuilds
+mkdir -p "$scratch/build"
+for d in obj bin tests examples; do [ -d "build/$d" ] && cp -a "build/$d" "$scratch/build/"; done
 cd "$scratch" || exit 2
 # Only what the selectors run is rebuilt: the test binary and gradcheck (docs= needs everything).
 build() { make -j"$jobs" CUDA=0 CXX="$cxx" "$@" >"$scratch/build.log" 2>&1; }
@@ -63,7 +66,8 @@ while IFS= read -r line; do
       if [ "$rc" -ne 0 ]; then
         result="caught"
         case "$kind" in
-          tc) names=$(grep -E '^TEST CASE: ' <<<"$out" | sed -E 's/^TEST CASE: +//' | sort -u | head -3 | paste -sd ';' -)
+          tc) # the test cases with an ERROR (doctest prints "TEST CASE:  NAME" above each report)
+              names=$(awk '/^TEST CASE: /{sub(/^TEST CASE: +/, ""); tc=$0} /: (FATAL )?ERROR: /{if (!(tc in seen)) {seen[tc]; printf "%s%s", (n++ ? "; " : ""), tc}}' <<<"$out" | cut -c1-160)
               caught_by="test_all: ${names:-exit $rc}" ;;
           gradcheck) caught_by="gradcheck --op $arg: $(grep -E '^gradcheck: ' <<<"$out" | tail -1)" ;;
           docs) caught_by="check-docs $arg: $(grep -E '^FAIL' <<<"$out" | head -1 | cut -c1-80)" ;;
