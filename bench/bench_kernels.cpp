@@ -30,7 +30,7 @@ static void BM_GemmBackend(benchmark::State& st) {
   const int64_t M = st.range(0), N = st.range(1), K = st.range(2);
   Tensor a = rnd({M, K}), b = rnd({K, N}), c = Tensor::empty({M, N});
   for (auto _ : st)
-    backend(a).gemm(DType::F32, false, false, M, N, K, 1.0, a.raw(), K, 0, b.raw(), N, 0, 0.0, c.raw(), N, 0, 1);
+    backend(a).gemm(mat(a), mat(b), mat(c));
   set_flops(st, 2.0 * M * N * K);
 }
 // The same product straight through OpenBLAS, the ceiling.

@@ -1,12 +1,12 @@
 // bench/bench_train.cpp — times chaingrad training steps for bench/compare: a random
-// LlamaModel of a named config (tiny, small), optionally with LoRA / MoSLoRA / LinChain
+// LlamaModel of a named config (tiny, small, smollm2), optionally with LoRA / MoSLoRA / LinChain
 // adapters on q,k,v,up,down (the base then frozen), and Trainer-like steps (zero_grad,
 // forward + loss, backward, AdamW with clip 1.0) on random token batches. Prints one JSON
 // line like bench/torch_ref.py: median wall and CPU ms/step, tokens/s, peak RSS (getrusage),
 // model FLOPs per step and the GFLOP/s they give.
 // `--sgemm` instead times raw cblas_sgemm (the BLAS ceiling the step is compared with).
 //
-// usage: bench_train [--config tiny|small] [--mode pretrain|lora|moslora|linchain]
+// usage: bench_train [--config tiny|small|smollm2] [--mode pretrain|lora|moslora|linchain]
 //                    [--threads N] [--steps N] [--warmup N] [--rank R] [--chain N]
 //        bench_train --sgemm [--threads N] [--size N]
 #include <cblas.h>
@@ -42,12 +42,18 @@ models::LlamaConfig named_config(const std::string& name) {
     c.dim = 64, c.n_layers = 5, c.hidden_dim = 172;
   } else if (name == "small") {
     c.dim = 256, c.n_layers = 6, c.hidden_dim = 688;
+  } else if (name == "smollm2") {  // SmolLM2-135M's shape, on a short sequence (batch_of says 2)
+    c.dim = 576, c.n_layers = 30, c.n_heads = 9, c.n_kv_heads = 3, c.hidden_dim = 1536, c.vocab_size = 49152;
+    c.seq_len = 64;
   } else {
-    std::fprintf(stderr, "bench_train: unknown config '%s' (tiny | small)\n", name.c_str());
+    std::fprintf(stderr, "bench_train: unknown config '%s' (tiny | small | smollm2)\n", name.c_str());
     std::exit(2);
   }
   return c;
 }
+
+// Sequences per batch: 8, and 2 for the SmolLM2 shape (so a step takes seconds, not minutes).
+int64_t batch_of(const std::string& name) { return name == "smollm2" ? 2 : 8; }
 
 double peak_rss_mb() {
   rusage ru{};
@@ -149,7 +155,7 @@ int main(int argc, char** argv) {
   nn::Optimizer opt(*trainable, oc);
 
   // A few random batches, made before timing and reused in turn.
-  const int64_t B = 8, T = cfg.seq_len;
+  const int64_t B = batch_of(config), T = cfg.seq_len;
   Rng rng(99);
   std::vector<Tensor> ids, tgt;
   for (int i = 0; i < 4; ++i) {

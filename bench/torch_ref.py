@@ -2,8 +2,8 @@
 """PyTorch reference for bench/compare: the same Llama-style model and adapters as
 chaingrad, written plainly in torch (no code shared with the C++), timed per training step.
 
-usage: bench/torch_ref.py --config tiny|small --mode pretrain|lora|moslora|linchain
-                          [--threads N] [--steps N] [--warmup N]
+usage: bench/torch_ref.py --config tiny|small|smollm2 --mode pretrain|lora|moslora|linchain
+                          [--threads N] [--steps N] [--warmup N] [--variant eager|sdpa|bf16|compile]
 Prints one JSON object: config, mode, threads, ms_per_step (median wall time of the timed
 steps), cpu_ms_per_step (median process CPU time: all threads, spinning included),
 tok_s, peak_rss_mb (getrusage of this process, so it includes the torch runtime itself).
@@ -16,6 +16,7 @@ step (zero_grad, forward + cross-entropy, backward, clip, step) on random token 
 made before timing. Initial values differ (they do not change the time of a step).
 """
 import argparse
+import contextlib
 import json
 import math
 import resource
@@ -28,7 +29,10 @@ import torch.nn.functional as F
 CONFIGS = {
     "tiny": dict(dim=64, layers=5, heads=8, kv_heads=4, hidden=172, vocab=512, seq=256, batch=8),
     "small": dict(dim=256, layers=6, heads=8, kv_heads=4, hidden=688, vocab=512, seq=256, batch=8),
+    # SmolLM2-135M's shape on a short sequence, as in bench_train.
+    "smollm2": dict(dim=576, layers=30, heads=9, kv_heads=3, hidden=1536, vocab=49152, seq=64, batch=2),
 }
+SDPA = False  # --variant sdpa/bf16/compile: F.scaled_dot_product_attention instead of the plain formula
 
 
 class Adapter(nn.Module):
@@ -96,10 +100,13 @@ class Block(nn.Module):
         v = self.v(h).view(B, T, self.kv, self.hd).transpose(1, 2)
         q, k = rope(q, cos, sin), rope(k, cos, sin)
         g = self.h // self.kv
-        k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(self.hd)
-        att = att.masked_fill(mask[:T, :T], float("-inf")).softmax(-1)
-        a = (att @ v).transpose(1, 2).reshape(B, T, -1)
+        if SDPA:  # PyTorch 2's fused attention, grouped KV heads without repeating them
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True).transpose(1, 2).reshape(B, T, -1)
+        else:
+            k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+            att = (q @ k.transpose(-1, -2)) / math.sqrt(self.hd)
+            att = att.masked_fill(mask[:T, :T], float("-inf")).softmax(-1)
+            a = (att @ v).transpose(1, 2).reshape(B, T, -1)
         x = x + self.o(a)
         h = self.n2(x)
         return x + self.down(F.silu(self.gate(h)) * self.up(h))
@@ -137,9 +144,14 @@ def main():
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--chain", type=int, default=3)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (bench/gpu_compare.sh)")
+    ap.add_argument("--variant", choices=["eager", "sdpa", "bf16", "compile"], default="eager",
+                    help="eager: the plain attention formula; sdpa: F.scaled_dot_product_attention (f32); "
+                         "bf16: sdpa under bf16 autocast; compile: sdpa under torch.compile (f32)")
     for k in ["dim", "layers", "heads", "kv_heads", "hidden", "vocab", "seq", "batch"]:
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the config's " + k)
     a = ap.parse_args()
+    global SDPA
+    SDPA = a.variant != "eager"
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     c = dict(CONFIGS[a.config])
@@ -164,6 +176,11 @@ def main():
     m.to(dev)
     m.cos, m.sin, m.mask = m.cos.to(dev), m.sin.to(dev), m.mask.to(dev)
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
+    fwd = torch.compile(m) if a.variant == "compile" else m
+    if a.variant == "bf16":
+        autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16)
+    else:
+        autocast = contextlib.nullcontext
     g = torch.Generator().manual_seed(1)
     batches = [(torch.randint(0, c["vocab"], (c["batch"], c["seq"]), generator=g),
                 torch.randint(0, c["vocab"], (c["batch"], c["seq"]), generator=g)) for _ in range(4)]
@@ -174,7 +191,8 @@ def main():
         sync()
         t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
-        loss = m(ids, tg)
+        with autocast():
+            loss = fwd(ids, tg)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -186,7 +204,7 @@ def main():
     times.sort()
     cpu.sort()
     ms = 1000 * times[len(times) // 2]
-    print(json.dumps({"impl": "pytorch", "config": a.config, "mode": a.mode, "threads": a.threads, "device": a.device,
+    print(json.dumps({"impl": "pytorch", "variant": a.variant, "torch": torch.__version__, "config": a.config, "mode": a.mode, "threads": a.threads, "device": a.device,
                       "ms_per_step": ms,
                       "cpu_ms_per_step": 1000 * cpu[len(cpu) // 2],
                       "tok_s": c["batch"] * c["seq"] / (ms / 1000),

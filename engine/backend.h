@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 
+#include "engine/gemm.h"
 #include "engine/tensor.h"
 
 #ifdef __CUDACC__
@@ -60,16 +61,16 @@ class Backend {
   virtual void synchronize() {}
 
   // ---- linear algebra ----------------------------------------------------------------
-  // For b in [0,batch): C_b[m,n] = alpha · op(A_b) · op(B_b) + beta · C_b, row-major,
-  // op(A_b) is m×k, op(B_b) is k×n; X_b = X + b·stride_x (elements). Counts calls/FLOPs.
-  void gemm(DType dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
-            const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb,
-            int64_t stride_b, double beta, void* c, int64_t ldc, int64_t stride_c,
-            int64_t batch) {
+  // For every batch entry i: C_i = alpha · op(A_i) · op(B_i) + beta · C_i, with op(A) m×k,
+  // op(B) k×n and C m×n derived from the views and checked (a ShapeError names all three).
+  // The product has as many entries as the largest batch count; a view with batch 1 is the
+  // same matrix for every entry, and a C with batch 1 under a batched A or B receives the
+  // sum, C = alpha · Σ_i op(A_i)·op(B_i) + beta · C, added in order of i. Counts calls/FLOPs.
+  void gemm(const MatView& a, const MatView& b, const MatView& c, double alpha = 1.0, double beta = 0.0) {
+    const GemmArgs g = gemm_args(a, b, c, alpha, beta);
     stats_.gemm_calls += 1;
-    stats_.gemm_flops += 2.0 * static_cast<double>(m) * n * k * batch;
-    do_gemm(dt, ta, tb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
-            stride_c, batch);
+    stats_.gemm_flops += 2.0 * static_cast<double>(g.m) * g.n * g.k * g.batch;
+    do_gemm(g);
   }
   BackendStats& stats() { return stats_; }
 
@@ -144,10 +145,9 @@ class Backend {
                    double weight_decay) = 0;
 
  protected:
-  virtual void do_gemm(DType dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                       double alpha, const void* a, int64_t lda, int64_t stride_a,
-                       const void* b, int64_t ldb, int64_t stride_b, double beta, void* c,
-                       int64_t ldc, int64_t stride_c, int64_t batch) = 0;
+  // g is checked; views with batch 1 have stride 0. Implementations: engine/cpu/cpu_gemm.cpp,
+  // engine/cuda/cuda_gemm.cu.
+  virtual void do_gemm(const GemmArgs& g) = 0;
 
  private:
   BackendStats stats_;

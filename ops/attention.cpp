@@ -54,10 +54,6 @@ void make_blocks(bool staircase, int64_t G, int64_t Tq, int64_t Tk, Blocks& out)
     }
 }
 
-// Pointer to row r (batch entry 0) of a [BK, rows, ld] operand.
-char* row(const Tensor& t, int64_t r, int64_t ld) {
-  return static_cast<char*>(t.raw()) + r * ld * static_cast<int64_t>(dtype_size(t.dtype()));
-}
 
 }  // namespace
 
@@ -79,31 +75,34 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
   if (causal && Tk < Tq) throw ShapeError("attention: causal needs kv_len ≥ Tq, got q " + q.desc() + ", kv_len " + std::to_string(Tk));
   const int64_t G = H / KV, BK = B * KV, GT = G * Tq;
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  const DType dt = q.dtype();
   Backend& be = backend(q);
 
   const bool staircase = causal && q.device() == Device::CPU;
   Blocks bl;
   make_blocks(staircase, G, Tq, Tk, bl);
 
+  // Every operand as BK matrices: q, out [GT, D]; k, v [Tcap, D]; s, p [GT, Tk].
+  const MatView qm = mat(q, BK, GT, D), km = mat(k, BK, Tcap, D), vm = mat(v, BK, Tcap, D);
   Tensor s = detail::empty_as(q, {B, H, Tq, Tk});  // s[BK, GT, Tk] = scale · q'·kᵀ (each block's keys)
+  const MatView sm = mat(s, BK, GT, Tk);
   for (int64_t i = 0; i < bl.n; ++i) {
     const Block& b = bl.b[i];
-    be.gemm(dt, false, true, b.rows, b.keys, D, scale, row(q, b.row, D), D, GT * D, k.raw(), D, Tcap * D, 0.0,
-            row(s, b.row, Tk), Tk, GT * Tk, BK);
+    be.gemm(qm.rows_from(b.row, b.rows), km.rows_from(0, b.keys).t(), sm.sub(b.row, b.rows, 0, b.keys), scale);
   }
   Tensor p = detail::empty_like(s);  // p = softmax(s), row r at position r % Tq + (Tk − Tq); 0 where masked
   be.softmax(s, p, false, causal ? Tq : 0, causal ? Tk - Tq : 0);
   Tensor out = detail::empty_like(q);  // out[BK, GT, D] = p · v (each block's keys)
+  const MatView pm = mat(p, BK, GT, Tk), om = mat(out, BK, GT, D);
   for (int64_t i = 0; i < bl.n; ++i) {
     const Block& b = bl.b[i];
-    be.gemm(dt, false, false, b.rows, D, b.keys, 1.0, row(p, b.row, Tk), Tk, GT * Tk, v.raw(), D, Tcap * D, 0.0,
-            row(out, b.row, D), D, GT * D, BK);
+    be.gemm(pm.sub(b.row, b.rows, 0, b.keys), vm.rows_from(0, b.keys), om.rows_from(b.row, b.rows));
   }
 
   record("attention", out, {q, k, v}, [q, k, v, p, Tcap, Tk, GT, BK, D, scale, staircase, G](const Tensor& gy) {  // gy[B,H,Tq,D]
     Backend& b = backend(q);
     const DType t = q.dtype();
+    const MatView qm = mat(q, BK, GT, D), km = mat(k, BK, Tcap, D), vm = mat(v, BK, Tcap, D);
+    const MatView pm = mat(p, BK, GT, Tk), gym = mat(gy, BK, GT, D);
     Blocks bl;  // the forward's blocks again (a few integers each; the closure stays small)
     make_blocks(staircase, G, GT / G, Tk, bl);
     // gk, gv sum over blocks: one block writes them (beta = 0) unless the cache has an
@@ -113,8 +112,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
       Tensor gv = zero_first ? Tensor::zeros(v.shape(), t, v.device()) : detail::empty_like(v);
       for (int64_t i = 0; i < bl.n; ++i) {
         const Block& c = bl.b[i];
-        b.gemm(t, true, false, c.keys, D, c.rows, 1.0, row(p, c.row, Tk), Tk, GT * Tk, row(gy, c.row, D), D, GT * D,
-               zero_first ? 1.0 : 0.0, gv.raw(), D, Tcap * D, BK);
+        b.gemm(pm.sub(c.row, c.rows, 0, c.keys).t(), gym.rows_from(c.row, c.rows),
+               mat(gv, BK, Tcap, D).rows_from(0, c.keys), 1.0, zero_first ? 1.0 : 0.0);
       }
       accumulate(v, gv);
     }
@@ -123,8 +122,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
     Tensor gp = bl.n > 1 ? Tensor::zeros(p.shape(), t, p.device()) : detail::empty_like(p);
     for (int64_t i = 0; i < bl.n; ++i) {
       const Block& c = bl.b[i];
-      b.gemm(t, false, true, c.rows, c.keys, D, 1.0, row(gy, c.row, D), D, GT * D, v.raw(), D, Tcap * D, 0.0,
-             row(gp, c.row, Tk), Tk, GT * Tk, BK);
+      b.gemm(gym.rows_from(c.row, c.rows), vm.rows_from(0, c.keys).t(),
+             mat(gp, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys));
     }
     Tensor gs = detail::empty_like(p);  // gs = softmax_backward(p, gp): 0 wherever p is
     b.softmax_backward(p, gp, gs, false);
@@ -132,8 +131,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
       Tensor gq = detail::empty_like(q);
       for (int64_t i = 0; i < bl.n; ++i) {
         const Block& c = bl.b[i];
-        b.gemm(t, false, false, c.rows, D, c.keys, scale, row(gs, c.row, Tk), Tk, GT * Tk, k.raw(), D, Tcap * D, 0.0,
-               row(gq, c.row, D), D, GT * D, BK);
+        b.gemm(mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys), km.rows_from(0, c.keys),
+               mat(gq, BK, GT, D).rows_from(c.row, c.rows), scale);
       }
       accumulate(q, gq);
     }
@@ -141,8 +140,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
       Tensor gk = zero_first ? Tensor::zeros(k.shape(), t, k.device()) : detail::empty_like(k);
       for (int64_t i = 0; i < bl.n; ++i) {
         const Block& c = bl.b[i];
-        b.gemm(t, true, false, c.keys, D, c.rows, scale, row(gs, c.row, Tk), Tk, GT * Tk, row(q, c.row, D), D, GT * D,
-               zero_first ? 1.0 : 0.0, gk.raw(), D, Tcap * D, BK);
+        b.gemm(mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys).t(), qm.rows_from(c.row, c.rows),
+               mat(gk, BK, Tcap, D).rows_from(0, c.keys), scale, zero_first ? 1.0 : 0.0);
       }
       accumulate(k, gk);
     }

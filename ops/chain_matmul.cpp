@@ -120,8 +120,7 @@ const PNode* find_span(const PNode& n) {
 
 // c[a.rows, b.cols] = alpha · op(a)·op(b) + beta · c for two nodes, counted into *flops.
 void multiply(const PNode& a, const PNode& b, const Tensor& c, double alpha, double beta, double* flops) {
-  backend(c).gemm(c.dtype(), a.tr, b.tr, a.rows, b.cols, a.cols, alpha, a.value.raw(), a.value.shape().cols(), 0,
-                  b.value.raw(), b.value.shape().cols(), 0, beta, c.raw(), b.cols, 0, 1);
+  backend(c).gemm(mat(a.value).t(a.tr), mat(b.value).t(b.tr), mat(c), alpha, beta);
   *flops += 2.0 * static_cast<double>(a.rows) * b.cols * a.cols;
 }
 
@@ -162,15 +161,13 @@ void backward(const PNode& n, const Tensor& g, const ChainTree& ctx, double* flo
   if (L.needs) {  // gL[L.rows, L.cols] = alpha · g · op(R)ᵀ  (+ gx when L is x)
     const bool into_gx = L.leaf == 0 && gx;
     Tensor gl = into_gx ? *gx : Tensor::empty({L.rows, L.cols}, g.dtype(), g.device());
-    be.gemm(g.dtype(), false, !R.tr, L.rows, L.cols, n.cols, alpha, g.raw(), n.cols, 0, R.value.raw(),
-            R.value.shape().cols(), 0, into_gx ? 1.0 : 0.0, gl.raw(), L.cols, 0, 1);
+    be.gemm(mat(g), mat(R.value).t(!R.tr), mat(gl), alpha, into_gx ? 1.0 : 0.0);
     *flops += 2.0 * static_cast<double>(L.rows) * L.cols * n.cols;
     if (!into_gx) backward(L, gl, ctx, flops, 1.0, gx);
   }
   if (R.needs) {  // gR[R.rows, R.cols] = alpha · op(L)ᵀ · g
     Tensor gr = Tensor::empty({R.rows, R.cols}, g.dtype(), g.device());
-    be.gemm(g.dtype(), !L.tr, false, R.rows, R.cols, n.rows, alpha, L.value.raw(), L.value.shape().cols(), 0, g.raw(),
-            n.cols, 0, 0.0, gr.raw(), R.cols, 0, 1);
+    be.gemm(mat(L.value).t(!L.tr), mat(g), mat(gr), alpha, 0.0);
     *flops += 2.0 * static_cast<double>(R.rows) * R.cols * n.rows;
     backward(R, gr, ctx, flops);
   }

@@ -56,11 +56,7 @@ Shape with_last_dim(const Shape& s, int64_t n) {
 }
 
 void gemm2d(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha, double beta) {
-  const int64_t m = ta ? a.shape().cols() : a.shape().rows();
-  const int64_t k = ta ? a.shape().rows() : a.shape().cols();
-  const int64_t n = tb ? b.shape().rows() : b.shape().cols();
-  backend(a).gemm(a.dtype(), ta, tb, m, n, k, alpha, a.raw(), a.shape().cols(), 0, b.raw(), b.shape().cols(), 0,
-                  beta, c.raw(), c.shape().cols(), 0, 1);
+  backend(a).gemm(mat(a).t(ta), mat(b).t(tb), mat(c), alpha, beta);
 }
 
 }  // namespace cg::ops::detail

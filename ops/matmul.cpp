@@ -13,21 +13,20 @@ struct Operand {
   int64_t stride;
 };
 
-// C_b[m,n] (+)= op(A_b)·op(B_b) for b < batch. A zero C stride means every batch entry
-// adds into one matrix: run one GEMM per entry, accumulating in order (deterministic).
+// C_b[m,n] = op(A_b)·op(B_b) for b < batch (A, B, C are [batch·rows, cols] tensors; a
+// zero stride shares the matrix). A zero C stride sums the entries into one matrix, in order.
 void gemm_batched(const Operand& a, const Operand& b, const Tensor& c, int64_t c_stride, int64_t m, int64_t n,
                   int64_t k, int64_t batch, double beta) {
-  Backend& be = backend(c);
-  const int64_t lda = a.t.shape().cols(), ldb = b.t.shape().cols();
-  if (c_stride == 0 && batch > 1) {
-    const size_t es = dtype_size(c.dtype());
-    for (int64_t i = 0; i < batch; ++i)
-      be.gemm(c.dtype(), a.tr, b.tr, m, n, k, 1.0, static_cast<const char*>(a.t.raw()) + i * a.stride * es, lda, 0,
-              static_cast<const char*>(b.t.raw()) + i * b.stride * es, ldb, 0, i == 0 ? beta : 1.0, c.raw(), n, 0, 1);
-    return;
-  }
-  be.gemm(c.dtype(), a.tr, b.tr, m, n, k, 1.0, a.t.raw(), lda, a.stride, b.t.raw(), ldb, b.stride, beta, c.raw(), n,
-          c_stride, batch);
+  auto view = [batch](const Tensor& t, int64_t rows, int64_t cols, bool tr, int64_t stride) {
+    MatView v = mat(t).sub(0, tr ? cols : rows, 0, tr ? rows : cols).t(tr);
+    if (stride != 0) {
+      v.batch = batch;
+      v.stride = stride;
+    }
+    return v;
+  };
+  backend(c).gemm(view(a.t, m, k, a.tr, a.stride), view(b.t, k, n, b.tr, b.stride), view(c, m, n, false, c_stride),
+                  1.0, beta);
 }
 
 }  // namespace

@@ -265,20 +265,20 @@ TEST_CASE("cuda: backend entries match the CPU (sum_squares, GEMM edge cases, op
       Tensor c_cpu = Tensor::full({3, 4}, 5.0, DType::F64);
       Tensor c_gpu = Tensor::full({3, 4}, 5.0, DType::F64, Device::CUDA);
       Tensor a_cpu = Tensor::zeros({3, 1}, DType::F64), a_gpu = Tensor::zeros({3, 1}, DType::F64, Device::CUDA);
-      cpu.gemm(DType::F64, false, false, 3, 4, 0, 1.0, a_cpu.raw(), 1, 0, a_cpu.raw(), 4, 0, beta, c_cpu.raw(), 4, 0, 1);
-      gpu.gemm(DType::F64, false, false, 3, 4, 0, 1.0, a_gpu.raw(), 1, 0, a_gpu.raw(), 4, 0, beta, c_gpu.raw(), 4, 0, 1);
+      cpu.gemm(mat(a_cpu, 1, 3, 0), mat(a_cpu, 1, 0, 4), mat(c_cpu), 1.0, beta);
+      gpu.gemm(mat(a_gpu, 1, 3, 0), mat(a_gpu, 1, 0, 4), mat(c_gpu), 1.0, beta);
       CHECK(c_cpu.to_f64_vector() == c_gpu.to_f64_vector());
       CHECK(c_gpu.to_f64_vector()[0] == 5.0 * beta);
     }
   }
 
-  SUBCASE("gemm with a shared C (stride 0) runs the batch in order") {
+  SUBCASE("gemm into a C of batch 1 sums the batch in order") {
     const Tensor a = rand_uniform({3, 4, 5}, -1, 1, rng, DType::F64), b = rand_uniform({3, 5, 6}, -1, 1, rng, DType::F64);
     const Tensor c0 = rand_uniform({4, 6}, -1, 1, rng, DType::F64);
     Tensor c_cpu = c0.clone(), c_gpu = c0.to(Device::CUDA);
     const Tensor a_gpu = a.to(Device::CUDA), b_gpu = b.to(Device::CUDA);
-    cpu.gemm(DType::F64, false, false, 4, 6, 5, 0.5, a.raw(), 5, 20, b.raw(), 6, 30, 1.0, c_cpu.raw(), 6, 0, 3);
-    gpu.gemm(DType::F64, false, false, 4, 6, 5, 0.5, a_gpu.raw(), 5, 20, b_gpu.raw(), 6, 30, 1.0, c_gpu.raw(), 6, 0, 3);
+    cpu.gemm(mat(a, 3, 4, 5), mat(b, 3, 5, 6), mat(c_cpu), 0.5, 0.25);
+    gpu.gemm(mat(a_gpu, 3, 4, 5), mat(b_gpu, 3, 5, 6), mat(c_gpu), 0.5, 0.25);
     double worst = 0;
     CHECK(mismatches(c_cpu.to_f64_vector(), c_gpu.to_f64_vector(), kTolF64, &worst) == 0);
   }

@@ -3,7 +3,7 @@
 // sleeping worker pool above it) and `omp simd` vectorisation for everything else. Loops
 // are parallel only over independent outputs, and every reduction runs in a fixed order,
 // so results never depend on the thread count. Kernels are split by family:
-// cpu_memory.cpp, cpu_elementwise.cpp, cpu_nn.cpp, cpu_optim.cpp.
+// cpu_memory.cpp, cpu_gemm.cpp, cpu_elementwise.cpp, cpu_nn.cpp, cpu_optim.cpp.
 #pragma once
 #include <mutex>
 #include <unordered_map>
@@ -61,10 +61,7 @@ class CpuBackend final : public Backend {
   std::unordered_map<size_t, std::vector<void*>> cache_;  // free blocks by rounded size
 
  protected:
-  void do_gemm(DType dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
-               const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb,
-               int64_t stride_b, double beta, void* c, int64_t ldc, int64_t stride_c,
-               int64_t batch) override;
+  void do_gemm(const GemmArgs& g) override;  // cpu_gemm.cpp
 };
 
 // Calls f(T{}) with T = float or double for a float dtype; throws for i32.

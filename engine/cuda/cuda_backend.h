@@ -6,9 +6,9 @@
 // caching allocator can be reused by the next kernel without a sync. Host copies
 // (to_host/from_host) synchronise. Reductions never use atomics: every sum runs in a
 // fixed order set by the sizes alone, so the same inputs give the same bits on every run.
-// Kernels are split by family like the CPU side: cuda_memory.cu (allocator, copies,
-// GEMM), cuda_elementwise.cu, cuda_nn.cu, cuda_optim.cu; cuda_backend.cu creates the
-// backend.
+// Kernels are split by family like the CPU side: cuda_memory.cu (allocator, copies),
+// cuda_gemm.cu, cuda_elementwise.cu, cuda_nn.cu, cuda_optim.cu; cuda_backend.cu creates
+// the backend.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -95,10 +95,7 @@ class CudaBackend final : public Backend {
   const std::string& name() const { return name_; }
 
  protected:
-  void do_gemm(DType dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
-               const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb,
-               int64_t stride_b, double beta, void* c, int64_t ldc, int64_t stride_c,
-               int64_t batch) override;
+  void do_gemm(const GemmArgs& g) override;  // cuda_gemm.cu
 
  private:
   int device_ = 0;

@@ -1,7 +1,6 @@
 // engine/cuda/cuda_memory.cu — device memory for the CUDA backend: the caching allocator,
-// host/device copies, fill, and GEMM through cuBLAS (row-major on top of column-major).
+// host/device copies and fill.
 #include <bit>
-#include <climits>
 
 #include "engine/cuda/cuda_backend.h"
 
@@ -21,23 +20,6 @@ size_t round_size(size_t bytes) {
 template <class T>
 __global__ void fill_kernel(T* p, int64_t n, T value) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) p[i] = value;
-}
-
-// C_b[m,n] = beta·C_b for every batch entry (a GEMM with k = 0; beta = 0 writes zeros).
-template <class T>
-__global__ void scale_matrix_kernel(T* c, int64_t m, int64_t n, int64_t ldc, int64_t stride_c, int64_t batch, T beta) {
-  const int64_t total = batch * m * n;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t b = i / (m * n), r = (i / n) % m, col = i % n;
-    T* p = c + b * stride_c + r * ldc + col;
-    *p = beta == T(0) ? T(0) : beta * *p;
-  }
-}
-
-int to_int(int64_t v, const char* what) {
-  if (v < 0 || v > INT_MAX)
-    throw DeviceError(std::string("cuda gemm: ") + what + " = " + std::to_string(v) + " does not fit cuBLAS's int");
-  return static_cast<int>(v);
 }
 
 }  // namespace
@@ -121,51 +103,6 @@ void CudaBackend::fill(Tensor& t, double value) {
       break;
   }
   check_launch("fill");
-}
-
-// ---- GEMM ------------------------------------------------------------------------------
-// cuBLAS is column-major. A row-major X[r,c] with leading dim ld is, to cuBLAS, the
-// column-major Xᵀ[c,r] with the same ld. So C = op(A)·op(B) (row-major) is computed as
-// Cᵀ = op(B)ᵀ·op(A)ᵀ (column-major): swap the operands and m with n, keep the flags.
-
-void CudaBackend::do_gemm(DType dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
-                          const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb,
-                          int64_t stride_b, double beta, void* c, int64_t ldc, int64_t stride_c,
-                          int64_t batch) {
-  if (dt == DType::I32) throw DTypeError("cuda gemm: needs f32 or f64, got i32");
-  if (m == 0 || n == 0 || batch == 0) return;
-  if (stride_c == 0 && batch > 1) {  // every entry writes one C: run them in order
-    const size_t es = dtype_size(dt);
-    for (int64_t i = 0; i < batch; ++i)
-      do_gemm(dt, ta, tb, m, n, k, alpha, static_cast<const char*>(a) + i * stride_a * es, lda, 0,
-              static_cast<const char*>(b) + i * stride_b * es, ldb, 0, beta, c, ldc, 0, 1);
-    return;
-  }
-  if (k == 0) {  // C = beta·C (cuBLAS would reject the zero leading dims)
-    const int64_t total = batch * m * n;
-    if (dt == DType::F32)
-      scale_matrix_kernel<<<grid_for(total), kThreads, 0, stream_>>>(static_cast<float*>(c), m, n, ldc, stride_c, batch,
-                                                                    static_cast<float>(beta));
-    else
-      scale_matrix_kernel<<<grid_for(total), kThreads, 0, stream_>>>(static_cast<double*>(c), m, n, ldc, stride_c, batch, beta);
-    check_launch("gemm (k = 0)");
-    return;
-  }
-  const cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const int cm = to_int(n, "n"), cn = to_int(m, "m"), ck = to_int(k, "k");
-  const int ilda = to_int(lda, "lda"), ildb = to_int(ldb, "ldb"), ildc = to_int(ldc, "ldc");
-  const int ibatch = to_int(batch, "batch");
-  if (dt == DType::F32) {
-    const float fa = static_cast<float>(alpha), fb = static_cast<float>(beta);
-    CG_CUBLAS_CHECK(cublasSgemmStridedBatched(cublas_, op_b, op_a, cm, cn, ck, &fa, static_cast<const float*>(b), ildb,
-                                              stride_b, static_cast<const float*>(a), ilda, stride_a, &fb,
-                                              static_cast<float*>(c), ildc, stride_c, ibatch));
-  } else {
-    CG_CUBLAS_CHECK(cublasDgemmStridedBatched(cublas_, op_b, op_a, cm, cn, ck, &alpha, static_cast<const double*>(b), ildb,
-                                              stride_b, static_cast<const double*>(a), ilda, stride_a, &beta,
-                                              static_cast<double*>(c), ildc, stride_c, ibatch));
-  }
 }
 
 }  // namespace cg

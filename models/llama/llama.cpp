@@ -30,14 +30,13 @@ std::array<int64_t, 4> strides_of(int64_t d1, int64_t d2, int64_t d3) { return {
 
 // y[N,O] = x[N,I] · Wᵀ + beta·y (beta 0 or 1), with the Linear's adapter when it is not merged.
 void project(Backend& be, const nn::Linear& lin, const Tensor& x, Tensor& y, double beta) {
-  const int64_t n = x.shape().rows(), in = lin.in_features(), out = lin.out_features();
   if (lin.adapter && !lin.adapter->merged) {
     Tensor p = lin.adapter->forward(x, lin.weight).view(y.shape());  // [N,O] = x·Wᵀ + Δy
     if (beta == 0.0) be.copy(y.raw(), p.raw(), y.nbytes());
     else be.axpy(1.0, p, y);
     return;
   }
-  be.gemm(x.dtype(), false, true, n, out, in, 1.0, x.raw(), in, 0, lin.weight.raw(), in, 0, beta, y.raw(), out, 0, 1);
+  be.gemm(mat(x), mat(lin.weight).t(), mat(y), 1.0, beta);
 }
 
 // True when the weights lie back to back in one storage, in order, starting at `fused`
@@ -71,15 +70,15 @@ Tensor stack_view(std::initializer_list<const Tensor*> ws) {
 // s and p are scratch of at least BK·G·Tq·Tk elements.
 void cached_attention(Backend& be, const Tensor& q, const Tensor& kt, const Tensor& v, int64_t BK, int64_t G,
                       int64_t Tq, int64_t Tk, int64_t S, int64_t D, const Tensor& s_buf, const Tensor& p_buf,
-                      void* out) {
+                      const Tensor& out) {
   const DType dt = q.dtype();
   const int64_t GT = G * Tq;
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  be.gemm(dt, false, false, GT, Tk, D, scale, q.raw(), D, GT * D, kt.raw(), S, D * S, 0.0, s_buf.raw(), Tk, GT * Tk, BK);
+  be.gemm(mat(q, BK, GT, D), mat(kt, BK, D, S).sub(0, D, 0, Tk), mat(s_buf, BK, GT, Tk), scale);
   const Tensor s = Tensor::view_of(s_buf.storage(), s_buf.offset(), {BK * GT, Tk}, dt);
   Tensor p = Tensor::view_of(p_buf.storage(), p_buf.offset(), {BK * GT, Tk}, dt);
   be.softmax(s, p, false, Tq > 1 ? Tq : 0, Tk - Tq);
-  be.gemm(dt, false, false, GT, D, Tk, 1.0, p.raw(), Tk, GT * Tk, v.raw(), D, S * D, 0.0, out, D, GT * D, BK);
+  be.gemm(mat(p, BK, GT, Tk), mat(v, BK, S, D).rows_from(0, Tk), mat(out, BK, GT, D));
 }
 
 }  // namespace
@@ -262,7 +261,7 @@ Tensor LlamaModel::forward_cached(const Tensor& ids_in, KVCache& cache) {
     decode_layers_many(cache, B, Tn);
   be.rmsnorm(sc[0], final_norm_, sc[1], sc[2], config_.norm_eps);
   Tensor logits = Tensor::empty({B, Tn, V}, dt, dev);  // logits[N,V] = h · lm_headᵀ
-  be.gemm(dt, false, true, N, V, dim, 1.0, sc[1].raw(), dim, 0, lm_head_.raw(), dim, 0, 0.0, logits.raw(), V, 0, 1);
+  be.gemm(mat(sc[1]), mat(lm_head_).t(), mat(logits));
   cache.len = len + Tn;
   return logits;
 }
@@ -311,8 +310,7 @@ void LlamaModel::decode_layers_one(KVCache& cache) {
     Tensor& vc = cache.v[l];
     be.rmsnorm(x, L.attn_norm, h, rstd, eps);  // h[1,dim]
     if (!active(L.q) && !active(L.k) && !active(L.v) && stacked(qkv_w_[l], {&L.q.weight, &L.k.weight, &L.v.weight}))
-      be.gemm(dt, false, true, 1, dim + 2 * kvd, dim, 1.0, h.raw(), dim, 0, qkv_w_[l].raw(), dim, 0, 0.0,
-              sc[QKV].raw(), dim + 2 * kvd, 0, 1);  // [q|k|v] = h · [Wq;Wk;Wv]ᵀ
+      be.gemm(mat(h), mat(qkv_w_[l]).t(), mat(sc[QKV]));  // [q|k|v] = h · [Wq;Wk;Wv]ᵀ
     else {
       project(be, L.q, h, q, 0.0);
       project(be, L.k, h, k, 0.0);
@@ -321,12 +319,11 @@ void LlamaModel::decode_layers_one(KVCache& cache) {
     be.rope(sc[QK], sc[QKRv], len, theta, false);  // q and k heads rotate alike: one call
     be.copy_box(dt, at(sc[QKR], dim), row_st, at(kc, len), kt_st, box, false);  // k → key cache[:, :, :, len]
     be.copy_box(dt, v.raw(), row_st, at(vc, len * D), cache_st, box, false);    // v → value cache[:, :, len]
-    cached_attention(be, sc[QT], kc, vc, KV, H / KV, 1, len + 1, S, D, sc[SB], sc[PB], sc[AT].raw());
+    cached_attention(be, sc[QT], kc, vc, KV, H / KV, 1, len + 1, S, D, sc[SB], sc[PB], sc[AT]);
     project(be, L.o, sc[AT], x, 1.0);  // x += o(a), a[1,H,1,D] = [1,dim]
     be.rmsnorm(x, L.ffn_norm, h, rstd, eps);
     if (!active(L.gate) && !active(L.up) && stacked(gate_up_w_[l], {&L.gate.weight, &L.up.weight}))
-      be.gemm(dt, false, true, 1, 2 * hidden, dim, 1.0, h.raw(), dim, 0, gate_up_w_[l].raw(), dim, 0, 0.0,
-              sc[GU].raw(), 2 * hidden, 0, 1);  // [g|u] = h · [Wg;Wu]ᵀ
+      be.gemm(mat(h), mat(gate_up_w_[l]).t(), mat(sc[GU]));  // [g|u] = h · [Wg;Wu]ᵀ
     else {
       project(be, L.gate, h, g, 0.0);
       project(be, L.up, h, u, 0.0);
@@ -386,7 +383,7 @@ void LlamaModel::decode_layers_many(KVCache& cache, int64_t B, int64_t Tn) {
     be.copy_box(dt, sc[KR].raw(), btkd.data(), at(cache.k[l], len), kt_st.data(), box_kv, false);
     be.copy_box(dt, sc[VN].raw(), btkd.data(), at(cache.v[l], len * D), cache_st.data(), box_kv, false);
     cached_attention(be, sc[QT], cache.k[l], cache.v[l], B * KV, H / KV, Tn, len + Tn, S, D, sc[SB], sc[PB],
-                     sc[ATT].raw());  // [B,H,Tn,D]
+                     sc[ATT]);  // [B,H,Tn,D]
     be.copy_box(dt, sc[ATT].raw(), bhtd_as_bthd.data(), sc[AT].raw(), bthd.data(), box_q, false);  // → [B,Tn,H,D]
     project(be, L.o, atv, x, 1.0);  // x += o(a)
     be.rmsnorm(x, L.ffn_norm, h, rstd, eps);
