@@ -1,4 +1,5 @@
-// ops/attention.cpp — causal scaled dot-product attention with grouped KV heads.
+// ops/attention.cpp — causal scaled dot-product attention with grouped KV heads, and
+// kv_append, which writes new keys and values into a KV cache for it.
 //
 // With H = KV·G query heads, the G query heads of KV head j are contiguous in q[B,H,Tq,D],
 // so q viewed as [B·KV, G·Tq, D] lines up one batch entry per KV head. Every product is
@@ -62,16 +63,19 @@ char* row(const Tensor& t, int64_t r, int64_t ld) {
 }  // namespace
 
 // out[B,H,Tq,D] = softmax(q·kᵀ/√D + causal mask) · v
-Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t kv_len) {
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t kv_len, Keys keys) {
   detail::check_same("attention", {&q, &k, &v});
   detail::check_float("attention", q);
   detail::check_rank("attention", q, 4, 4, "q [B,H,Tq,D]");
-  detail::check_rank("attention", k, 4, 4, "k [B,KV,Tk,D]");
-  if (k.shape() != v.shape())
-    throw ShapeError("attention: k " + k.desc() + " and v " + v.desc() + " differ");
+  const bool kt = keys == Keys::Transposed;  // k[B,KV,D,Tk] instead of k[B,KV,Tk,D]
+  detail::check_rank("attention", k, 4, 4, kt ? "k [B,KV,D,Tk]" : "k [B,KV,Tk,D]");
+  detail::check_rank("attention", v, 4, 4, "v [B,KV,Tk,D]");
+  const Shape k_rows = kt ? Shape{k.dim(0), k.dim(1), k.dim(3), k.dim(2)} : k.shape();
+  if (k_rows != v.shape())
+    throw ShapeError("attention: k " + k.desc() + (kt ? " (transposed)" : "") + " and v " + v.desc() + " differ");
   const int64_t B = q.dim(0), H = q.dim(1), Tq = q.dim(2), D = q.dim(3);
-  const int64_t KV = k.dim(1), Tcap = k.dim(2);
-  if (k.dim(0) != B || k.dim(3) != D || KV == 0 || H % KV != 0)
+  const int64_t KV = v.dim(1), Tcap = v.dim(2);
+  if (v.dim(0) != B || v.dim(3) != D || KV == 0 || H % KV != 0)
     throw ShapeError("attention: q " + q.desc() + " does not fit k " + k.desc() +
                      " (need equal B and D, and H a multiple of KV)");
   const int64_t Tk = kv_len < 0 ? Tcap : kv_len;
@@ -86,10 +90,13 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
   Blocks bl;
   make_blocks(staircase, G, Tq, Tk, bl);
 
+  // Row-major keys are read as kᵀ (ld D), transposed keys as they are (ld Tcap); both have
+  // batch stride Tcap·D.
+  const int64_t ldk = kt ? Tcap : D;
   Tensor s = detail::empty_as(q, {B, H, Tq, Tk});  // s[BK, GT, Tk] = scale · q'·kᵀ (each block's keys)
   for (int64_t i = 0; i < bl.n; ++i) {
     const Block& b = bl.b[i];
-    be.gemm(dt, false, true, b.rows, b.keys, D, scale, row(q, b.row, D), D, GT * D, k.raw(), D, Tcap * D, 0.0,
+    be.gemm(dt, false, !kt, b.rows, b.keys, D, scale, row(q, b.row, D), D, GT * D, k.raw(), ldk, Tcap * D, 0.0,
             row(s, b.row, Tk), Tk, GT * Tk, BK);
   }
   Tensor p = detail::empty_like(s);  // p = softmax(s), row r at position r % Tq + (Tk − Tq); 0 where masked
@@ -101,7 +108,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
             row(out, b.row, D), D, GT * D, BK);
   }
 
-  record("attention", out, {q, k, v}, [q, k, v, p, Tcap, Tk, GT, BK, D, scale, staircase, G](const Tensor& gy) {  // gy[B,H,Tq,D]
+  record("attention", out, {q, k, v}, [q, k, v, p, Tcap, Tk, GT, BK, D, scale, staircase, G, kt, ldk](const Tensor& gy) {  // gy[B,H,Tq,D]
     Backend& b = backend(q);
     const DType t = q.dtype();
     Blocks bl;  // the forward's blocks again (a few integers each; the closure stays small)
@@ -132,22 +139,49 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
       Tensor gq = detail::empty_like(q);
       for (int64_t i = 0; i < bl.n; ++i) {
         const Block& c = bl.b[i];
-        b.gemm(t, false, false, c.rows, D, c.keys, scale, row(gs, c.row, Tk), Tk, GT * Tk, k.raw(), D, Tcap * D, 0.0,
+        b.gemm(t, false, kt, c.rows, D, c.keys, scale, row(gs, c.row, Tk), Tk, GT * Tk, k.raw(), ldk, Tcap * D, 0.0,
                row(gq, c.row, D), D, GT * D, BK);
       }
       accumulate(q, gq);
     }
-    if (needs_grad(k)) {  // gk[BK, Tk, D] = scale · gsᵀ · q'
+    if (needs_grad(k)) {  // gk[BK, Tk, D] = scale · gsᵀ · q', or transposed gk[BK, D, Tk] = scale · q'ᵀ · gs
       Tensor gk = zero_first ? Tensor::zeros(k.shape(), t, k.device()) : detail::empty_like(k);
+      const double beta = zero_first ? 1.0 : 0.0;
       for (int64_t i = 0; i < bl.n; ++i) {
         const Block& c = bl.b[i];
-        b.gemm(t, true, false, c.keys, D, c.rows, scale, row(gs, c.row, Tk), Tk, GT * Tk, row(q, c.row, D), D, GT * D,
-               zero_first ? 1.0 : 0.0, gk.raw(), D, Tcap * D, BK);
+        if (kt)
+          b.gemm(t, true, false, D, c.keys, c.rows, scale, row(q, c.row, D), D, GT * D, row(gs, c.row, Tk), Tk, GT * Tk,
+                 beta, gk.raw(), Tcap, Tcap * D, BK);
+        else
+          b.gemm(t, true, false, c.keys, D, c.rows, scale, row(gs, c.row, Tk), Tk, GT * Tk, row(q, c.row, D), D, GT * D,
+                 beta, gk.raw(), D, Tcap * D, BK);
       }
       accumulate(k, gk);
     }
   });
   return out;
+}
+
+// cache_k[b, kv, d, pos + t] = k[b, t, kv, d];  cache_v[b, kv, pos + t, d] = v[b, t, kv, d]
+void kv_append(Tensor& cache_k, Tensor& cache_v, const Tensor& k, const Tensor& v, int64_t pos) {
+  detail::check_same("kv_append", {&cache_k, &cache_v, &k, &v});
+  detail::check_rank("kv_append", k, 4, 4, "k [B,T,KV,D]");
+  detail::check_rank("kv_append", cache_v, 4, 4, "cache_v [B,KV,S,D]");
+  const int64_t B = k.dim(0), T = k.dim(1), KV = k.dim(2), D = k.dim(3), S = cache_v.dim(2);
+  if (v.shape() != k.shape() || cache_v.shape() != Shape{B, KV, S, D} || cache_k.shape() != Shape{B, KV, D, S})
+    throw ShapeError("kv_append: k " + k.desc() + ", v " + v.desc() + " do not fit the cache k " + cache_k.desc() +
+                     " (need [B,KV,D,S]), v " + cache_v.desc() + " (need [B,KV,S,D])");
+  if (pos < 0 || pos + T > S)
+    throw ShapeError("kv_append: positions " + std::to_string(pos) + " .. " + std::to_string(pos + T - 1) +
+                     " outside the cache capacity " + std::to_string(S));
+  if (will_record({&k, &v})) throw Error("kv_append: the KV cache is not on the tape (call it inside a NoGrad scope)");
+  const int64_t src[4] = {T * KV * D, KV * D, D, 1};  // (b, t, kv, d) in k and v
+  const int64_t to_k[4] = {KV * D * S, 1, D * S, S};  // (b, t, kv, d) in cache_k from position pos
+  const int64_t to_v[4] = {KV * S * D, D, S * D, 1};  // (b, t, kv, d) in cache_v from position pos
+  const int64_t box[4] = {B, T, KV, D};
+  Backend& be = backend(k);
+  be.copy_box(k.dtype(), k.raw(), src, row(cache_k, pos, 1), to_k, box, false);
+  be.copy_box(v.dtype(), v.raw(), src, row(cache_v, pos, D), to_v, box, false);
 }
 
 }  // namespace cg::ops
