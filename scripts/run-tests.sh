@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test suite of a build and prints one closing line "tests: N passed, M failed"
-# (doctest test cases + gradcheck cases + docs checks + MPI checks). Exit status non-zero
-# if any suite fails. The docs and MPI checks run the normal build's binaries, so they are
-# left out of the sanitizer run (third argument 1).
+# (doctest test cases + gradcheck cases + layer checks + docs checks + MPI checks). Exit
+# status non-zero if any suite fails. The layer checks do not depend on the build, and the
+# docs and MPI checks run the normal build's binaries, so they are left out of the
+# sanitizer run (third argument 1).
 # Usage: scripts/run-tests.sh BIN_DIR TEST_BINARY [SANITIZE]
 set -uo pipefail
 bin=${1:-build/bin}
@@ -48,6 +49,8 @@ suite() {
   failed=$((failed + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$l")))
 }
 if [ "$sanitize" != 1 ]; then
+  suite "layers (scripts/check-layers.sh)" layers bash scripts/check-layers.sh
+  suite "layers self-test (scripts/check-layers.sh --self-test)" layers bash scripts/check-layers.sh --self-test
   suite "docs (scripts/check-docs.sh)" docs bash scripts/check-docs.sh
   suite "data-parallel (scripts/test-mpi.sh)" mpi bash scripts/test-mpi.sh
 fi
