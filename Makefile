@@ -8,6 +8,7 @@
 #   make NATIVE=0     build for the baseline CPU instead of -march=native
 #   make MPI=1        insist on MPI for data-parallel runs (MPI=0 skips it; default: detect)
 #   make bench        microbenchmarks into build/bin (Google Benchmark)
+#   make tools        only the binaries of tools/ (make examples: only the tour's programs)
 # The Makefile detects rather than demands: it says what it found and builds what it can.
 
 CXX      ?= g++
@@ -152,6 +153,8 @@ BENCHES    := $(BENCH_SRCS:bench/%.cpp=$(BIN)/%)
 # still rebuilt when missing.
 .PRECIOUS: $(OBJ)/%.o
 all: info $(LIB) $(TOOLS) $(EXAMPLES) $(TEST_BIN)
+tools: $(TOOLS)
+examples: $(EXAMPLES)
 
 info:
 	@echo "chaingrad build: $(CXX), OpenBLAS [$(OPENBLAS_LIBS)], CUDA=$(CUDA)$(if $(filter 1,$(CUDA)), ($(NVCC)),), $(MPI_INFO), SANITIZE=$(SANITIZE)"

@@ -1,4 +1,5 @@
-// ops/attention.cpp — causal scaled dot-product attention with grouped KV heads.
+// ops/attention.cpp — causal scaled dot-product attention with grouped KV heads, and
+// kv_append, which writes new keys and values into a KV cache for it.
 //
 // With H = KV·G query heads, the G query heads of KV head j are contiguous in q[B,H,Tq,D],
 // so q viewed as [B·KV, G·Tq, D] lines up one batch entry per KV head. Every product is
@@ -58,16 +59,19 @@ void make_blocks(bool staircase, int64_t G, int64_t Tq, int64_t Tk, Blocks& out)
 }  // namespace
 
 // out[B,H,Tq,D] = softmax(q·kᵀ/√D + causal mask) · v
-Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t kv_len) {
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t kv_len, Keys keys) {
   detail::check_same("attention", {&q, &k, &v});
   detail::check_float("attention", q);
   detail::check_rank("attention", q, 4, 4, "q [B,H,Tq,D]");
-  detail::check_rank("attention", k, 4, 4, "k [B,KV,Tk,D]");
-  if (k.shape() != v.shape())
-    throw ShapeError("attention: k " + k.desc() + " and v " + v.desc() + " differ");
+  const bool kt = keys == Keys::Transposed;  // k[B,KV,D,Tk] instead of k[B,KV,Tk,D]
+  detail::check_rank("attention", k, 4, 4, kt ? "k [B,KV,D,Tk]" : "k [B,KV,Tk,D]");
+  detail::check_rank("attention", v, 4, 4, "v [B,KV,Tk,D]");
+  const Shape k_rows = kt ? Shape{k.dim(0), k.dim(1), k.dim(3), k.dim(2)} : k.shape();
+  if (k_rows != v.shape())
+    throw ShapeError("attention: k " + k.desc() + (kt ? " (transposed)" : "") + " and v " + v.desc() + " differ");
   const int64_t B = q.dim(0), H = q.dim(1), Tq = q.dim(2), D = q.dim(3);
-  const int64_t KV = k.dim(1), Tcap = k.dim(2);
-  if (k.dim(0) != B || k.dim(3) != D || KV == 0 || H % KV != 0)
+  const int64_t KV = v.dim(1), Tcap = v.dim(2);
+  if (v.dim(0) != B || v.dim(3) != D || KV == 0 || H % KV != 0)
     throw ShapeError("attention: q " + q.desc() + " does not fit k " + k.desc() +
                      " (need equal B and D, and H a multiple of KV)");
   const int64_t Tk = kv_len < 0 ? Tcap : kv_len;
@@ -81,13 +85,16 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
   Blocks bl;
   make_blocks(staircase, G, Tq, Tk, bl);
 
-  // Every operand as BK matrices: q, out [GT, D]; k, v [Tcap, D]; s, p [GT, Tk].
-  const MatView qm = mat(q, BK, GT, D), km = mat(k, BK, Tcap, D), vm = mat(v, BK, Tcap, D);
+  // Every operand as BK matrices: q, out [GT, D]; v [Tcap, D]; s, p [GT, Tk]; k [Tcap, D],
+  // or [D, Tcap] when transposed. keys(n) is op-view [n, D] of the first n keys either way.
+  const MatView qm = mat(q, BK, GT, D), vm = mat(v, BK, Tcap, D);
+  const MatView km = kt ? mat(k, BK, D, Tcap) : mat(k, BK, Tcap, D);
+  auto keys = [km, kt, D](int64_t n) { return kt ? km.sub(0, D, 0, n).t() : km.rows_from(0, n); };
   Tensor s = detail::empty_as(q, {B, H, Tq, Tk});  // s[BK, GT, Tk] = scale · q'·kᵀ (each block's keys)
   const MatView sm = mat(s, BK, GT, Tk);
   for (int64_t i = 0; i < bl.n; ++i) {
     const Block& b = bl.b[i];
-    be.gemm(qm.rows_from(b.row, b.rows), km.rows_from(0, b.keys).t(), sm.sub(b.row, b.rows, 0, b.keys), scale);
+    be.gemm(qm.rows_from(b.row, b.rows), keys(b.keys).t(), sm.sub(b.row, b.rows, 0, b.keys), scale);
   }
   Tensor p = detail::empty_like(s);  // p = softmax(s), row r at position r % Tq + (Tk − Tq); 0 where masked
   be.softmax(s, p, false, causal ? Tq : 0, causal ? Tk - Tq : 0);
@@ -98,10 +105,12 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
     be.gemm(pm.sub(b.row, b.rows, 0, b.keys), vm.rows_from(0, b.keys), om.rows_from(b.row, b.rows));
   }
 
-  record("attention", out, {q, k, v}, [q, k, v, p, Tcap, Tk, GT, BK, D, scale, staircase, G](const Tensor& gy) {  // gy[B,H,Tq,D]
+  record("attention", out, {q, k, v}, [q, k, v, p, Tcap, Tk, GT, BK, D, scale, staircase, G, kt](const Tensor& gy) {  // gy[B,H,Tq,D]
     Backend& b = backend(q);
     const DType t = q.dtype();
-    const MatView qm = mat(q, BK, GT, D), km = mat(k, BK, Tcap, D), vm = mat(v, BK, Tcap, D);
+    const MatView qm = mat(q, BK, GT, D), vm = mat(v, BK, Tcap, D);
+    const MatView km = kt ? mat(k, BK, D, Tcap) : mat(k, BK, Tcap, D);
+    auto keys = [km, kt, D](int64_t n) { return kt ? km.sub(0, D, 0, n).t() : km.rows_from(0, n); };
     const MatView pm = mat(p, BK, GT, Tk), gym = mat(gy, BK, GT, D);
     Blocks bl;  // the forward's blocks again (a few integers each; the closure stays small)
     make_blocks(staircase, G, GT / G, Tk, bl);
@@ -131,22 +140,48 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
       Tensor gq = detail::empty_like(q);
       for (int64_t i = 0; i < bl.n; ++i) {
         const Block& c = bl.b[i];
-        b.gemm(mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys), km.rows_from(0, c.keys),
+        b.gemm(mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys), keys(c.keys),
                mat(gq, BK, GT, D).rows_from(c.row, c.rows), scale);
       }
       accumulate(q, gq);
     }
-    if (needs_grad(k)) {  // gk[BK, Tk, D] = scale · gsᵀ · q'
+    if (needs_grad(k)) {  // gk[BK, Tk, D] = scale · gsᵀ · q', or transposed gk[BK, D, Tk] = scale · q'ᵀ · gs
       Tensor gk = zero_first ? Tensor::zeros(k.shape(), t, k.device()) : detail::empty_like(k);
+      const double beta = zero_first ? 1.0 : 0.0;
       for (int64_t i = 0; i < bl.n; ++i) {
         const Block& c = bl.b[i];
-        b.gemm(mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys).t(), qm.rows_from(c.row, c.rows),
-               mat(gk, BK, Tcap, D).rows_from(0, c.keys), scale, zero_first ? 1.0 : 0.0);
+        const MatView gsc = mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys);
+        if (kt)  // gk[D, keys] = scale · q'ᵀ · gs
+          b.gemm(qm.rows_from(c.row, c.rows).t(), gsc, mat(gk, BK, D, Tcap).sub(0, D, 0, c.keys), scale, beta);
+        else     // gk[keys, D] = scale · gsᵀ · q'
+          b.gemm(gsc.t(), qm.rows_from(c.row, c.rows), mat(gk, BK, Tcap, D).rows_from(0, c.keys), scale, beta);
       }
       accumulate(k, gk);
     }
   });
   return out;
+}
+
+// cache_k[b, kv, d, pos + t] = k[b, t, kv, d];  cache_v[b, kv, pos + t, d] = v[b, t, kv, d]
+void kv_append(Tensor& cache_k, Tensor& cache_v, const Tensor& k, const Tensor& v, int64_t pos) {
+  detail::check_same("kv_append", {&cache_k, &cache_v, &k, &v});
+  detail::check_rank("kv_append", k, 4, 4, "k [B,T,KV,D]");
+  detail::check_rank("kv_append", cache_v, 4, 4, "cache_v [B,KV,S,D]");
+  const int64_t B = k.dim(0), T = k.dim(1), KV = k.dim(2), D = k.dim(3), S = cache_v.dim(2);
+  if (v.shape() != k.shape() || cache_v.shape() != Shape{B, KV, S, D} || cache_k.shape() != Shape{B, KV, D, S})
+    throw ShapeError("kv_append: k " + k.desc() + ", v " + v.desc() + " do not fit the cache k " + cache_k.desc() +
+                     " (need [B,KV,D,S]), v " + cache_v.desc() + " (need [B,KV,S,D])");
+  if (pos < 0 || pos + T > S)
+    throw ShapeError("kv_append: positions " + std::to_string(pos) + " .. " + std::to_string(pos + T - 1) +
+                     " outside the cache capacity " + std::to_string(S));
+  if (will_record({&k, &v})) throw Error("kv_append: the KV cache is not on the tape (call it inside a NoGrad scope)");
+  const int64_t src[4] = {T * KV * D, KV * D, D, 1};  // (b, t, kv, d) in k and v
+  const int64_t to_k[4] = {KV * D * S, 1, D * S, S};  // (b, t, kv, d) in cache_k from position pos
+  const int64_t to_v[4] = {KV * S * D, D, S * D, 1};  // (b, t, kv, d) in cache_v from position pos
+  const int64_t box[4] = {B, T, KV, D};
+  Backend& be = backend(k);
+  be.copy_box(k.dtype(), k.raw(), src, row(cache_k, pos, 1), to_k, box, false);
+  be.copy_box(v.dtype(), v.raw(), src, row(cache_v, pos, D), to_v, box, false);
 }
 
 }  // namespace cg::ops

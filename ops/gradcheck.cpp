@@ -214,12 +214,16 @@ std::vector<GradOp> make_registry() {
   }});
   r.push_back({"attention", [](Rng& g) {
     std::vector<GradCase> cs;
-    auto at = [&](int64_t B, int64_t H, int64_t KV, int64_t Tq, int64_t Tk, int64_t D, bool causal, int64_t kv_len) {
+    auto at = [&](int64_t B, int64_t H, int64_t KV, int64_t Tq, int64_t Tk, int64_t D, bool causal, int64_t kv_len,
+                  Keys keys = Keys::Rows) {
+      const bool kt = keys == Keys::Transposed;
       std::string d = "q[" + std::to_string(B) + "," + std::to_string(H) + "," + std::to_string(Tq) + "," + std::to_string(D) +
                       "] kv[" + std::to_string(B) + "," + std::to_string(KV) + "," + std::to_string(Tk) + "," + std::to_string(D) + "]" +
-                      (causal ? " causal" : "") + (kv_len >= 0 ? " kv_len " + std::to_string(kv_len) : "");
-      cs.push_back({"attention", d, {rnd(g, {B, H, Tq, D}), rnd(g, {B, KV, Tk, D}), rnd(g, {B, KV, Tk, D})},
-                    [causal, kv_len](const V& in) { return attention(in[0], in[1], in[2], causal, kv_len); }});
+                      (causal ? " causal" : "") + (kv_len >= 0 ? " kv_len " + std::to_string(kv_len) : "") +
+                      (kt ? " keys transposed" : "");
+      const Shape ks = kt ? Shape{B, KV, D, Tk} : Shape{B, KV, Tk, D};
+      cs.push_back({"attention", d, {rnd(g, {B, H, Tq, D}), rnd(g, ks), rnd(g, {B, KV, Tk, D})},
+                    [causal, kv_len, keys](const V& in) { return attention(in[0], in[1], in[2], causal, kv_len, keys); }});
     };
     at(2, 4, 2, 3, 3, 4, true, -1);   // grouped, causal
     at(1, 2, 2, 4, 4, 3, true, -1);   // multi-head
@@ -228,6 +232,9 @@ std::vector<GradOp> make_registry() {
     at(1, 2, 1, 2, 6, 4, true, 4);    // only the first 4 cache slots in use
     at(1, 4, 2, 70, 70, 3, true, -1); // causal staircase: 2 row blocks per head (kCausalBlock 64)
     at(1, 2, 1, 70, 80, 2, true, 75); // staircase with Tq < Tk and an unused cache tail
+    at(1, 4, 2, 1, 5, 4, true, 3, Keys::Transposed);    // a KV cache's layout: one query, 3 of 5 slots
+    at(2, 4, 2, 3, 6, 3, true, -1, Keys::Transposed);   // grouped, Tq < Tk
+    at(1, 2, 1, 70, 80, 2, true, 75, Keys::Transposed); // staircase over transposed keys
     return cs;
   }});
   r.push_back({"reshape", [](Rng& g) {
@@ -235,7 +242,9 @@ std::vector<GradOp> make_registry() {
   }});
   r.push_back({"transpose", [](Rng& g) {
     return std::vector<GradCase>{{"transpose", "[2,3,4] 0<->2", {rnd(g, {2, 3, 4})}, [](const V& in) { return transpose(in[0], 0, 2); }},
-                                 {"transpose", "[2,3,4,5] 1<->2", {rnd(g, {2, 3, 4, 5})}, [](const V& in) { return transpose(in[0], 1, 2); }}};
+                                 {"transpose", "[2,3,4,5] 1<->2", {rnd(g, {2, 3, 4, 5})}, [](const V& in) { return transpose(in[0], 1, 2); }},
+                                 {"transpose", "[2,1,3,4] 1<->2 (a view)", {rnd(g, {2, 1, 3, 4})},
+                                  [](const V& in) { return mul(transpose(in[0], 1, 2), transpose(in[0], 1, 2)); }}};
   }});
   r.push_back({"slice", [](Rng& g) {
     return std::vector<GradCase>{{"slice", "[4,5] axis 0 [1,3)", {rnd(g, {4, 5})}, [](const V& in) { return slice(in[0], 0, 1, 2); }},

@@ -55,19 +55,27 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
 Tensor rope(const Tensor& x, int64_t pos_offset = 0, double theta = 10000.0);
 // out[..., D] = table[V,D][ids[...]]
 Tensor embedding(const Tensor& table, const Tensor& ids);
-// Scaled dot-product attention with grouped KV heads: q[B,H,Tq,D], k,v[B,KV,Tk,D] with
-// H a multiple of KV (query head h reads KV head h / (H/KV)). Only the first kv_len
-// positions of k and v are read (kv_len < 0: all of them), so a KV cache can be passed
-// whole. causal: query t sees keys ≤ t + (kv_len − Tq). Returns [B,H,Tq,D].
+// How attention's keys are laid out: as rows k[B,KV,Tk,D] like the values, or transposed
+// k[B,KV,D,Tk] (a KV cache's layout: a query's scores are then one plain product q·k).
+enum class Keys { Rows, Transposed };
+// Scaled dot-product attention with grouped KV heads: q[B,H,Tq,D], k,v[B,KV,Tk,D] (k
+// [B,KV,D,Tk] with Keys::Transposed) with H a multiple of KV (query head h reads KV head
+// h / (H/KV)). Only the first kv_len positions of k and v are read (kv_len < 0: all of
+// them), so a KV cache can be passed whole. causal: query t sees keys ≤ t + (kv_len − Tq).
+// Returns [B,H,Tq,D].
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true,
-                 int64_t kv_len = -1);
+                 int64_t kv_len = -1, Keys keys = Keys::Rows);
+// Writes new keys and values k,v[B,T,KV,D] into a KV cache at positions pos .. pos+T−1:
+// keys into cache_k[B,KV,D,S] (transposed, see Keys), values into cache_v[B,KV,S,D]. The
+// cache is written in place and is not on the tape: k and v must not need gradients.
+void kv_append(Tensor& cache_k, Tensor& cache_v, const Tensor& k, const Tensor& v, int64_t pos);
 // Zeroes each element with probability p and scales the rest by 1/(1−p); identity when
 // !training or p == 0. The mask is a hash of (seed, index): reproducible on any device.
 Tensor dropout(const Tensor& x, double p, uint64_t seed, bool training = true);
 
 // ---- shape ops ---------------------------------------------------------------------------
 Tensor reshape(const Tensor& x, const Shape& shape);  // a view sharing storage
-Tensor transpose(const Tensor& x, int d0, int d1);   // copies
+Tensor transpose(const Tensor& x, int d0, int d1);   // copies (a view when no element moves)
 Tensor slice(const Tensor& x, int axis, int64_t start, int64_t length);  // copies
 Tensor concat(const std::vector<Tensor>& xs, int axis);
 

@@ -1,5 +1,6 @@
 // ops/shape_ops.cpp — reshape (a view), transpose, slice and concat (copies through the
-// backend's strided box copy), and dropout.
+// backend's strided box copy; transpose is a view when no element moves), and dropout.
+#include <algorithm>
 #include <numeric>
 
 #include "ops/detail.h"
@@ -35,6 +36,11 @@ Tensor transpose(const Tensor& x, int d0, int d1) {
   const int a = x.shape().norm_axis(d0), b = x.shape().norm_axis(d1);
   Shape ys = x.shape();
   std::swap(ys[a], ys[b]);
+  // When at most one dim from a to b is longer than 1, no element moves: a view will do
+  // (one query row of attention while decoding, [1,1,H,D] → [1,H,1,D]).
+  int longer = 0;
+  for (int d = std::min(a, b); d <= std::max(a, b); ++d) longer += x.dim(d) > 1;
+  if (longer <= 1) return reshape(x, ys);
   Tensor y = Tensor::empty(ys, x.dtype(), x.device());
   // Walk y's index space; read x with its strides permuted the same way.
   auto xs = strides4(x.shape());

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test suite of a build and prints one closing line
-# "tests: N passed, M failed, K skipped" (doctest test cases + gradcheck cases + docs checks +
-# MPI checks + the transformers check). A case that cannot run here (no ../shared/data, no
-# CUDA device, no MPI, no venv) is counted as skipped with a line saying why, never as
-# passed; under CI=true a missing ../shared/data or mpirun fails instead (tests/skip.h).
-# Exit status non-zero if any suite fails. The docs, MPI and transformers checks run the
-# normal build's binaries, so they are left out of the sanitizer run (third argument 1).
+# "tests: N passed, M failed, K skipped" (doctest test cases + gradcheck cases + layer checks +
+# docs checks + MPI checks + the transformers check). A case that cannot run here (no
+# ../shared/data, no CUDA device, no MPI, no venv) is counted as skipped with a line saying
+# why, never as passed; under CI=true a missing ../shared/data or mpirun fails instead
+# (tests/skip.h). Exit status non-zero if any suite fails. The layer checks do not depend on
+# the build; the docs, MPI and transformers checks run the normal build's binaries, so they
+# are left out of the sanitizer run (third argument 1).
 # Usage: scripts/run-tests.sh BIN_DIR TEST_BINARY [SANITIZE]
 set -uo pipefail
 bin=${1:-build/bin}
@@ -56,6 +57,8 @@ suite() {
   return 0
 }
 if [ "$sanitize" != 1 ]; then
+  suite "layers (scripts/check-layers.sh)" layers bash scripts/check-layers.sh
+  suite "layers self-test (scripts/check-layers.sh --self-test)" layers bash scripts/check-layers.sh --self-test
   suite "docs (scripts/check-docs.sh)" docs bash scripts/check-docs.sh
   suite "data-parallel (scripts/test-mpi.sh)" mpi bash scripts/test-mpi.sh "$bin"
   suite "Hugging Face interop (scripts/test-hf.sh)" hf bash scripts/test-hf.sh "$bin"

@@ -361,7 +361,7 @@ TEST_CASE("cuda: KV-cache decoding on the GPU equals the CPU's full forward (f64
     for (int64_t b = 0; b < 2; ++b) {
       auto cache = gpu->make_cache(1);
       for (int64_t t = 0; t < 20; ++t) {
-        const auto lg = gpu->forward_cached(Tensor::from_i32({ids[static_cast<size_t>(b * 20 + t)]}, {1, 1}), cache)
+        const auto lg = gpu->forward(Tensor::from_i32({ids[static_cast<size_t>(b * 20 + t)]}, {1, 1}), &cache)
                             .to_f64_vector();
         for (int64_t v = 0; v < 40; ++v)
           worst = std::max(worst, std::fabs(lg[static_cast<size_t>(v)] - full[static_cast<size_t>((b * 20 + t) * 40 + v)]));
@@ -373,7 +373,7 @@ TEST_CASE("cuda: KV-cache decoding on the GPU equals the CPU's full forward (f64
       std::vector<int32_t> part;
       for (int64_t b = 0; b < 2; ++b)
         for (int64_t t = pos; t < pos + n; ++t) part.push_back(ids[static_cast<size_t>(b * 20 + t)]);
-      const auto lg = gpu->forward_cached(Tensor::from_i32(part, {2, n}), cache).to_f64_vector();
+      const auto lg = gpu->forward(Tensor::from_i32(part, {2, n}), &cache).to_f64_vector();
       for (int64_t b = 0; b < 2; ++b)
         for (int64_t t = 0; t < n; ++t)
           for (int64_t v = 0; v < 40; ++v)

@@ -76,7 +76,7 @@ double max_cache_diff(LlamaModel& m, const Tensor& ids, const std::vector<int64_
     std::vector<int32_t> part;
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = pos; t < pos + n; ++t) part.push_back(all[static_cast<size_t>(b * T + t)]);
-    Tensor lg = m.forward_cached(Tensor::from_i32(part, {B, n}), cache);
+    Tensor lg = m.forward(Tensor::from_i32(part, {B, n}), &cache);
     REQUIRE(lg.shape() == Shape({B, n, V}));
     const auto fv = full.to_f64_vector(), cv = lg.to_f64_vector();
     const double* pf = fv.data();
@@ -185,17 +185,17 @@ TEST_CASE("LlamaModel: the decode path includes unmerged adapters") {
   CHECK(with.to_f32_vector() != without.to_f32_vector());  // the adapters did change the output
 }
 
-TEST_CASE("LlamaModel: forward_cached needs NoGrad and a fitting cache") {
+TEST_CASE("LlamaModel: forward with a cache needs NoGrad and a fitting cache") {
   LlamaModel m(small_config(false), 1);
   auto cache = m.make_cache(1, 4);
   Tensor ids = random_ids(1, 3, m.config().vocab_size, 1);
-  CHECK_THROWS_AS(m.forward_cached(ids, cache), cg::Error);
+  CHECK_THROWS_AS(m.forward(ids, &cache), cg::Error);
   NoGrad ng;
-  m.forward_cached(ids, cache);
+  m.forward(ids, &cache);
   CHECK(cache.len == 3);
-  CHECK_THROWS_AS(m.forward_cached(ids, cache), ShapeError);      // 3 + 3 > capacity 4
-  CHECK_THROWS_AS(m.forward_cached(random_ids(2, 1, 37, 1), cache), ShapeError);  // batch 2 vs 1
-  CHECK_THROWS_AS(m.forward_cached(Tensor::from_i32({99}, {1, 1}), cache), ShapeError);  // id ≥ vocab
+  CHECK_THROWS_AS(m.forward(ids, &cache), ShapeError);      // 3 + 3 > capacity 4
+  CHECK_THROWS_AS(m.forward(random_ids(2, 1, 37, 1), &cache), ShapeError);  // batch 2 vs 1
+  CHECK_THROWS_AS(m.forward(Tensor::from_i32({99}, {1, 1}), &cache), ShapeError);  // id ≥ vocab
   CHECK_THROWS_AS(m.forward(random_ids(1, 17, 37, 1)), ShapeError);  // T > seq_len
 }
 

@@ -35,11 +35,11 @@ GenerateStats generate(LlamaModel& model, const Tokenizer& tokenizer, const Gene
   st.prompt_tokens = static_cast<int64_t>(prompt.size());
   using Clock = std::chrono::steady_clock;
   Clock::time_point start;
-  Tensor ids = Tensor::from_i32({prompt[0]}, {1, 1});  // host; forward_cached moves it
+  Tensor ids = Tensor::from_i32({prompt[0]}, {1, 1});  // host; forward moves it
   int token = prompt[0];
   for (int64_t pos = 0; pos < steps; ++pos) {
     ids.data<int32_t>()[0] = token;
-    Tensor logits = model.forward_cached(ids, cache);  // [1,1,V]
+    Tensor logits = model.forward(ids, &cache);  // [1,1,V]
     int next;
     if (pos + 1 < static_cast<int64_t>(prompt.size())) {
       next = prompt[static_cast<size_t>(pos + 1)];  // still in the prompt: forced

@@ -1,10 +1,10 @@
 // models/llama/llama.h — LlamaModel: the Llama-style decoder (token embedding, per layer
 // RMSNorm → grouped-query attention with rotate-half RoPE → residual, RMSNorm → SwiGLU MLP
 // → residual; final RMSNorm; lm_head tied or not). Its weights live in one nn::ParamStore
-// (group "base") under Hugging Face Llama names. Two forwards: forward()/loss() for
-// training (full sequences on the tape) and forward_cached() for incremental decoding with
-// a KV cache (no tape, buffers reused between calls). Checkpoint files are read and written
-// in models/io/checkpoint.h and friends; sampling lives in models/llama/sampling.h.
+// (group "base") under Hugging Face Llama names. One forward, built from ops, serves
+// training (full sequences on the tape) and incremental decoding with a KV cache.
+// Checkpoint files are read and written in models/io/checkpoint.h and friends; sampling
+// lives in models/llama/sampling.h.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -30,15 +30,13 @@ class LlamaModel {
   };
 
   // Keys after RoPE and values, per layer: keys transposed, k[B, KV, D, capacity]
-  // (position is the last dim, so a query's scores are one plain product), values
-  // v[B, KV, capacity, D]. Positions [0, len) are filled. `scratch` holds the decode
-  // path's reusable buffers.
+  // (position is the last dim, so a query's scores are one plain product: ops::Keys),
+  // values v[B, KV, capacity, D]. Positions [0, len) are filled.
   struct KVCache {
     std::vector<Tensor> k, v;
     int64_t len = 0;
     int64_t batch() const { return v.empty() ? 0 : v[0].dim(0); }
     int64_t capacity() const { return v.empty() ? 0 : v[0].dim(2); }
-    std::vector<Tensor> scratch;
   };
 
   // Random init for pretraining: N(0, 0.02) for every matrix (embedding included), ones
@@ -62,8 +60,11 @@ class LlamaModel {
   const Tensor& embedding() const { return embed_; }
   const Tensor& lm_head() const { return lm_head_; }  // same Tensor as embedding() when tied
 
-  // logits[B,T,V] for ids i32 [B,T] (T ≤ seq_len), positions 0..T−1, on the tape.
-  Tensor forward(const Tensor& ids);
+  // logits[B,T,V] for ids i32 [B,T]. Without a cache: positions 0..T−1 (T ≤ seq_len), on
+  // the tape. With a cache: positions cache->len .. cache->len+T−1; their keys and values
+  // are appended to the cache and cache->len advances. Decoding needs a NoGrad scope
+  // (throws otherwise). Linears with unmerged adapters include them.
+  Tensor forward(const Tensor& ids, KVCache* cache = nullptr);
   // Mean next-token cross-entropy; targets i32 [B,T], −1 = ignored. Shape [1].
   Tensor loss(const Tensor& ids, const Tensor& targets);
 
@@ -73,26 +74,17 @@ class LlamaModel {
 
   // An empty cache for `batch` sequences of up to `capacity` positions (≤ 0: seq_len).
   KVCache make_cache(int64_t batch = 1, int64_t capacity = 0) const;
-  // logits[B,Tnew,V] for ids i32 [B,Tnew] at positions cache.len .. cache.len+Tnew−1;
-  // appends their keys/values to the cache and advances cache.len. Needs a NoGrad scope
-  // (throws otherwise). Linears with unmerged adapters include them.
-  Tensor forward_cached(const Tensor& ids, KVCache& cache);
 
  private:
   explicit LlamaModel(const LlamaConfig& config);
   void add_params(const std::vector<std::pair<std::string, Tensor>>& values, Device device);
   void check_ids(const char* what, const Tensor& ids) const;
-  void decode_layers_one(KVCache& cache);  // forward_cached's layers for B = Tnew = 1
-  void decode_layers_many(KVCache& cache, int64_t B, int64_t Tn);
+  void check_cache(const KVCache& cache, const Tensor& ids) const;
 
   LlamaConfig config_;
   nn::ParamStore params_{"base"};
   Tensor embed_, final_norm_, lm_head_;
   std::vector<Layer> layers_;
-  // Per layer, views of the flat buffer covering q,k,v ([dim + 2·kv_dim, dim]) and
-  // gate,up ([2·hidden, dim]), which add_params registers next to each other: the
-  // one-token decode path runs each group as one GEMM (while no adapter is active).
-  std::vector<Tensor> qkv_w_, gate_up_w_;
 };
 
 }  // namespace cg::models

@@ -16,7 +16,7 @@ double arith_accuracy(LlamaModel& model, const Tokenizer& tok, ArithOp op, int64
     std::vector<int> ids = tok.encode("\n" + prompt, false, false);
     LlamaModel::KVCache cache = model.make_cache(1, static_cast<int64_t>(ids.size()) + 12);
     std::vector<int32_t> in(ids.begin(), ids.end());
-    Tensor logits = model.forward_cached(Tensor::from_i32(in, {1, static_cast<int64_t>(in.size())}, model.device()), cache);
+    Tensor logits = model.forward(Tensor::from_i32(in, {1, static_cast<int64_t>(in.size())}, model.device()), &cache);
     std::string got;
     int prev = ids.back();
     for (int step = 0; step < 10; ++step) {
@@ -26,7 +26,7 @@ double arith_accuracy(LlamaModel& model, const Tokenizer& tok, ArithOp op, int64
       if (piece.find('\n') != std::string::npos || next == tok.eos_id()) break;
       got += piece;
       prev = next;
-      logits = model.forward_cached(Tensor::from_i32({next}, {1, 1}, model.device()), cache);
+      logits = model.forward(Tensor::from_i32({next}, {1, 1}, model.device()), &cache);
     }
     correct += got == answer;
   }
