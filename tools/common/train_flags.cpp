@@ -61,7 +61,7 @@ std::vector<std::pair<std::string, const char*>> DataFlags::inputs() const {
 std::string DataFlags::describe() const { return loaded_; }
 
 models::TokenDataset DataFlags::load(const models::Tokenizer& tok, int64_t max_seq, uint64_t seed) {
-  if (seq > max_seq)
+  if (text.empty() && seq > max_seq)
     throw FormatError("--seq " + std::to_string(seq) + " exceeds the model's context of " + std::to_string(max_seq));
   std::vector<int32_t> ids;
   auto append = [&](const std::vector<int>& v) { ids.insert(ids.end(), v.begin(), v.end()); };
