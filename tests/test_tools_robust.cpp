@@ -208,3 +208,24 @@ TEST_CASE("finetune: a non-finite loss stops with exit 3; --skip-nonfinite skips
   CHECK(m[4]["step"] == 5);
   CHECK(m[4]["skipped"] == "loss");
 }
+
+TEST_CASE("finetune: --optimizer sgd --schedule constant --warmup 0 --clip 0 --weight-decay 0 is plain SGD") {
+  if (!have_tools()) return;
+  TempDir d;
+  const std::string base = make_base(d);
+  Run r = run(kFinetune, {"--model", base, "--arith", "sub", "--seq", "32", "--batch", "4", "--steps", "6", "--optimizer",
+                          "sgd", "--schedule", "constant", "--lr", "0.05", "--warmup", "0", "--clip", "0",
+                          "--weight-decay", "0", "--metrics", d.file("m.jsonl"), "--eval-every", "0"});
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  const auto m = rows(d.file("m.jsonl"));
+  REQUIRE(m.size() == 6);
+  for (const auto& row : m) CHECK(row["lr"].get<double>() == 0.05);  // no warmup, no decay
+  // The same with --schedule linear decays to 0 over --steps.
+  Run l = run(kFinetune, {"--model", base, "--arith", "sub", "--seq", "32", "--batch", "4", "--steps", "6", "--optimizer",
+                          "sgd", "--schedule", "linear", "--lr", "0.05", "--metrics", d.file("l.jsonl")});
+  REQUIRE_MESSAGE(l.code == 0, l.err);
+  const auto ml = rows(d.file("l.jsonl"));
+  REQUIRE(ml.size() == 6);
+  CHECK(ml[0]["lr"].get<double>() == doctest::Approx(0.05));
+  CHECK(ml[3]["lr"].get<double>() == doctest::Approx(0.05 * (1 - 3.0 / 6)));
+}
