@@ -9,6 +9,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/error.h"
+#include "models/io/adapter_file.h"
+#include "models/io/file_io.h"
+#include "models/io/safetensors.h"
 #include "tests/tool_runner.h"
 
 using namespace cg::testing;
@@ -228,4 +232,32 @@ TEST_CASE("finetune: --optimizer sgd --schedule constant --warmup 0 --clip 0 --w
   REQUIRE(ml.size() == 6);
   CHECK(ml[0]["lr"].get<double>() == doctest::Approx(0.05));
   CHECK(ml[3]["lr"].get<double>() == doctest::Approx(0.05 * (1 - 3.0 / 6)));
+}
+
+TEST_CASE("adapter files: LoRA/LinChain load without chain_length; lora_alpha 1e308 is refused") {
+  if (!have_tools()) return;
+  TempDir d;
+  const std::string base = make_base(d);
+  for (const std::string kind : {"lora", "linchain"}) {
+    INFO(kind);
+    const std::string ad = d.file(kind + ".safetensors");
+    Run r = run(kFinetune, {"--model", base, "--arith", "sub", "--seq", "32", "--batch", "4", "--steps", "1",
+                            "--adapter", kind, "--rank", "4", "--chain", "2", "--out", ad});
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    const cg::models::SafeTensors st = cg::models::read_safetensors(ad);
+    auto rewrite = [&](const std::string& key, const std::string* value) {
+      std::vector<std::pair<std::string, cg::Tensor>> ts;
+      for (const std::string& n : st.names) ts.emplace_back(n, st.tensors.at(n));
+      auto meta = st.metadata;
+      if (value) meta[key] = *value; else meta.erase(key);
+      const std::string p = d.file("re_" + kind + ".safetensors");
+      cg::models::write_file_atomic(p, cg::models::serialize_safetensors(ts, meta));
+      return p;
+    };
+    const auto f = cg::models::read_adapter_file(rewrite("chain_length", nullptr));
+    CHECK(f.config.num_mixers() == (kind == "lora" ? 0 : 2));
+    const std::string huge = "1e308";
+    CHECK_THROWS_WITH_AS(cg::models::read_adapter_file(rewrite("lora_alpha", &huge)), doctest::Contains("out of range"),
+                         cg::FormatError);
+  }
 }
