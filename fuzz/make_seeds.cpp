@@ -76,6 +76,20 @@ int main(int argc, char** argv) {
       write_file_atomic(out("safetensors", "seed_half"), b);
     }
     write_hf_llama(out("safetensors", "seed_hf_llama"), tiny_checkpoint(true, 2));
+    // Hostile headers (the reproducers of the robustness issue): 40 KB of nesting in the
+    // header and in the "config" metadata, a tensor name twice, a hole in the data section.
+    auto raw = [&](const std::string& name, const std::string& header, size_t data_bytes) {
+      std::vector<uint8_t> b(8 + header.size() + data_bytes, 0);
+      const uint64_t n = header.size();
+      std::memcpy(b.data(), &n, 8);
+      std::memcpy(b.data() + 8, header.data(), header.size());
+      write_file_atomic(out("safetensors", name), b);
+    };
+    raw("seed_deep_nesting", "{\"a\":" + std::string(20000, '[') + std::string(20000, ']') + "}", 0);
+    raw("seed_deep_config", "{\"__metadata__\":{\"config\":\"" + std::string(20000, '[') + "\"}}", 0);
+    raw("seed_duplicate_name", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                               R"("w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8);
+    raw("seed_hole", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8);
 
     write_llama2c(out("llama2c", "seed_tied"), tiny_checkpoint(true, 3));
     write_llama2c(out("llama2c", "seed_untied"), tiny_checkpoint(false, 4));

@@ -1,17 +1,18 @@
 // nn/optim.h — optimizers over a ParamStore's flat buffers (AdamW with decoupled weight
 // decay, SGD with optional momentum), global-norm gradient clipping and the learning-rate
-// schedule (linear warmup, then cosine decay). Training loops and checkpoint files live
+// schedule (linear warmup, then cosine, linear or no decay). Training loops and checkpoint files live
 // elsewhere (tools/, models/io/train_state.h); this file only updates parameters.
 //
 // Schedule, lr_at(step) for the 0-based index `step` of the update about to be taken:
 //   step < warmup:               lr · (step + 1) / warmup        (the first update uses lr/warmup,
 //                                                                 update warmup−1 uses the full lr)
-//   total_steps == 0:            lr                               (constant after warmup)
-//   otherwise:                   min_lr + (lr − min_lr) · ½(1 + cos(π·p)),
+//   schedule "constant", or total_steps == 0:  lr
+//   schedule "cosine":           min_lr + (lr − min_lr) · ½(1 + cos(π·p))
+//   schedule "linear":           min_lr + (lr − min_lr) · (1 − p)
 //                                p = clamp((step − warmup) / (total_steps − warmup), 0, 1),
 //                                min_lr = min_lr_frac · lr
-// Every feature can be turned off, giving plain SGD/AdamW: warmup 0, clip ≤ 0,
-// weight_decay 0, total_steps 0.
+// Every feature can be turned off, giving plain SGD/AdamW: schedule constant, warmup 0,
+// clip ≤ 0, weight_decay 0 (and momentum 0 for plain SGD).
 //
 // Gradient accumulation is the caller's loop: for k micro-batches, zero_grad() once, then
 // for each micro-batch backward(loss · 1/k) (scale the loss, or ParamStore::scale_grad(1/k)
@@ -28,8 +29,9 @@ namespace cg::nn {
 struct OptimConfig {
   std::string name = "adamw";  // "adamw" | "sgd"
   double lr = 3e-4, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0, momentum = 0.0, clip = 1.0;
-  int warmup = 0;
-  int total_steps = 0;
+  std::string schedule = "cosine";  // "cosine" | "linear" | "constant"
+  int64_t warmup = 0;
+  int64_t total_steps = 0;
   double min_lr_frac = 0.0;
 };
 
@@ -47,11 +49,17 @@ class Optimizer {
   struct StepInfo {
     double lr = 0;         // the learning rate used
     double grad_norm = 0;  // global gradient norm before clipping
+    bool finite = true;    // false: the gradient norm was NaN/inf and nothing was updated
   };
   // One update from the current gradients: clip (cfg.clip > 0), lr = lr_at(step()),
   // one Backend::adamw / Backend::sgd call over the flat buffer, step() += 1.
   // Does not zero the gradients.
+  // A non-finite gradient norm (before clipping) leaves the parameters untouched: the
+  // update is not taken (step() does not advance) and StepInfo::finite is false.
   StepInfo step();
+  // Counts an update as taken without changing anything (skipping a bad batch, so the
+  // schedule and the step numbering go on as if it had been taken).
+  void skip() { ++step_; }
   double lr_at(int64_t step) const;
 
   // ---- state, for checkpoints ------------------------------------------------------------

@@ -22,7 +22,7 @@ for name in safetensors llama2c tokenizer; do
   log="$work/fuzz_$name.log"
   if OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "build/fuzz/fuzz_$name" \
       "$work/corpus_$name" "$work/seeds/$name" \
-      -max_total_time="$secs" -max_len=16384 -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
+      -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
       -artifact_prefix="$work/artifacts_$name/" -print_final_stats=1 >"$log" 2>&1; then
     runs=$(grep -m1 '^stat::number_of_executed_units' "$log" | awk '{print $2}')
     echo "fuzz_$name: ok (${secs}s, ${runs:-?} runs, corpus $(ls "$work/corpus_$name" | wc -l) files)"

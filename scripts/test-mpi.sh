@@ -158,5 +158,38 @@ else
 fi
 bg=""
 
+echo "== mpi: Ctrl-C (SIGINT to the process group) stops a 2-rank run cleanly"
+# A terminal's Ctrl-C reaches mpirun and both ranks; the ranks agree in the step's all-reduce,
+# rank 0 saves the checkpoint and --out, prints one line; both exit 130/143 (mpirun itself
+# reports 1). Resuming from that checkpoint reproduces the uninterrupted run's losses bitwise.
+int_args=("${ft_base[@]}" --min-lr-frac 1 --steps 1000000)
+setsid "${mpi[@]}" "$bin/finetune" "${int_args[@]}" --checkpoint "$tmp/ick.safetensors" --out "$tmp/iad.safetensors" \
+  --metrics "$tmp/i.jsonl" >/dev/null 2>"$tmp/i.err" &
+bg=$!
+for _ in $(seq 300); do [ "$({ wc -l <"$tmp/i.jsonl"; } 2>/dev/null || echo 0)" -ge 12 ] && break; sleep 0.1; done
+kill -INT -- -"$bg"
+for _ in $(seq 300); do kill -0 "$bg" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$bg" 2>/dev/null && { kill -KILL -- -"$bg"; bad "interrupted 2-rank run did not end"; }
+wait "$bg" 2>/dev/null
+bg=""
+line=$(grep -m1 'interrupted by' "$tmp/i.err")
+k=$(sed -n 's/.*after step \([0-9]*\) of.*/\1/p' <<<"$line")
+if [ -n "$k" ] && [ -s "$tmp/ick.safetensors" ] && [ -s "$tmp/iad.safetensors" ] && ! ls "$tmp"/ick.safetensors.* >/dev/null 2>&1; then
+  ok "SIGINT to 2 ranks: '$line'"
+  stop=$((k + 3))
+  timeout 60 "${mpi[@]}" "$bin/finetune" "${int_args[@]}" --stop-after "$stop" --metrics "$tmp/i_full.jsonl" >/dev/null 2>"$tmp/i1.err" &&
+    timeout 60 "${mpi[@]}" "$bin/finetune" "${int_args[@]}" --stop-after "$stop" --resume "$tmp/ick.safetensors" \
+      --metrics "$tmp/i_res.jsonl" >/dev/null 2>"$tmp/i2.err"
+  if [ $? -ne 0 ]; then
+    bad "resume after SIGINT"; cat "$tmp"/i1.err "$tmp"/i2.err
+  elif msg=$(compare "$tmp/i_full.jsonl" "$tmp/i_res.jsonl" $((k + 1))) && grep -q 'bitwise identical' <<<"$msg"; then
+    ok "2-rank run resumed after SIGINT at step $k = uninterrupted: $msg"
+  else
+    bad "2-rank run resumed after SIGINT at step $k = uninterrupted: $msg"
+  fi
+else
+  bad "SIGINT to 2 ranks: no clean stop ('$line')"; tail -5 "$tmp/i.err"
+fi
+
 echo "mpi: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -139,7 +139,8 @@ TEST_CASE("dist: two simulated ranks take one step exactly like one process over
 
         CHECK(r0.calls == 1);  // one all-reduce per step, accumulation included
         CHECK(r1.calls == 1);
-        REQUIRE(r0.local_extra.size() == 1);
+        REQUIRE(r0.local_extra.size() == 2);  // the loss sum and the stop flag (no signal: 0)
+        CHECK(r0.local_extra[1] == 0);
         // The shards differ (rank r reads its own samples), and each holds half the mean.
         CHECK(r0.local_extra[0] != r1.local_extra[0]);
         CHECK(dp.stats.loss == doctest::Approx(single.stats.loss).epsilon(1e-6));

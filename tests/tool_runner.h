@@ -3,10 +3,12 @@
 // stdout and stderr, and the check of a usage error (exit 2, one stderr line).
 #pragma once
 #include <doctest/doctest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -58,6 +60,47 @@ inline Run run(const std::string& bin, const std::vector<std::string>& args) {
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   r.out = slurp(d.path / "out");
   r.err = slurp(d.path / "err");
+  return r;
+}
+
+// Runs bin in the background; once `watch` has at least min_lines lines (a metrics file)
+// sends it `sig`, then waits. Returns its exit code (128 + signal when killed), stdout, stderr.
+inline Run run_interrupted(const std::string& bin, const std::vector<std::string>& args, const std::string& watch,
+                           size_t min_lines, int sig) {
+  TempDir d;
+  const std::string out = d.file("out"), err = d.file("err");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) std::_Exit(127);
+    std::vector<char*> argv{const_cast<char*>(bin.c_str())};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(bin.c_str(), argv.data());
+    std::_Exit(127);
+  }
+  Run r;
+  if (pid < 0) return r;
+  for (int i = 0; i < 1200; ++i) {  // up to 120 s
+    std::ifstream f(watch);
+    size_t n = 0;
+    for (std::string line; std::getline(f, line);) ++n;
+    if (n >= min_lines) break;
+    ::usleep(100000);
+  }
+  ::kill(pid, sig);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+// Files in dir whose name starts with prefix (e.g. left-over "NAME.tmp." temp files).
+inline std::vector<std::string> files_starting(const fs::path& dir, const std::string& prefix) {
+  std::vector<std::string> r;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind(prefix, 0) == 0) r.push_back(e.path().string());
   return r;
 }
 

@@ -1,7 +1,8 @@
 // tools/finetune.cpp — fine-tune a frozen base model with a LoRA, MoSLoRA or LinChain
 // adapter: only the adapter store trains (no gradients, optimizer state or weight-gradient
 // GEMMs for the base). Saves the adapter (PEFT names), optionally a merged model, and a
-// JSON summary for comparison tables.
+// JSON summary for comparison tables. Interrupted (Ctrl-C, SIGTERM), it saves its
+// checkpoint and outputs and exits 128 + signal with one line.
 #include <cstdio>
 #include <fstream>
 
@@ -15,7 +16,9 @@
 #include "models/text/tokenizer.h"
 #include "nn/adapters.h"
 #include "nn/dist/dist.h"
+#include "models/io/file_io.h"
 #include "tools/common/cli.h"
+#include "tools/common/interrupt.h"
 #include "tools/common/train_flags.h"
 
 using namespace cg;
@@ -32,9 +35,11 @@ int main(int argc, char** argv) {
   tools::RunFlags run;
   app.add_option("--model", model_path, "base model: llama2.c .bin or HF Llama .safetensors")->required();
   app.add_option("--adapter", adapter_kind, "lora, moslora or linchain")->capture_default_str();
-  app.add_option("--rank", rank, "adapter rank r")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--chain", chain, "LinChain length n (r×r factors)")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--alpha", alpha, "scale s = alpha / r")->capture_default_str();
+  app.add_option("--rank", rank, "adapter rank r (≤ the smaller side of each adapted weight)")
+      ->capture_default_str()
+      ->check(tools::int_range(1, 4096));
+  app.add_option("--chain", chain, "LinChain length n (r×r factors)")->capture_default_str()->check(tools::int_range(1, 64));
+  app.add_option("--alpha", alpha, "scale s = alpha / r")->capture_default_str()->check(tools::real_range(-1e6, 1e6));
   app.add_option("--targets", targets, "modules to adapt: q,k,v,o,gate,up,down")->capture_default_str();
   app.add_option("--init", init, "mixer / chain-factor init: kaiming, identity or orthogonal")->capture_default_str();
   app.add_option("--adapter-in", adapter_in, "start from this adapter file (it fixes kind, rank, chain, alpha, targets)");
@@ -45,14 +50,22 @@ int main(int argc, char** argv) {
   app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors)");
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");
   app.add_option("--eval-arith", eval_arith, "with --arith: exact-match accuracy on N held-out problems at the end")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(tools::int_range(0, 1000000));
   return nn::finish(tools::run_tool(app, argc, argv, [&] {
+    // Every flag is checked before anything is read.
+    if (eval_arith > 0 && data.arith.empty()) throw FormatError("--eval-arith needs --arith");
+    data.validate(eval_arith > 0);
+    run.validate();
     nn::Communicator& comm = nn::world();  // under mpirun: data parallel, rank 0 reports
     run.apply();
-    if (comm.lead())
-      for (const auto& [path, flag] : {std::pair{out, "--out"}, {merge_out, "--merge-out"}, {summary_path, "--summary"}})
-        tools::check_writable(path, flag);
-    if (eval_arith > 0 && data.arith.empty()) throw FormatError("--eval-arith needs --arith");
+    if (comm.lead()) {
+      auto inputs = data.inputs();
+      inputs.insert(inputs.end(), {{model_path, "--model"}, {adapter_in, "--adapter-in"}});
+      if (!models::same_file(run.resume, run.checkpoint)) inputs.emplace_back(run.resume, "--resume");
+      tools::check_outputs(inputs, {{out, "--out"}, {merge_out, "--merge-out"}, {summary_path, "--summary"},
+                                    {run.metrics, "--metrics"}, {run.checkpoint, "--checkpoint"}});
+    }
     // The adapter flags are checked before the (possibly large) base model is read.
     nn::AdapterConfig flags_cfg;
     flags_cfg.kind = nn::parse_adapter_kind(adapter_kind);
@@ -70,6 +83,16 @@ int main(int argc, char** argv) {
     if (!adapter_in.empty()) {
       adapters = models::load_adapter(adapter_in, model->linears(), run.device());
     } else {
+      for (const auto& [name, lin] : model->linears())  // rank ≤ min(in, out) of every adapted weight
+        for (const auto& t : flags_cfg.targets) {
+          const std::string suffix = "." + nn::target_module_name(t);
+          const int64_t side = std::min(lin->in_features(), lin->out_features());
+          if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+              rank > side)
+            throw FormatError("--rank " + std::to_string(rank) + " is larger than " + name + "'s smaller side " +
+                              std::to_string(side) + " (" + std::to_string(lin->out_features()) + "×" +
+                              std::to_string(lin->in_features()) + ")");
+        }
       adapters = nn::attach_adapters(model->linears(), flags_cfg, run.seed, run.device());
     }
     const nn::AdapterConfig& ac = adapters.config;
@@ -86,32 +109,51 @@ int main(int argc, char** argv) {
     to.accum = optf.accum;
     to.data_seed = run.seed;
     to.comm = &comm;
-    models::Trainer trainer(*model, *adapters.store, optf.config(run.steps), ds, to);
+    to.skip_nonfinite = run.skip_nonfinite;
+    const nn::OptimConfig oc = optf.config(run.steps);
+    models::Trainer trainer(*model, *adapters.store, oc, ds, to);
     if (comm.lead() && comm.size() > 1)
       std::fprintf(stderr, "finetune: data parallel over %d processes (%s), %lld sequences per rank per micro-batch\n",
                    comm.size(), comm.name().c_str(), static_cast<long long>(data.batch / comm.size()));
     tools::TrainLoop loop(trainer, *adapters.store, run, "finetune");
+    if (!run.checkpoint.empty() || !run.resume.empty()) {  // what run a checkpoint belongs to
+      const Tensor base = model->params().flat().to(Device::CPU);
+      loop.describe["base"] = model->config().str() + " weights_fnv1a=" +
+                              std::to_string(models::fnv1a64(base.raw(), static_cast<size_t>(base.nbytes())));
+      loop.describe["adapter"] = nn::adapter_kind_name(ac.kind) + " r=" + std::to_string(ac.rank) + " n=" +
+                                 std::to_string(ac.num_mixers()) + " alpha=" + std::to_string(ac.alpha) + " targets=" +
+                                 nn::target_modules_csv(ac.targets) + " init=" + nn::mixer_init_name(ac.init) +
+                                 " adapter_in=" + (adapter_in.empty() ? "none" : "given");
+      loop.describe["optimizer"] = tools::describe(oc);
+      loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) + " accum=" +
+                              std::to_string(optf.accum) + " seed=" + std::to_string(run.seed);
+    }
     Backend& be = backend_for(model->device());
     be.stats().reset_peak();
     loop.run();
     const double peak_mb = static_cast<double>(be.stats().peak_bytes) / (1024.0 * 1024.0);
-    if (!comm.lead()) return 0;  // rank 0 evaluates and writes the files
+    if (loop.exit_code) return loop.exit_code;  // a non-finite loss/gradient: its line is printed
+    const int stop_code = loop.signal ? 128 + loop.signal : 0;
+    if (!comm.lead()) return stop_code;  // rank 0 evaluates and writes the files
     double accuracy = -1;
-    if (eval_arith > 0) {
+    if (eval_arith > 0 && !loop.signal) {
       const auto op = data.arith == "add" ? models::ArithOp::Add : models::ArithOp::Sub;
       accuracy = models::arith_accuracy(*model, *tok, op, eval_arith, data.arith_max, run.seed);
       std::fprintf(stderr, "finetune: exact-match accuracy on %lld held-out problems: %.1f%%\n",
                    static_cast<long long>(eval_arith), 100 * accuracy);
     }
+    std::string wrote;  // for the one line of an interrupted run
     if (!out.empty()) {
       models::save_adapter(out, adapters);
-      std::fprintf(stderr, "finetune: wrote adapter %s\n", out.c_str());
+      if (!loop.signal) std::fprintf(stderr, "finetune: wrote adapter %s\n", out.c_str());
+      wrote += "adapter " + out;
     }
     if (!merge_out.empty()) {
       adapters.merge_all();
       models::write_hf_llama(merge_out, model->to_checkpoint());
       adapters.unmerge_all();
-      std::fprintf(stderr, "finetune: wrote merged model %s\n", merge_out.c_str());
+      if (!loop.signal) std::fprintf(stderr, "finetune: wrote merged model %s\n", merge_out.c_str());
+      wrote += std::string(wrote.empty() ? "" : ", ") + "merged model " + merge_out;
     }
     nlohmann::json summary{{"adapter", nn::adapter_kind_name(ac.kind)},
                            {"rank", ac.rank},
@@ -123,11 +165,18 @@ int main(int argc, char** argv) {
                            {"ms_per_step", loop.mean_ms},
                            {"peak_tensor_mb", peak_mb}};
     if (accuracy >= 0) summary["accuracy"] = accuracy;
-    std::printf("%s\n", summary.dump().c_str());
+    if (loop.skipped) summary["skipped_updates"] = loop.skipped;
+    if (loop.signal) summary["interrupted"] = tools::signal_name(loop.signal);
     if (!summary_path.empty()) {
-      std::ofstream f(summary_path);
-      f << summary.dump(2) << "\n";
+      const std::string text = summary.dump(2) + "\n";
+      models::write_file_atomic(summary_path, std::vector<uint8_t>(text.begin(), text.end()));
     }
+    if (loop.signal) {
+      std::fprintf(stderr, "%s\n", loop.stop_line(wrote).c_str());
+      return stop_code;
+    }
+    std::printf("%s\n", summary.dump().c_str());
+    if (std::fflush(stdout) != 0) throw FormatError("cannot write the summary to stdout");
     return 0;
   }));
 }

@@ -431,6 +431,11 @@ int main(int argc, char** argv) {
       if (check) throw FormatError("--dump-grads and --check-preconditioner exclude each other");
       tools::check_writable(dump_path, "--dump-grads");
     }
+    {  // no output may overwrite an input
+      auto inputs = data.inputs();
+      inputs.insert(inputs.end(), {{model_path, "--model"}, {o.adapter_in, "--adapter-in"}});
+      tools::check_outputs(inputs, {{dump_path, "--dump-grads"}, {o.metrics, "--metrics"}});
+    }
     const models::Checkpoint ck = models::read_checkpoint(model_path);
     auto model = models::LlamaModel::from_checkpoint(ck, o.device);
     model->params().set_trainable(false);  // the base stays frozen

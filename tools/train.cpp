@@ -1,6 +1,7 @@
 // tools/train.cpp — pretrain a Llama-style model from scratch on a text file (or the
 // embedded arithmetic language), with a held-out validation split, periodic validation
 // loss and samples, JSONL metrics, atomic training checkpoints and bit-exact resume.
+// Interrupted (Ctrl-C, SIGTERM), it saves its checkpoint and --out and exits 128 + signal.
 #include <cstdio>
 
 #include "engine/backend.h"
@@ -9,6 +10,7 @@
 #include "models/text/tokenizer.h"
 #include "models/train/trainer.h"
 #include "nn/dist/dist.h"
+#include "models/io/file_io.h"
 #include "tools/common/cli.h"
 #include "tools/common/train_flags.h"
 
@@ -28,11 +30,11 @@ int main(int argc, char** argv) {
   cfg.seq_len = 128;
   std::string out;
   data.add(app, /*allow_text=*/false);
-  app.add_option("--dim", cfg.dim, "model width")->capture_default_str();
-  app.add_option("--layers", cfg.n_layers, "transformer blocks")->capture_default_str();
-  app.add_option("--heads", cfg.n_heads, "attention heads")->capture_default_str();
-  app.add_option("--kv-heads", cfg.n_kv_heads, "key/value heads (0: same as --heads)")->capture_default_str();
-  app.add_option("--hidden", cfg.hidden_dim, "SwiGLU width (0: 8·dim/3 rounded up to 8)")->capture_default_str();
+  app.add_option("--dim", cfg.dim, "model width")->capture_default_str()->check(tools::int_range(1, 65536));
+  app.add_option("--layers", cfg.n_layers, "transformer blocks")->capture_default_str()->check(tools::int_range(1, 1024));
+  app.add_option("--heads", cfg.n_heads, "attention heads")->capture_default_str()->check(tools::int_range(1, 1024));
+  app.add_option("--kv-heads", cfg.n_kv_heads, "key/value heads (0: same as --heads)")->capture_default_str()->check(tools::int_range(0, 1024));
+  app.add_option("--hidden", cfg.hidden_dim, "SwiGLU width (0: 8·dim/3 rounded up to 8)")->capture_default_str()->check(tools::int_range(0, 1 << 20));
   optf.lr = 1e-3;
   optf.warmup = 20;
   optf.min_lr_frac = 0.1;
@@ -40,8 +42,15 @@ int main(int argc, char** argv) {
   run.add(app);
   app.add_option("--out", out, "write the final model here (HF Llama safetensors)");
   return nn::finish(tools::run_tool(app, argc, argv, [&] {
+    data.validate();
+    run.validate();
     nn::Communicator& comm = nn::world();  // under mpirun: data parallel, rank 0 reports
     run.apply();
+    if (comm.lead()) {
+      auto inputs = data.inputs();
+      if (!models::same_file(run.resume, run.checkpoint)) inputs.emplace_back(run.resume, "--resume");
+      tools::check_outputs(inputs, {{out, "--out"}, {run.metrics, "--metrics"}, {run.checkpoint, "--checkpoint"}});
+    }
     auto tok = models::load_tokenizer(data.tokenizer, 0);
     cfg.vocab_size = tok->vocab_size();
     cfg.seq_len = data.seq;
@@ -49,7 +58,6 @@ int main(int argc, char** argv) {
     if (cfg.hidden_dim == 0) cfg.hidden_dim = (8 * cfg.dim / 3 + 7) / 8 * 8;
     cfg.tied_embeddings = false;
     cfg.validate("flags");
-    if (comm.lead()) tools::check_writable(out, "--out");
     models::TokenDataset ds = data.load(*tok, cfg.seq_len, run.seed);
     models::LlamaModel model(cfg, run.seed, run.device());
     model.params().set_trainable(true);
@@ -62,11 +70,17 @@ int main(int argc, char** argv) {
     to.accum = optf.accum;
     to.data_seed = run.seed;
     to.comm = &comm;
-    models::Trainer trainer(model, model.params(), optf.config(run.steps), ds, to);
+    to.skip_nonfinite = run.skip_nonfinite;
+    const nn::OptimConfig oc = optf.config(run.steps);
+    models::Trainer trainer(model, model.params(), oc, ds, to);
     if (comm.lead() && comm.size() > 1)
       std::fprintf(stderr, "train: data parallel over %d processes (%s), %lld sequences per rank per micro-batch\n",
                    comm.size(), comm.name().c_str(), static_cast<long long>(data.batch / comm.size()));
     tools::TrainLoop loop(trainer, model.params(), run, "train");
+    loop.describe["model"] = cfg.str() + " seed=" + std::to_string(run.seed);
+    loop.describe["optimizer"] = tools::describe(oc);
+    loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) + " accum=" +
+                            std::to_string(optf.accum);
     loop.sample = [&](int64_t step) {
       models::GenerateOptions go;
       go.steps = run.sample_tokens;
@@ -77,9 +91,14 @@ int main(int argc, char** argv) {
       return "sample @" + std::to_string(step) + ": " + text;
     };
     loop.run();
+    if (loop.exit_code) return loop.exit_code;  // a non-finite loss/gradient: its line is printed
     if (!out.empty() && comm.lead()) {
       models::write_hf_llama(out, model.to_checkpoint());
-      std::fprintf(stderr, "train: wrote %s\n", out.c_str());
+      if (!loop.signal) std::fprintf(stderr, "train: wrote %s\n", out.c_str());
+    }
+    if (loop.signal) {
+      if (comm.lead()) std::fprintf(stderr, "%s\n", loop.stop_line(out.empty() ? "" : "model " + out).c_str());
+      return 128 + loop.signal;
     }
     return 0;
   }));

@@ -110,7 +110,25 @@ AdapterFile read_adapter_file(const std::string& path) {
   if (r < 1 || r > (1 << 20)) throw FormatError(path + ": r = " + std::to_string(r) + " is out of range");
   cfg.rank = static_cast<int>(r);
   cfg.alpha = parse_double(meta_at(st, "lora_alpha", path), "lora_alpha", path);
-  const long long n = parse_int(meta_at(st, "chain_length", path), "chain_length", path);
+  if (std::fabs(cfg.alpha) > 1e6) throw FormatError(path + ": lora_alpha " + fmt_double(cfg.alpha) + " is out of range [-1e6, 1e6]");
+  // chain_length may be absent: LoRA has no mixer, MoSLoRA one (lora_AB); LinChain's is the
+  // number of lora_mixer.{j} tensors of a module.
+  long long n = 0;
+  if (st.metadata.count("chain_length")) {
+    n = parse_int(meta_at(st, "chain_length", path), "chain_length", path);
+  } else if (cfg.kind == nn::AdapterKind::MoSLoRA) {
+    n = 1;
+  } else if (cfg.kind == nn::AdapterKind::LinChain) {
+    const std::string suf = ".lora_A.weight";
+    for (const std::string& name : st.names)
+      if (name.rfind(kPeftPrefix, 0) == 0 && name.size() > suf.size() + std::string(kPeftPrefix).size() &&
+          name.compare(name.size() - suf.size(), suf.size(), suf) == 0) {
+        const std::string m = name.substr(std::string(kPeftPrefix).size(),
+                                          name.size() - suf.size() - std::string(kPeftPrefix).size());
+        while (n < 64 && st.tensors.count(peft_mixer(m, cfg.kind, static_cast<int>(n)))) ++n;
+        break;
+      }
+  }
   const long long expect_n = cfg.kind == nn::AdapterKind::LoRA ? 0 : cfg.kind == nn::AdapterKind::MoSLoRA ? 1 : -1;
   if ((expect_n >= 0 && n != expect_n) || n < 0 || n > 64)
     throw FormatError(path + ": chain_length " + std::to_string(n) + " does not fit peft_type " + type);
@@ -149,6 +167,12 @@ AdapterFile read_adapter_file(const std::string& path) {
     const auto it = st.tensors.find(name);
     if (it == st.tensors.end()) throw FormatError(path + ": missing tensor '" + name + "'");
     if (it->second.rank() != 2) throw FormatError(path + ": tensor '" + name + "' is " + it->second.desc() + ", not 2-d");
+    if (it->second.dtype() == DType::F32 || it->second.dtype() == DType::F64) {
+      const Tensor f = it->second.to(DType::F64);
+      for (int64_t i = 0; i < f.numel(); ++i)
+        if (!std::isfinite(f.data<double>()[i]))
+          throw FormatError(path + ": tensor '" + name + "' holds a non-finite value at element " + std::to_string(i));
+    }
     used.insert(name);
     return it->second;
   };

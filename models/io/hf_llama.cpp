@@ -12,12 +12,12 @@ namespace cg::models {
 
 namespace {
 
+constexpr uint64_t kMaxConfigBytes = 16u << 20;  // a config.json is a few KB
+
 nlohmann::json parse_json(const std::string& text, const std::string& what) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& ex) {
-    throw FormatError(what + ": bad JSON: " + ex.what());
-  }
+  if (text.size() > kMaxConfigBytes)
+    throw FormatError(what + ": " + std::to_string(text.size()) + " bytes is too large for a model config");
+  return parse_json_limited(text, what, /*unique_keys=*/true);
 }
 
 LlamaConfig config_for(const SafeTensors& st, const std::string& path) {
@@ -26,7 +26,7 @@ LlamaConfig config_for(const SafeTensors& st, const std::string& path) {
   const std::filesystem::path side = std::filesystem::path(path).parent_path() / "config.json";
   std::error_code ec;
   if (std::filesystem::is_regular_file(side, ec)) {
-    const std::vector<uint8_t> bytes = read_file_bytes(side.string());
+    const std::vector<uint8_t> bytes = read_file_bytes(side.string(), kMaxConfigBytes);
     return LlamaConfig::from_hf_json(parse_json(std::string(bytes.begin(), bytes.end()), side.string()),
                                      side.string());
   }

@@ -55,14 +55,14 @@ Entry parse_entry(const std::string& name, const nlohmann::json& v, uint64_t dat
                       std::to_string(kMaxRank) + ")");
   uint64_t numel = 1;
   for (const auto& d : *sh) {
-    if (!d.is_number_unsigned()) throw FormatError(where + ": shape " + sh->dump() + " holds a non-natural number");
+    if (!d.is_number_unsigned()) throw FormatError(where + ": shape holds a non-natural number");
     const uint64_t n = d.get<uint64_t>();
-    if (n > kMaxDimSize) throw FormatError(where + ": shape " + sh->dump() + " has an absurd dimension");
-    if (__builtin_mul_overflow(numel, n, &numel)) throw FormatError(where + ": shape " + sh->dump() + " overflows");
+    if (n > kMaxDimSize) throw FormatError(where + ": shape has an absurd dimension " + std::to_string(n));
+    if (__builtin_mul_overflow(numel, n, &numel)) throw FormatError(where + ": shape overflows");
     e.shape.push(static_cast<int64_t>(n));
   }
   if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned())
-    throw FormatError(where + ": data_offsets " + off->dump() + " is not [begin, end]");
+    throw FormatError(where + ": data_offsets is not [begin, end] (two natural numbers)");
   e.begin = (*off)[0].get<uint64_t>();
   e.end = (*off)[1].get<uint64_t>();
   if (e.begin > e.end || e.end > data_size)
@@ -107,12 +107,8 @@ SafeTensors parse_with(uint64_t total, const ReadAt& read_at, const std::string&
                       std::to_string(kMaxSafetensorsHeader) + "-byte limit");
   std::string text(static_cast<size_t>(n), '\0');
   if (n) read_at(8, text.data(), text.size());
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& ex) {
-    throw FormatError(what + ": bad JSON header: " + ex.what());
-  }
+  // Depth-limited, and a tensor name given twice is an error (nlohmann would keep the last).
+  const nlohmann::json header = parse_json_limited(text, what + ": header", /*unique_keys=*/true);
   if (!header.is_object()) throw FormatError(what + ": JSON header is not an object");
   const uint64_t data_start = 8 + n;
   const uint64_t data_size = total - data_start;
@@ -133,10 +129,20 @@ SafeTensors parse_with(uint64_t total, const ReadAt& read_at, const std::string&
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
   });
-  for (size_t i = 1; i < entries.size(); ++i)
-    if (entries[i].begin < entries[i - 1].end)
+  // The data section is indexed entirely: no overlap, no hole, nothing after the last tensor.
+  uint64_t covered = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (i > 0 && entries[i].begin < entries[i - 1].end)
       throw FormatError(what + ": tensors '" + entries[i - 1].name + "' and '" + entries[i].name +
                         "' overlap in the data section");
+    if (entries[i].begin > covered)
+      throw FormatError(what + ": bytes [" + std::to_string(covered) + ", " + std::to_string(entries[i].begin) +
+                        ") of the data section belong to no tensor (a hole before '" + entries[i].name + "')");
+    covered = std::max(covered, entries[i].end);
+  }
+  if (covered != data_size)
+    throw FormatError(what + ": the last " + std::to_string(data_size - covered) +
+                      " bytes of the data section belong to no tensor");
   // Everything is validated: total allocation is now bounded by the file size (×2 for F16/BF16).
   for (const Entry& e : entries) {
     st.names.push_back(e.name);

@@ -1,15 +1,14 @@
 // models/io/train_state.cpp — saving and restoring training checkpoints; the durable writer.
 #include "models/io/train_state.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <bit>
+#include <cmath>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <set>
 
+#include "models/io/file_io.h"
 #include "models/io/safetensors.h"
 
 namespace cg::models {
@@ -17,13 +16,7 @@ namespace {
 
 constexpr const char* kFormat = "chaingrad.train_state";
 constexpr const char* kVersion = "1";
-int64_t g_crash_after = -1;
-
-std::string dir_of(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
+constexpr uint64_t kMaxStep = uint64_t{1} << 53;  // far beyond any run; keeps step arithmetic exact
 
 // A view of parameter p's slice of a flat optimizer buffer laid out like the store's flat
 // buffer (which starts at element 0 of its storage, so p.offset() is p's place in it).
@@ -45,55 +38,7 @@ uint64_t parse_u64(const std::map<std::string, std::string>& meta, const std::st
 
 }  // namespace
 
-namespace testing {
-void crash_during_next_write(int64_t bytes) { g_crash_after = bytes; }
-}  // namespace testing
-
-void write_file_durable(const std::string& path, const std::vector<uint8_t>& bytes) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw FormatError(tmp + ": cannot create: " + std::strerror(errno));
-  auto fail = [&](const std::string& what) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw FormatError(tmp + ": " + what + ": " + std::strerror(err));
-  };
-  size_t todo = bytes.size();
-  const int64_t crash = g_crash_after;
-  g_crash_after = -1;
-  if (crash >= 0 && static_cast<uint64_t>(crash) < todo) todo = static_cast<size_t>(crash);
-  size_t done = 0;
-  while (done < todo) {
-    const ssize_t w = ::write(fd, bytes.data() + done, todo - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail("write failed");
-    }
-    done += static_cast<size_t>(w);
-  }
-  if (crash >= 0) {  // the simulated crash: the bytes so far reach the disk, then the process dies
-    ::fsync(fd);
-    std::_Exit(testing::kCrashExitCode);
-  }
-  if (::fsync(fd) != 0) fail("fsync failed");
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw FormatError(tmp + ": close failed: " + std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw FormatError(path + ": cannot rename " + tmp + " onto it: " + std::strerror(err));
-  }
-  // Make the rename itself durable.
-  const int dfd = ::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
+void write_file_durable(const std::string& path, const std::vector<uint8_t>& bytes) { write_file_atomic(path, bytes); }
 
 void save_train_state(const std::string& path, const nn::ParamStore& params, nn::Optimizer& opt,
                       const TrainState& state) {
@@ -116,7 +61,8 @@ void save_train_state(const std::string& path, const nn::ParamStore& params, nn:
   };
   for (int i = 0; i < 4; ++i) meta["rng.s" + std::to_string(i)] = std::to_string(state.rng.s[i]);
   for (const auto& [k, v] : state.meta) meta["user." + k] = v;
-  write_file_durable(path, serialize_safetensors(tensors, meta));
+  write_file_atomic(path, serialize_safetensors(tensors, meta));
+  remove_stale_temps(path);  // left by a process killed mid-save
 }
 
 TrainState load_train_state(const std::string& path, nn::ParamStore& params, nn::Optimizer& opt) {
@@ -150,9 +96,28 @@ TrainState load_train_state(const std::string& path, nn::ParamStore& params, nn:
   }
   for (const std::string& name : st.names)
     if (!expected.count(name)) throw FormatError(path + ": unexpected tensor '" + name + "'");
+  // Values: finite parameters and moments, non-negative second moments.
+  auto finite = [&](const std::string& name, bool non_negative) {
+    const Tensor& t = st.tensors.at(name);
+    auto scan = [&](const auto* x) {
+      for (int64_t i = 0; i < t.numel(); ++i)
+        if (!std::isfinite(x[i]) || (non_negative && x[i] < 0))
+          throw FormatError(path + ": tensor '" + name + "' holds " + (std::isfinite(x[i]) ? "a negative" : "a non-finite") +
+                            " value at element " + std::to_string(i));
+    };
+    if (t.dtype() == DType::F32) scan(t.data<float>());
+    else if (t.dtype() == DType::F64) scan(t.data<double>());
+  };
+  for (const auto& [name, p] : params.params()) {
+    finite(name, false);
+    if (opt.m().defined()) finite("optim.m." + name, false);
+    if (opt.v().defined()) finite("optim.v." + name, true);
+  }
   TrainState state;
   const uint64_t step = parse_u64(st.metadata, "step", path);
   const uint64_t pos = parse_u64(st.metadata, "data_position", path);
+  if (step > kMaxStep) throw FormatError(path + ": step " + std::to_string(step) + " is out of range");
+  if (pos > kMaxStep) throw FormatError(path + ": data_position " + std::to_string(pos) + " is out of range");
   for (int i = 0; i < 4; ++i) state.rng.s[i] = parse_u64(st.metadata, "rng.s" + std::to_string(i), path);
   state.rng.has_spare = parse_u64(st.metadata, "rng.has_spare", path) != 0;
   state.rng.spare = std::bit_cast<double>(parse_u64(st.metadata, "rng.spare_bits", path));

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine/rng.h"
+#include "models/io/file_io.h"
 #include "nn/optim.h"
 #include "nn/params.h"
 
@@ -39,17 +40,12 @@ void save_train_state(const std::string& path, const nn::ParamStore& params, nn:
 // Restores `params` and `opt` (moments and step count) bit-exactly and returns the rest.
 // The file must match: same group, the same parameter names and shapes, the same optimizer
 // kind. Everything is checked before anything is changed; a mismatch or a damaged file
-// gives a FormatError naming the path and what is wrong.
+// gives a FormatError naming the path and what is wrong; so do a step or data position beyond
+// 2^53 and a non-finite parameter or moment or a negative second moment.
 TrainState load_train_state(const std::string& path, nn::ParamStore& params, nn::Optimizer& opt);
 
-// Writes bytes to path durably and atomically (path.tmp, fsync, rename, fsync the directory).
+// Writes bytes to path durably and atomically (models/io/file_io.h's write_file_atomic; the
+// test hook testing::crash_during_next_write lives there too).
 void write_file_durable(const std::string& path, const std::vector<uint8_t>& bytes);
-
-namespace testing {
-// Test hook: the next write_file_durable writes only `bytes` bytes of its temp file and then
-// ends the process with std::_Exit(kCrashExitCode), as a crash mid-save would. < 0: off.
-constexpr int kCrashExitCode = 86;
-void crash_during_next_write(int64_t bytes);
-}  // namespace testing
 
 }  // namespace cg::models

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "engine/error.h"
 #include "engine/rng.h"
 
 namespace cg::models {
@@ -31,7 +32,28 @@ std::pair<std::string, std::string> problem(ArithOp op, Rng& rng, int max_operan
 }
 }  // namespace
 
+bool arith_has_held_out(ArithOp op, int max_operand) {
+  const int64_t m = std::min(max_operand, 40);  // if a pair exists at all, one exists below 40
+  for (int64_t a = 0; a <= m; ++a)
+    for (int64_t b = 0; b <= (op == ArithOp::Sub ? a : m); ++b)
+      if (held_out(a, b)) return true;
+  return false;
+}
+
+void check_arith_settings(ArithOp op, int max_operand, bool need_held_out) {
+  if (max_operand < 1 || max_operand > 1000000000)
+    throw FormatError("--arith-max must be in [1, 1000000000], got " + std::to_string(max_operand));
+  if (need_held_out && !arith_has_held_out(op, max_operand)) {
+    int least = max_operand;
+    while (!arith_has_held_out(op, least)) ++least;
+    throw FormatError("--arith-max " + std::to_string(max_operand) +
+                      " leaves no held-out operand pair to evaluate on (the least --arith-max with one is " +
+                      std::to_string(least) + ")");
+  }
+}
+
 std::string arith_corpus(ArithOp op, int64_t lines, int max_operand, uint64_t seed) {
+  check_arith_settings(op, max_operand, false);
   Rng rng(seed);
   std::string s;
   for (int64_t i = 0; i < lines; ++i) {
@@ -42,6 +64,7 @@ std::string arith_corpus(ArithOp op, int64_t lines, int max_operand, uint64_t se
 }
 
 std::vector<std::pair<std::string, std::string>> arith_eval_set(ArithOp op, int64_t n, int max_operand, uint64_t seed) {
+  check_arith_settings(op, max_operand, n > 0);
   Rng rng(seed ^ 0x5EEDF00Dull);
   std::vector<std::pair<std::string, std::string>> out;
   for (int64_t i = 0; i < n; ++i) out.push_back(problem(op, rng, max_operand, true));

@@ -15,6 +15,10 @@ namespace cg::models {
 
 enum class ArithOp { Add, Sub };
 
+// FormatError unless max_operand is in [1, 10⁹] and, with need_held_out, some operand pair
+// in range is held out (--arith-max 2 has none, so an eval set could never be drawn).
+void check_arith_settings(ArithOp op, int max_operand, bool need_held_out);
+bool arith_has_held_out(ArithOp op, int max_operand);
 // `lines` random problems with operands in [0, max_operand], seeded.
 std::string arith_corpus(ArithOp op, int64_t lines, int max_operand, uint64_t seed);
 // Held-out (prompt, answer) pairs, e.g. ("85-47=", "830"): operand pairs that no corpus

@@ -58,8 +58,8 @@ BpeTokenizer BpeTokenizer::parse(const uint8_t* data, size_t size, int expected_
   if (size < 4) throw FormatError(what + ": " + std::to_string(size) + " bytes is too short for a tokenizer file");
   const int32_t max_len = read_i32(0);
   if (max_len < 1 || max_len > kMaxPieceLength)
-    throw FormatError(what + ": max_token_length " + std::to_string(max_len) + " is out of range [1, " +
-                      std::to_string(kMaxPieceLength) + "]");
+    throw FormatError(what + ": not a llama2.c tokenizer (its first 4 bytes, max_token_length " + std::to_string(max_len) +
+                      ", are outside [1, " + std::to_string(kMaxPieceLength) + "])");
   std::vector<std::string> pieces;
   std::vector<float> scores;
   size_t pos = 4;

@@ -55,13 +55,11 @@ TextScore score_text(LlamaModel& model, const Tokenizer& tokenizer, const std::s
 }
 
 std::vector<TaskItem> parse_task(const std::string& json_text, const std::string& what) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(what + ": not valid JSON (" + e.what() + ")");
-  }
+  const nlohmann::json j = parse_json_limited(json_text, what);
   if (!j.is_array()) throw FormatError(what + ": expected a JSON list of {instruction, input, output, answer}");
+  if (j.size() > kMaxTaskItems)
+    throw FormatError(what + ": " + std::to_string(j.size()) + " items is more than the limit of " +
+                      std::to_string(kMaxTaskItems));
   std::vector<TaskItem> items;
   for (size_t i = 0; i < j.size(); ++i) {
     const auto& o = j[i];
@@ -89,21 +87,24 @@ std::vector<TaskItem> parse_task(const std::string& json_text, const std::string
     while (true) {
       const size_t b = line.find('/', a);
       const std::string c = trim(line.substr(a, b == std::string::npos ? std::string::npos : b - a));
-      if (c.empty()) throw FormatError(at + ": empty choice in \"Answer format: " + line + "\"");
+      if (c.empty()) throw FormatError(at + ": empty choice in \"Answer format:\"");
       t.choices.push_back(c);
+      if (t.choices.size() > kMaxTaskChoices)
+        throw FormatError(at + ": more than " + std::to_string(kMaxTaskChoices) + " choices in \"Answer format:\"");
       if (b == std::string::npos) break;
       a = b + 1;
     }
-    if (t.choices.size() < 2) throw FormatError(at + ": \"Answer format: " + line + "\" lists fewer than 2 choices");
+    if (t.choices.size() < 2) throw FormatError(at + ": \"Answer format:\" lists fewer than 2 choices");
     if (std::find(t.choices.begin(), t.choices.end(), t.answer) == t.choices.end())
-      throw FormatError(at + ": answer \"" + t.answer + "\" is not one of \"" + line + "\"");
+      throw FormatError(at + ": answer \"" + (t.answer.size() > 80 ? t.answer.substr(0, 80) + "…" : t.answer) +
+                        "\" is not one of its " + std::to_string(t.choices.size()) + " choices");
     items.push_back(std::move(t));
   }
   return items;
 }
 
 std::vector<TaskItem> read_task(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  const std::vector<uint8_t> bytes = read_file_bytes(path, kMaxTaskBytes);
   return parse_task(std::string(bytes.begin(), bytes.end()), path);
 }
 

@@ -33,7 +33,12 @@ struct TaskItem {
 };
 // Parses a JSON list of items; malformed JSON, a missing field, an item without an
 // "Answer format:" line or whose answer is not one of its choices → FormatError naming
-// the item. `what` names the source in messages.
+// the item. `what` names the source in messages. Limits (the LLM-Adapters sets have ≤ 5
+// choices and ≤ 170k items): JSON depth kMaxJsonDepth, kMaxTaskBytes, kMaxTaskItems items,
+// kMaxTaskChoices choices per item.
+constexpr uint64_t kMaxTaskBytes = 512u << 20;
+constexpr size_t kMaxTaskItems = 1000000;
+constexpr size_t kMaxTaskChoices = 64;
 std::vector<TaskItem> parse_task(const std::string& json_text, const std::string& what);
 std::vector<TaskItem> read_task(const std::string& path);
 

@@ -2,6 +2,7 @@
 #include "models/train/trainer.h"
 
 #include <chrono>
+#include <cmath>
 #include <string>
 
 #include "engine/backend.h"
@@ -25,7 +26,7 @@ Trainer::Trainer(LlamaModel& model, nn::ParamStore& trainable, const nn::OptimCo
                       std::to_string(n) + " processes (give --batch a multiple of " + std::to_string(n) + ")");
 }
 
-StepStats Trainer::step() {
+StepStats Trainer::step(bool want_stop) {
   const auto t0 = std::chrono::steady_clock::now();
   store_.zero_grad();
   const int64_t ranks = comm_->size(), shard = options_.batch / ranks;
@@ -41,20 +42,34 @@ StepStats Trainer::step() {
     backward(scale == 1.0 ? loss : ops::mul_scalar(loss, scale));
   }
   double comm_ms = 0;
+  StepStats s;
+  s.stop = want_stop;
   if (ranks > 1) {
     backend_for(model_.device()).synchronize();
     const auto c0 = std::chrono::steady_clock::now();
-    double extra[1] = {loss_sum};
+    double extra[2] = {loss_sum, want_stop ? 1.0 : 0.0};
     comm_->allreduce_sum(store_.flat_grad(), extra);  // the one collective of the step
     loss_sum = extra[0] / static_cast<double>(ranks);
+    s.stop = extra[1] > 0;
     comm_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
   }
-  const nn::Optimizer::StepInfo info = opt_.step();  // clips the reduced (global) gradient
+  s.loss = loss_sum / static_cast<double>(options_.accum);
+  nn::Optimizer::StepInfo info;
+  if (std::isfinite(s.loss)) {
+    info = opt_.step();  // clips the reduced (global) gradient; refuses a non-finite one
+    if (!info.finite) s.nonfinite = "gradient norm";
+  } else {
+    info.lr = opt_.lr_at(opt_.step_count());
+    info.grad_norm = std::nan("");
+    s.nonfinite = "loss";
+  }
+  if (s.nonfinite && options_.skip_nonfinite) {
+    opt_.skip();
+    s.skipped = true;
+  }
   backend_for(model_.device()).synchronize();
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  StepStats s;
-  s.step = opt_.step_count();
-  s.loss = loss_sum / static_cast<double>(options_.accum);
+  s.step = opt_.step_count() + (s.nonfinite && !s.skipped ? 1 : 0);
   s.lr = info.lr;
   s.grad_norm = info.grad_norm;
   s.ms = ms;

@@ -1,6 +1,7 @@
 // models/train/trainer.h — the training loop shared by the tools (train, finetune, gradflow):
 // one optimizer step over `accum` micro-batches of a TokenDataset, validation loss, and
-// the timing of each step. What is trained is whatever ParamStore is given: the model's
+// the timing of each step, non-finite losses and gradients caught before they reach the
+// parameters. What is trained is whatever ParamStore is given: the model's
 // base store for pretraining, an adapter store for fine-tuning (the base stays frozen).
 //
 // Data parallel (TrainOptions::comm with N ranks): `batch` stays the global micro-batch
@@ -27,6 +28,10 @@ struct TrainOptions {
   int64_t accum = 1;   // micro-batches per optimizer step
   uint64_t data_seed = 0;
   nn::Communicator* comm = nullptr;  // the data-parallel group; null: this process alone
+  // A non-finite loss or gradient norm: false → the update is not taken and the step is
+  // reported (StepStats::nonfinite) for the caller to stop; true → it is skipped and
+  // counted as taken (Optimizer::skip), StepStats::skipped.
+  bool skip_nonfinite = false;
 };
 
 struct StepStats {
@@ -37,13 +42,18 @@ struct StepStats {
   double ms = 0;        // wall time of the step
   double comm_ms = 0;   // of which in the all-reduce (waiting for the slowest rank included); 0 alone
   double tok_s = 0;     // tokens of the global batch per second
+  bool stop = false;    // some rank asked to stop (step(want_stop)): all ranks see the same
+  const char* nonfinite = nullptr;  // "loss" or "gradient norm" when one was NaN/inf, else null
+  bool skipped = false;             // with skip_nonfinite: that update was skipped
 };
 
 class Trainer {
  public:
   Trainer(LlamaModel& model, nn::ParamStore& trainable, const nn::OptimConfig& opt, const TokenDataset& data,
           const TrainOptions& options);
-  StepStats step();
+  // One optimizer step. want_stop (e.g. a signal arrived) travels in the step's one
+  // all-reduce, so every rank learns in the same step that one of them wants to stop.
+  StepStats step(bool want_stop = false);
   // Mean loss over up to max_batches validation batches (no tape); needs has_val().
   bool has_val() const { return data_.val_windows() > 0; }
   double val_loss(int64_t max_batches) const;
@@ -51,6 +61,7 @@ class Trainer {
   nn::Optimizer& optimizer() { return opt_; }
   int64_t data_position() const { return position_; }  // training samples consumed
   void set_data_position(int64_t p) { position_ = p; }
+  int64_t samples_per_step() const { return options_.batch * options_.accum; }  // data positions per step
   int64_t tokens_per_step() const { return options_.batch * options_.accum * data_.seq_len(); }  // all ranks
   nn::Communicator& comm() { return *comm_; }
 

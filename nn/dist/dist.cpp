@@ -103,7 +103,10 @@ Communicator& world() {
 int finish(int code) {
   auto& w = world_slot();
   if (!w) return code;
-  if (code != 0 && w->size() > 1) w->abort(code, "");
+  // 3 (non-finite loss/gradient) and 128 + SIGINT/SIGTERM are reached by all ranks together
+  // (the stop travels in the step's all-reduce): a normal MPI_Finalize, then that code.
+  const bool together = code == 3 || code == 130 || code == 143;
+  if (code != 0 && !together && w->size() > 1) w->abort(code, "");
   w.reset();  // MPI_Finalize for the MPI communicator
   return code;
 }

@@ -54,7 +54,8 @@ int launcher_size();
 
 // The end of a tool's main: `return nn::finish(run_tool(...))`. Status 0: MPI_Finalize (when
 // MPI was started). Non-zero with several ranks: aborts the job, so ranks still waiting in
-// a collective end too instead of hanging. Returns `code`.
+// a collective end too instead of hanging — except 3, 130 and 143 (a non-finite step, SIGINT,
+// SIGTERM), which every rank reaches together and which end with MPI_Finalize. Returns `code`.
 int finish(int code);
 
 }  // namespace cg::nn

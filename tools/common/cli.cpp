@@ -1,19 +1,114 @@
-// tools/common/cli.cpp — run_tool: one error line and a clear exit code.
+// tools/common/cli.cpp — run_tool: one error line and a clear exit code; the range checks
+// and the unknown-flag suggestion.
 #include "tools/common/cli.h"
 
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "engine/error.h"
 
 namespace cg::tools {
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "unknown flag --modle; did you mean --model?" for the first --flag the app lacks, or "".
+std::string unknown_flag(CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") break;
+    if (a.size() < 3 || a.compare(0, 2, "--") != 0) continue;
+    a = a.substr(0, a.find('='));
+    if (app.get_option_no_throw(a)) continue;
+    std::string best;
+    size_t best_d = SIZE_MAX;
+    for (const CLI::Option* o : app.get_options())
+      for (const std::string& n : o->get_lnames()) {
+        const size_t d = edit_distance(a.substr(2), n);
+        if (d < best_d) best_d = d, best = "--" + n;
+      }
+    std::string msg = "unknown flag " + (a.size() > 60 ? a.substr(0, 60) + "…" : a);
+    if (!best.empty() && best_d <= std::max<size_t>(2, (a.size() - 2) / 3)) msg += "; did you mean " + best + "?";
+    return msg + " (see --help)";
+  }
+  return "";
+}
+
+std::string shown(const std::string& s) { return s.size() > 40 ? s.substr(0, 40) + "…" : s; }
+
+}  // namespace
+
+CLI::Validator int_range(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& s) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const long long v = std::strtoll(s.c_str(), &end, 10);
+        if (s.empty() || *end != '\0') {
+          // 1e6 and the like: an integer written as a real
+          const double d = std::strtod(s.c_str(), &end);
+          if (s.empty() || *end != '\0' || !std::isfinite(d) || d != std::floor(d))
+            return "must be an integer, got '" + shown(s) + "'";
+          if (d < static_cast<double>(lo)) return "must be ≥ " + std::to_string(lo) + ", got " + shown(s);
+          if (d > static_cast<double>(hi)) return "must be ≤ " + std::to_string(hi) + ", got " + shown(s);
+          s = std::to_string(static_cast<long long>(d));
+          return "";
+        }
+        if (errno == ERANGE || v > hi) return "must be ≤ " + std::to_string(hi) + ", got " + shown(s);
+        if (v < lo) return "must be ≥ " + std::to_string(lo) + ", got " + shown(s);
+        return "";
+      },
+      "", "int_range");
+}
+
+CLI::Validator real_range(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        if (s.empty() || *end != '\0') return "must be a number, got '" + shown(s) + "'";
+        if (!std::isfinite(v)) return "must be a finite number, got " + shown(s);
+        char b[32];
+        if (v < lo) return std::snprintf(b, sizeof b, "%g", lo), "must be ≥ " + std::string(b) + ", got " + shown(s);
+        if (v > hi) return std::snprintf(b, sizeof b, "%g", hi), "must be ≤ " + std::string(b) + ", got " + shown(s);
+        return "";
+      },
+      "", "real_range");
+}
 
 int run_tool(CLI::App& app, int argc, char** argv, const std::function<int()>& body) {
+  if (const std::string u = unknown_flag(app, argc, argv); !u.empty()) {
+    std::fprintf(stderr, "%s: %s\n", app.get_name().c_str(), u.c_str());
+    return kExitUsage;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::ValidationError& e) {
+    // CLI11 says "--rank: must be ≥ 1, got 0"; drop the colon.
+    std::string m = e.what();
+    if (const size_t c = m.find(": "); c != std::string::npos && m.compare(0, 2, "--") == 0 && m.find(' ') > c)
+      m.erase(c, 1);
+    std::fprintf(stderr, "%s: %s\n", app.get_name().c_str(), m.c_str());
+    return kExitUsage;
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "%s: %s (see --help)\n", app.get_name().c_str(), e.what());
     return kExitUsage;
@@ -22,6 +117,10 @@ int run_tool(CLI::App& app, int argc, char** argv, const std::function<int()>& b
     return body();
   } catch (const cg::Error& e) {
     std::fprintf(stderr, "%s: %s\n", app.get_name().c_str(), e.what());
+    return kExitUsage;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "%s: out of memory (a size given on the command line or in a file is too large)\n",
+                 app.get_name().c_str());
     return kExitUsage;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: internal error: %s\n", app.get_name().c_str(), e.what());

@@ -5,8 +5,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "engine/error.h"
+#include "models/io/file_io.h"
 
 namespace cg::tools {
 
@@ -42,10 +45,25 @@ void Progress::finish() {
   bar_shown_ = false;
 }
 
-MetricsFile::MetricsFile(const std::string& path) {
+MetricsFile::MetricsFile(const std::string& path, int64_t resumed_at) : path_(path) {
   if (path.empty()) return;
-  f_ = std::fopen(path.c_str(), "w");
-  if (!f_) throw FormatError("cannot write metrics file '" + path + "': " + std::strerror(errno));
+  std::error_code ec;
+  if (resumed_at >= 0 && std::filesystem::is_regular_file(path, ec)) {
+    std::ifstream in(path);
+    std::string keep;
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      const nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (row.is_object() && row.contains("step") && row["step"].is_number_integer() &&
+          row["step"].get<int64_t>() <= resumed_at)
+        keep += line + "\n";
+    }
+    models::write_file_atomic(path, std::vector<uint8_t>(keep.begin(), keep.end()));
+    f_ = std::fopen(path.c_str(), "a");
+  } else {
+    f_ = std::fopen(path.c_str(), "w");
+  }
+  if (!f_) throw FormatError("--metrics " + path + ": cannot write: " + std::strerror(errno));
 }
 
 MetricsFile::~MetricsFile() {
@@ -55,8 +73,8 @@ MetricsFile::~MetricsFile() {
 void MetricsFile::write(const nlohmann::json& row) {
   if (!f_) return;
   const std::string s = row.dump() + "\n";
-  std::fwrite(s.data(), 1, s.size(), f_);
-  std::fflush(f_);
+  if (std::fwrite(s.data(), 1, s.size(), f_) != s.size() || std::fflush(f_) != 0)
+    throw FormatError("--metrics " + path_ + ": write failed: " + std::strerror(errno));
 }
 
 }  // namespace cg::tools

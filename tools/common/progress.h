@@ -24,10 +24,13 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
-// Appends JSON objects, one per line, to a file; no-op when path is empty.
+// Writes JSON objects, one per line, to a file; no-op when path is empty. resumed_at ≥ 0
+// (a resumed run): the rows of steps ≤ resumed_at already in the file are kept and the new
+// rows appended (rows of later steps, from a run killed after its last checkpoint, go).
+// Every write is checked: a failure (disk full) is a FormatError naming the file.
 class MetricsFile {
  public:
-  explicit MetricsFile(const std::string& path);
+  explicit MetricsFile(const std::string& path, int64_t resumed_at = -1);
   ~MetricsFile();
   MetricsFile(const MetricsFile&) = delete;
   MetricsFile& operator=(const MetricsFile&) = delete;
@@ -35,6 +38,7 @@ class MetricsFile {
 
  private:
   std::FILE* f_ = nullptr;
+  std::string path_;
 };
 
 }  // namespace cg::tools

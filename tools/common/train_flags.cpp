@@ -1,7 +1,13 @@
 // tools/common/train_flags.cpp — shared training flags and the training loop driver.
 #include "tools/common/train_flags.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -10,9 +16,19 @@
 #include "engine/error.h"
 #include "models/text/arith.h"
 #include "models/io/train_state.h"
+#include "models/io/file_io.h"
+#include "tools/common/cli.h"
+#include "tools/common/interrupt.h"
 #include "tools/common/progress.h"
 
 namespace cg::tools {
+namespace {
+std::string fmt(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+}  // namespace
 
 void DataFlags::add(CLI::App& app, bool allow_text) {
   auto* d = app.add_option("--data", data, "training text file (plain text)");
@@ -26,21 +42,39 @@ void DataFlags::add(CLI::App& app, bool allow_text) {
   app.add_option("--arith-lines", arith_lines, "lines of arithmetic to generate")->capture_default_str();
   app.add_option("--arith-max", arith_max, "largest arithmetic operand")->capture_default_str();
   app.add_option("--tokenizer", tokenizer, "tokenizer: a llama2.c tok*.bin, or 'byte'")->capture_default_str();
-  app.add_option("--seq", seq, "sequence length")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--batch", batch, "sequences per micro-batch (over all ranks under mpirun)")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--val-frac", val_frac, "fraction of the text held out for validation")->capture_default_str();
+  app.add_option("--seq", seq, "sequence length (with --text: the file's length)")->capture_default_str()->check(int_range(1, 1 << 20));
+  app.add_option("--batch", batch, "sequences per micro-batch (over all ranks under mpirun)")->capture_default_str()->check(int_range(1, 1 << 20));
+  app.add_option("--val-frac", val_frac, "fraction of the text held out for validation, in [0, 1)")->capture_default_str()->check(real_range(0, 0.999999));
 }
 
+void DataFlags::validate(bool held_out_eval) const {
+  if (!arith.empty())
+    models::check_arith_settings(arith == "add" ? models::ArithOp::Add : models::ArithOp::Sub, arith_max, held_out_eval);
+  if (arith_lines < 1 || arith_lines > (int64_t{1} << 32))
+    throw FormatError("--arith-lines must be in [1, 4294967296], got " + std::to_string(arith_lines));
+}
+
+std::vector<std::pair<std::string, const char*>> DataFlags::inputs() const {
+  return {{data, "--data"}, {text, "--text"}, {tokenizer == "byte" ? std::string() : tokenizer, "--tokenizer"}};
+}
+
+std::string DataFlags::describe() const { return loaded_; }
+
 models::TokenDataset DataFlags::load(const models::Tokenizer& tok, int64_t max_seq, uint64_t seed) {
-  if (seq > max_seq)
+  if (text.empty() && seq > max_seq)
     throw FormatError("--seq " + std::to_string(seq) + " exceeds the model's context of " + std::to_string(max_seq));
   std::vector<int32_t> ids;
   auto append = [&](const std::vector<int>& v) { ids.insert(ids.end(), v.begin(), v.end()); };
+  auto hash_of = [&] { return models::fnv1a64(ids.data(), ids.size() * sizeof(int32_t)); };
   if (!text.empty()) {
     append(tok.encode(models::read_text_file(text), true, false));
     if (ids.size() < 2) throw FormatError("--text " + text + ": fewer than two tokens");
-    if (static_cast<int64_t>(ids.size()) - 1 < seq) seq = static_cast<int64_t>(ids.size()) - 1;
-    ids.resize(static_cast<size_t>(seq + 1));  // one window: the file's first seq+1 tokens
+    const int64_t n = static_cast<int64_t>(ids.size()) - 1;
+    if (n > max_seq)
+      throw FormatError("--text " + text + ": " + std::to_string(n + 1) + " tokens do not fit the model's context of " +
+                        std::to_string(max_seq) + " (use --data to train on windows of it)");
+    seq = n;  // one window: the whole file
+    loaded_ = "text tokens=" + std::to_string(ids.size()) + " hash=" + std::to_string(hash_of());
     return models::TokenDataset(ids, 0.0, seq);
   }
   std::string corpus;
@@ -51,18 +85,25 @@ models::TokenDataset DataFlags::load(const models::Tokenizer& tok, int64_t max_s
   else
     throw FormatError("no training data: give --data FILE" + std::string(arith.empty() ? " or --arith add|sub" : ""));
   append(tok.encode(corpus, false, false));
+  loaded_ = std::string(arith.empty() ? "data" : "arith " + arith) + " tokens=" + std::to_string(ids.size()) +
+            " hash=" + std::to_string(hash_of()) + " seq=" + std::to_string(seq) + " val_frac=" + fmt(val_frac);
   return models::TokenDataset(ids, val_frac, seq);
 }
 
 void OptimFlags::add(CLI::App& app) {
   app.add_option("--optimizer", optimizer, "adamw or sgd")->capture_default_str()->check(CLI::IsMember({"adamw", "sgd"}));
-  app.add_option("--lr", lr, "peak learning rate")->capture_default_str();
-  app.add_option("--warmup", warmup, "linear warmup steps (0: none)")->capture_default_str();
-  app.add_option("--min-lr-frac", min_lr_frac, "cosine decay floor as a fraction of --lr")->capture_default_str();
-  app.add_option("--weight-decay", weight_decay, "decoupled weight decay (AdamW) / L2 (SGD)")->capture_default_str();
-  app.add_option("--clip", clip, "global gradient-norm clip (0: off)")->capture_default_str();
-  app.add_option("--momentum", momentum, "SGD momentum")->capture_default_str();
-  app.add_option("--accum", accum, "micro-batches per optimizer step")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--schedule", schedule,
+                 "learning rate after warmup: cosine or linear decay to --min-lr-frac·lr over --steps, or constant "
+                 "(constant, --warmup 0, --clip 0, --weight-decay 0: plain SGD/AdamW)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cosine", "linear", "constant"}));
+  app.add_option("--lr", lr, "peak learning rate")->capture_default_str()->check(real_range(0, 1e3));
+  app.add_option("--warmup", warmup, "linear warmup steps (0: none)")->capture_default_str()->check(int_range(0, int64_t{1} << 53));
+  app.add_option("--min-lr-frac", min_lr_frac, "decay floor as a fraction of --lr, in [0, 1]")->capture_default_str()->check(real_range(0, 1));
+  app.add_option("--weight-decay", weight_decay, "decoupled weight decay (AdamW) / L2 (SGD)")->capture_default_str()->check(real_range(0, 1e3));
+  app.add_option("--clip", clip, "global gradient-norm clip (0: off)")->capture_default_str()->check(real_range(0, 1e30));
+  app.add_option("--momentum", momentum, "SGD momentum, in [0, 1)")->capture_default_str()->check(real_range(0, 0.999999));
+  app.add_option("--accum", accum, "micro-batches per optimizer step")->capture_default_str()->check(int_range(1, 1 << 20));
 }
 
 nn::OptimConfig OptimFlags::config(int64_t total_steps) const {
@@ -72,14 +113,26 @@ nn::OptimConfig OptimFlags::config(int64_t total_steps) const {
   c.weight_decay = weight_decay;
   c.clip = clip;
   c.momentum = momentum;
+  c.schedule = schedule;
   c.warmup = warmup;
-  c.total_steps = min_lr_frac < 1.0 ? static_cast<int>(total_steps) : 0;
+  // A floor of 1 or a constant schedule does not depend on --steps (so such a run can be
+  // resumed with another --steps).
+  c.total_steps = min_lr_frac < 1.0 && schedule != "constant" ? total_steps : 0;
   c.min_lr_frac = min_lr_frac;
   return c;
 }
 
+std::string describe(const nn::OptimConfig& c) {
+  std::string s = c.name + " lr=" + fmt(c.lr) + " weight_decay=" + fmt(c.weight_decay) + " clip=" + fmt(c.clip);
+  if (c.name == "adamw") s += " betas=" + fmt(c.beta1) + "," + fmt(c.beta2) + " eps=" + fmt(c.eps);
+  else s += " momentum=" + fmt(c.momentum);
+  s += " schedule=" + (c.total_steps > 0 ? c.schedule : std::string("constant")) + " warmup=" + std::to_string(c.warmup);
+  if (c.total_steps > 0) s += " total_steps=" + std::to_string(c.total_steps) + " min_lr_frac=" + fmt(c.min_lr_frac);
+  return s;
+}
+
 void RunFlags::add(CLI::App& app) {
-  app.add_option("--steps", steps, "optimizer steps")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--steps", steps, "optimizer steps")->capture_default_str()->check(int_range(1, int64_t{1} << 53));
   app.add_option("--seed", seed, "seed for initialisation and data order")->capture_default_str();
   app.add_option("--eval-every", eval_every, "validation loss every N steps (0: only at the end)")->capture_default_str();
   app.add_option("--eval-batches", eval_batches, "validation batches per evaluation")->capture_default_str();
@@ -88,14 +141,30 @@ void RunFlags::add(CLI::App& app) {
   app.add_option("--log-every", log_every, "plain progress line every N steps when not on a terminal")->capture_default_str();
   app.add_option("--metrics", metrics, "write one JSON object per step to this file (JSONL)");
   app.add_option("--checkpoint", checkpoint, "training checkpoint file (written atomically)");
-  app.add_option("--checkpoint-every", checkpoint_every, "save the checkpoint every N steps (0: at the end only)")
-      ->capture_default_str();
+  app.add_option("--checkpoint-every", checkpoint_every,
+                 "with --checkpoint: save every N steps (0: only at the end, at --stop-after and when interrupted)")
+      ->capture_default_str()
+      ->check(int_range(0, int64_t{1} << 53));
   app.add_option("--resume", resume, "continue from this training checkpoint");
   app.add_option("--stop-after", stop_after,
-                 "stop after this step (the schedule still spans --steps), e.g. to continue later with --resume")
-      ->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads (0: OpenMP's default)")->capture_default_str();
+                 "stop after this step (the schedule still spans --steps; the checkpoint is saved), e.g. to continue "
+                 "later with --resume")
+      ->capture_default_str()
+      ->check(int_range(0, int64_t{1} << 53));
+  app.add_flag("--skip-nonfinite", skip_nonfinite,
+               "skip (and count) an update whose loss or gradient is NaN/inf instead of stopping with exit 3");
+  app.add_option("--threads", threads, "CPU threads (0: OpenMP's default)")->capture_default_str()->check(int_range(0, 4096));
+  for (const char* f : {"--eval-every", "--eval-batches", "--sample-every", "--log-every"})
+    app.get_option(f)->check(int_range(0, int64_t{1} << 53));
+  app.get_option("--sample-tokens")->check(int_range(0, 1 << 20));
   app.add_option("--device", device_name, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
+void RunFlags::validate() const {
+  if (!resume.empty() && stop_after > 0 && stop_after > steps)
+    throw FormatError("--stop-after " + std::to_string(stop_after) + " is beyond --steps " + std::to_string(steps));
+  if (!checkpoint.empty() && models::same_file(checkpoint, metrics))
+    throw FormatError("--metrics " + metrics + " is the same file as --checkpoint");
 }
 
 void RunFlags::apply() const {
@@ -110,13 +179,42 @@ Device RunFlags::device() const {
   return Device::CPU;
 }
 
-void check_writable(const std::string& path, const char* flag) {
+void check_writable(const std::string& path, const char* flag, bool atomic) {
   if (path.empty()) return;
-  const std::string probe = path + ".probe";
-  std::ofstream f(probe);
-  if (!f) throw FormatError(std::string(flag) + " " + path + ": cannot write there");
-  f.close();
-  std::remove(probe.c_str());
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string at = std::string(flag) + " " + path;
+  if (fs::is_directory(path, ec)) throw FormatError(at + ": is a directory (give a file name)");
+  if (atomic && fs::exists(path, ec) && !fs::is_regular_file(path, ec))
+    throw FormatError(at + ": is not a regular file (a device or fifo cannot be replaced atomically)");
+  if (!atomic && fs::exists(path, ec)) {  // a stream (metrics) may go to a device such as /dev/null
+    if (::access(path.c_str(), W_OK) != 0) throw FormatError(at + ": cannot write there: " + std::strerror(errno));
+    return;
+  }
+  const fs::path dir = fs::path(path).has_parent_path() ? fs::path(path).parent_path() : fs::path(".");
+  if (!fs::is_directory(dir, ec)) throw FormatError(at + ": cannot write there (no folder " + dir.string() + ")");
+  // A probe created exclusively (never through an existing file or symlink), then removed.
+  std::string probe = (dir / (".cg_probe.XXXXXX")).string();
+  const int fd = ::mkstemp(probe.data());
+  if (fd < 0) throw FormatError(at + ": cannot write there: " + std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+void check_outputs(const std::vector<std::pair<std::string, const char*>>& inputs,
+                   const std::vector<std::pair<std::string, const char*>>& outputs) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const auto& [path, flag] = outputs[i];
+    if (path.empty()) continue;
+    check_writable(path, flag, std::string(flag) != "--metrics");
+    for (const auto& [in, in_flag] : inputs)
+      if (models::same_file(path, in))
+        throw FormatError(std::string(flag) + " " + path + " is the same file as " + in_flag +
+                          " (refusing to overwrite an input)");
+    for (size_t j = 0; j < i; ++j)
+      if (models::same_file(path, outputs[j].first))
+        throw FormatError(std::string(flag) + " " + path + " is the same file as " + outputs[j].second);
+  }
 }
 
 TrainLoop::TrainLoop(models::Trainer& trainer, nn::ParamStore& trained, const RunFlags& run, std::string tool)
@@ -125,34 +223,77 @@ TrainLoop::TrainLoop(models::Trainer& trainer, nn::ParamStore& trained, const Ru
 void TrainLoop::save(int64_t step) {
   models::TrainState st;
   st.data_position = trainer_.data_position();
+  st.meta = describe;
   st.meta["tool"] = tool_;
   models::save_train_state(run_.checkpoint, trained_, trainer_.optimizer(), st);
   (void)step;
 }
 
+void TrainLoop::check_resume(const models::TrainState& st, int64_t step) const {
+  const std::string at = "--resume " + run_.resume;
+  if (const auto it = st.meta.find("tool"); it == st.meta.end() || it->second != tool_)
+    throw FormatError(at + ": is not a " + tool_ + " checkpoint");
+  for (const auto& [key, value] : describe) {
+    const auto it = st.meta.find(key);
+    if (it == st.meta.end()) throw FormatError(at + ": does not record its " + key + " (saved by an older chaingrad?)");
+    if (it->second != value)
+      throw FormatError(at + ": " + key + " differs: the checkpoint has '" + it->second + "', this run '" + value + "'");
+  }
+  if (step >= run_.steps)
+    throw FormatError(at + " is already at step " + std::to_string(step) + " of --steps " + std::to_string(run_.steps));
+  if (st.data_position != step * trainer_.samples_per_step())
+    throw FormatError(at + ": data position " + std::to_string(st.data_position) + " does not match step " +
+                      std::to_string(step) + " (" + std::to_string(trainer_.samples_per_step()) + " samples per step)");
+}
+
+std::string TrainLoop::stop_line(const std::string& outputs) const {
+  std::string s = tool_ + ": interrupted by " + signal_name(signal) + " after step " + std::to_string(steps_done) +
+                  " of " + std::to_string(run_.steps);
+  if (!run_.checkpoint.empty()) s += "; checkpoint " + run_.checkpoint + " (continue with --resume " + run_.checkpoint + ")";
+  else s += "; no --checkpoint, so it cannot be resumed";
+  if (!outputs.empty()) s += "; wrote " + outputs;
+  return s;
+}
+
 void TrainLoop::run() {
   // Data parallel: every rank trains; rank 0 alone logs, evaluates, samples and writes files.
   const bool lead = trainer_.comm().lead();
-  if (lead) check_writable(run_.checkpoint, "--checkpoint");
+  std::optional<models::CheckpointLock> lock;
+  if (lead && !run_.checkpoint.empty()) {
+    check_writable(run_.checkpoint, "--checkpoint");
+    lock.emplace(run_.checkpoint);
+  }
   int64_t start = 0;
   if (!run_.resume.empty()) {  // every rank loads the same checkpoint
     models::TrainState st = models::load_train_state(run_.resume, trained_, trainer_.optimizer());
-    trainer_.set_data_position(st.data_position);
     start = trainer_.optimizer().step_count();
+    check_resume(st, start);
+    trainer_.set_data_position(st.data_position);
     if (lead)
       std::fprintf(stderr, "%s: resumed from %s at step %lld\n", tool_.c_str(), run_.resume.c_str(), static_cast<long long>(start));
-    if (start >= run_.steps) throw FormatError("--resume " + run_.resume + " is already at step " + std::to_string(start) +
-                                               " of --steps " + std::to_string(run_.steps));
   }
+  install_interrupt_handlers();
   std::optional<Progress> progress;
   if (lead) progress.emplace(run_.steps, run_.log_every);
-  MetricsFile metrics(lead ? run_.metrics : std::string());
+  MetricsFile metrics(lead ? run_.metrics : std::string(), run_.resume.empty() ? -1 : start);
   double ms_sum = 0;
   int64_t ms_n = 0;
+  steps_done = start;
   const int64_t last = run_.stop_after > 0 ? std::min(run_.steps, run_.stop_after) : run_.steps;
   for (int64_t step = start + 1; step <= last; ++step) {
-    const models::StepStats s = trainer_.step();
+    const models::StepStats s = trainer_.step(interrupted() != 0);
+    if (s.nonfinite && !s.skipped) {  // the same on every rank: the loss and the norm are global
+      if (progress) progress->finish();
+      if (lead)
+        std::fprintf(stderr, "%s: non-finite %s at step %lld; stopped without taking that update%s\n", tool_.c_str(),
+                     s.nonfinite, static_cast<long long>(step),
+                     run_.checkpoint.empty() ? "" : ("; the last checkpoint " + run_.checkpoint + " is kept").c_str());
+      exit_code = 3;
+      break;
+    }
+    skipped += s.skipped;
     nlohmann::json row{{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms", s.ms}, {"tok_s", s.tok_s}};
+    if (s.skipped) row["skipped"] = s.nonfinite;
     if (trainer_.comm().size() > 1) {
       row["ranks"] = trainer_.comm().size();
       row["comm_ms"] = s.comm_ms;
@@ -163,8 +304,14 @@ void TrainLoop::run() {
     }
     last_loss = s.loss;
     steps_done = step;
-    if (!lead) continue;  // the other ranks go straight on to the next step's all-reduce
-    const bool eval_now = (run_.eval_every > 0 && step % run_.eval_every == 0) || step == run_.steps;
+    if (s.stop) signal = interrupted() ? interrupted() : SIGINT;  // another rank's signal
+    const bool periodic = run_.checkpoint_every > 0 && step % run_.checkpoint_every == 0;
+    const bool save_now = !run_.checkpoint.empty() && (periodic || step == last || s.stop);
+    if (!lead) {  // the other ranks go straight on to the next step's all-reduce
+      if (s.stop) break;
+      continue;
+    }
+    const bool eval_now = !s.stop && ((run_.eval_every > 0 && step % run_.eval_every == 0) || step == run_.steps);
     if (eval_now && run_.eval_batches > 0 && trainer_.has_val()) {
       last_val_loss = trainer_.val_loss(run_.eval_batches);
       row["val_loss"] = last_val_loss;
@@ -175,11 +322,14 @@ void TrainLoop::run() {
     if (extra) extra(row);
     metrics.write(row);
     progress->update(step, s.loss, s.tok_s);
-    if (sample && run_.sample_every > 0 && step % run_.sample_every == 0) progress->note(sample(step));
-    if (!run_.checkpoint.empty() && ((run_.checkpoint_every > 0 && step % run_.checkpoint_every == 0) || step == run_.steps))
-      save(step);
+    if (sample && !s.stop && run_.sample_every > 0 && step % run_.sample_every == 0) progress->note(sample(step));
+    if (save_now) save(step);
+    if (s.stop) break;
   }
   if (progress) progress->finish();
+  if (lead && skipped > 0)
+    std::fprintf(stderr, "%s: skipped %lld updates with a non-finite loss or gradient\n", tool_.c_str(),
+                 static_cast<long long>(skipped));
   mean_ms = ms_n ? ms_sum / static_cast<double>(ms_n) : 0.0;
 }
 

@@ -2,14 +2,22 @@
 // optimizer and run flags, and TrainLoop, which drives a models::Trainer with progress,
 // JSONL metrics, validation, samples, atomic checkpoints and resume. Under mpirun every rank
 // runs the loop; rank 0 alone prints, evaluates, samples and writes metrics and checkpoints.
+// Every flag is checked by validate() before anything is loaded (one line, exit 2). The loop
+// stops cleanly on SIGINT/SIGTERM (saves, the tool writes its outputs, exit 128 + signal)
+// and on a non-finite loss or gradient (one line, exit 3, the last checkpoint kept); a
+// checkpoint records what run it belongs to (TrainLoop::describe) and --resume refuses
+// another run's.
 #pragma once
 #include <functional>
+#include <map>
+#include <vector>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "engine/dtype.h"
+#include "models/io/train_state.h"
 #include "models/text/data.h"
 #include "models/text/tokenizer.h"
 #include "models/train/trainer.h"
@@ -27,49 +35,78 @@ struct DataFlags {
   int64_t seq = 128, batch = 8;
   double val_frac = 0.05;
   void add(CLI::App& app, bool allow_text);
-  // Reads/generates the text, encodes it, builds the dataset (seq may shrink for --text).
+  // Values in range, --arith settings that can be generated (held_out_eval: an eval set
+  // of held-out problems is wanted too).
+  void validate(bool held_out_eval = false) const;
+  // Reads/generates the text, encodes it, builds the dataset. --text: the whole file is one
+  // window (seq = its tokens − 1), refused when longer than max_seq.
   models::TokenDataset load(const models::Tokenizer& tok, int64_t max_seq, uint64_t seed);
+  std::string describe() const;  // after load(): the source, its token hash, seq, val_frac
+  std::vector<std::pair<std::string, const char*>> inputs() const;  // files read, for check_outputs
+
+ private:
+  std::string loaded_;
 };
 
 struct OptimFlags {
-  std::string optimizer = "adamw";
+  std::string optimizer = "adamw", schedule = "cosine";
   double lr = 3e-4, weight_decay = 0.0, clip = 1.0, momentum = 0.0, min_lr_frac = 0.0;
-  int warmup = 0;
+  int64_t warmup = 0;
   int64_t accum = 1;
   void add(CLI::App& app);
   nn::OptimConfig config(int64_t total_steps) const;
 };
+// The optimizer and schedule of a config, as a checkpoint records them.
+std::string describe(const nn::OptimConfig& c);
 
 struct RunFlags {
   int64_t steps = 200;
   uint64_t seed = 0;
   int64_t eval_every = 50, eval_batches = 8, sample_every = 0, sample_tokens = 64, log_every = 10;
   std::string metrics, checkpoint, resume, device_name = "cpu";
-  int64_t checkpoint_every = 0;
+  static constexpr int64_t kDefaultCheckpointEvery = 100;
+  int64_t checkpoint_every = kDefaultCheckpointEvery;
   int64_t stop_after = 0;  // 0: run to --steps
+  bool skip_nonfinite = false;
   int threads = 0;
   void add(CLI::App& app);
+  void validate() const;
   void apply() const;  // threads
   Device device() const;
 };
 
-// Fails with FormatError unless `path` (when set) can be created; checked before a run
-// starts so a bad --out does not waste the run.
-void check_writable(const std::string& path, const char* flag);
+// Fails with FormatError unless `path` (when set) can be created (not a directory, its
+// folder exists and is writable); checked before a run starts so a bad --out does not
+// waste the run. atomic: the file will be replaced by rename, so an existing device or fifo
+// is refused; otherwise (a stream such as --metrics) it may be one.
+void check_writable(const std::string& path, const char* flag, bool atomic = true);
+// check_writable for each output, and no output the same file as an input or as another
+// output (models::same_file). Pairs are (path, flag); empty paths are skipped; --metrics is
+// checked as a stream, the rest as atomic outputs.
+void check_outputs(const std::vector<std::pair<std::string, const char*>>& inputs,
+                   const std::vector<std::pair<std::string, const char*>>& outputs);
 
 class TrainLoop {
  public:
   TrainLoop(models::Trainer& trainer, nn::ParamStore& trained, const RunFlags& run, std::string tool);
   std::function<std::string(int64_t step)> sample;  // optional: a line of generated text (rank 0 only)
   std::function<void(nlohmann::json& row)> extra;   // optional: add fields to each metrics row (rank 0 only)
+  // What run a checkpoint belongs to (model, base hash, adapter, optimizer, schedule,
+  // data): saved with it, and --resume refuses a checkpoint whose entries differ.
+  std::map<std::string, std::string> describe;
   void run();
 
   // After run(): what the summary table needs.
   double last_loss = 0, last_val_loss = -1, mean_ms = 0;
-  int64_t steps_done = 0;
+  int64_t steps_done = 0, skipped = 0;
+  int signal = 0;     // SIGINT/SIGTERM stopped the run after steps_done (checkpoint saved)
+  int exit_code = 0;  // 0, or 3 after a non-finite loss/gradient (its line already printed)
+  // The one line a tool prints when a signal stopped the run; `outputs` lists what it wrote.
+  std::string stop_line(const std::string& outputs) const;
 
  private:
   void save(int64_t step);
+  void check_resume(const models::TrainState& st, int64_t step) const;
   models::Trainer& trainer_;
   nn::ParamStore& trained_;
   const RunFlags& run_;
