@@ -48,7 +48,7 @@ struct detail::ChainTree {
   int span_begin = -1;  // chain indices (x = 0) of the span [span_begin, span_end), or −1
   int span_end = -1;
   // The affine part (chain indices; index 0 unused): bias[i] is added after factor i,
-  // hbar[i][1, d_i] = hbar[i−1]·op(F_i) + bias[i] from the first bias on, ones[rows, 1]
+  // hbar[i][d_i] = hbar[i−1]·op(F_i) + bias[i] from the first bias on, ones[rows, 1]
   // broadcasts the row hbar[k] onto the output.
   bool tr[kMaxMatrices] = {};
   Tensor bias[kMaxMatrices];
@@ -251,7 +251,7 @@ std::shared_ptr<ChainTree> chain_plan(const char* op, const Tensor& x, const std
     ctx.tr[i + 1] = f.transposed;
     if (f.bias.defined()) {
       check_same(op, {&x, &f.bias});
-      if (f.bias.numel() != c || f.bias.rank() > 2)
+      if (f.bias.numel() != c || f.bias.rank() != 1)
         throw ShapeError(std::string(op) + ": bias of factor " + std::to_string(i + 1) + " is " + f.bias.desc() +
                          ", expected [" + std::to_string(c) + "]");
       ctx.bias[i + 1] = f.bias;
@@ -326,13 +326,15 @@ void chain_forward(ChainTree& t, const Tensor& out, double alpha, double beta) {
   forward(*t.root, &flops, &out, alpha, beta);
   if (t.first_bias >= 0) {  // out[rows, d_k] += alpha · 1·c, c = hbar[k] (the biases' row)
     const int fb = t.first_bias;
-    t.hbar[fb] = t.bias[fb].view({1, t.bias[fb].numel()});
-    for (int i = fb + 1; i <= t.k; ++i) {  // hbar[i][1, d_i] = hbar[i−1] · op(F_i) (+ b_i)
+    // Rank-1 vectors act as [1, d] rows in gemm2d. (No views of the biases: a view copies
+    // the parameter's name, which would take heap.)
+    t.hbar[fb] = t.bias[fb];
+    for (int i = fb + 1; i <= t.k; ++i) {  // hbar[i][d_i] = hbar[i−1] · op(F_i) (+ b_i)
       const Tensor& f = t.inputs[i];
-      t.hbar[i] = Tensor::empty({1, t.tr[i] ? f.dim(0) : f.dim(1)}, f.dtype(), f.device());
+      t.hbar[i] = Tensor::empty({t.tr[i] ? f.dim(0) : f.dim(1)}, f.dtype(), f.device());
       detail::gemm2d(t.hbar[i - 1], false, f, t.tr[i], t.hbar[i]);
       flops += 2.0 * static_cast<double>(f.numel());
-      if (t.bias[i].defined()) backend(f).axpy(1.0, t.bias[i].view({1, t.bias[i].numel()}), t.hbar[i]);
+      if (t.bias[i].defined()) backend(f).axpy(1.0, t.bias[i], t.hbar[i]);
     }
     const int64_t rows = out.dim(0);
     t.ones = Tensor::empty({rows, 1}, out.dtype(), out.device());
@@ -354,7 +356,7 @@ void chain_forward(ChainTree& t, const Tensor& out, double alpha, double beta) {
     const bool span_bias = sb >= 0 && t.first_bias >= 0 && t.first_bias < se;
     probe->grad_factors_bias.assign(span_bias ? static_cast<size_t>(se - sb) : 0, Tensor());
     probe->grad_biases.assign(span_bias ? static_cast<size_t>(se - sb) : 0, Tensor());
-    probe->beta = span_bias ? t.hbar[se - 1].view({t.hbar[se - 1].numel()}) : Tensor();
+    probe->beta = span_bias ? t.hbar[se - 1] : Tensor();
     if (sb >= 0) {
       const PNode* s = find_span(*root);  // a direct block of the root's tree
       probe->product = s->leaf >= 0 ? (s->tr ? transpose(s->value, 0, 1) : s->value) : s->value;
@@ -373,14 +375,13 @@ void bias_backward(const ChainTree& t, const Tensor& g, double alpha, double* fl
   for (int i = fb; i <= t.k; ++i)
     any |= needs_grad(t.inputs[i]) || (t.bias[i].defined() && needs_grad(t.bias[i]));
   if (!any) return;
-  Tensor gc = Tensor::empty({1, g.dim(1)}, g.dtype(), g.device());
-  detail::gemm2d(t.ones, true, g, false, gc, alpha);  // gc[1, d_k] = alpha · onesᵀ[1,rows] · g[rows, d_k]
+  Tensor gc = Tensor::empty({g.dim(1)}, g.dtype(), g.device());
+  detail::gemm2d(t.ones, true, g, false, gc, alpha);  // gc[d_k] = alpha · onesᵀ[1,rows] · g[rows, d_k]
   *flops += 2.0 * static_cast<double>(g.numel());
   for (int i = t.k;; --i) {
     if (t.bias[i].defined() && needs_grad(t.bias[i])) {  // ∂L/∂b_i = gc_i
-      const Tensor gb = gc.view(t.bias[i].shape());
-      if (in_span(i)) probe->grad_biases[static_cast<size_t>(i - sb)] = gb;
-      accumulate(t.bias[i], gb);
+      if (in_span(i)) probe->grad_biases[static_cast<size_t>(i - sb)] = gc;
+      accumulate(t.bias[i], gc);
     }
     if (i == fb) break;
     const Tensor& f = t.inputs[i];
@@ -392,8 +393,8 @@ void bias_backward(const ChainTree& t, const Tensor& g, double alpha, double* fl
       if (in_span(i)) probe->grad_factors_bias[static_cast<size_t>(i - sb)] = gf;
       accumulate(f, gf);
     }
-    Tensor gp = Tensor::empty({1, t.hbar[i - 1].dim(1)}, g.dtype(), g.device());
-    detail::gemm2d(gc, false, f, !t.tr[i], gp);  // gc_{i−1}[1, d_{i−1}] = gc_i · op(F_i)ᵀ
+    Tensor gp = Tensor::empty({t.hbar[i - 1].numel()}, g.dtype(), g.device());
+    detail::gemm2d(gc, false, f, !t.tr[i], gp);  // gc_{i−1}[d_{i−1}] = gc_i · op(F_i)ᵀ
     *flops += 2.0 * static_cast<double>(f.numel());
     gc = gp;
   }
