@@ -7,7 +7,7 @@
 // `--sgemm` instead times raw cblas_sgemm (the BLAS ceiling the step is compared with).
 //
 // usage: bench_train [--config tiny|small|smollm2] [--mode pretrain|lora|moslora|linchain]
-//                    [--threads N] [--steps N] [--warmup N] [--rank R] [--chain N]
+//                    [--threads N] [--steps N] [--warmup N] [--rank R] [--chain N] [--chain-bias]
 //        bench_train --sgemm [--threads N] [--size N]
 #include <cblas.h>
 #include <sys/resource.h>
@@ -94,6 +94,7 @@ SgemmRate sgemm_gflops(int64_t n) {
 int main(int argc, char** argv) {
   std::string config = "tiny", mode = "pretrain";
   int threads = 2, steps = 10, warmup = 3, rank = 16, chain = 3, size = 1024;
+  bool chain_bias = false;
   bool sgemm = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -111,6 +112,7 @@ int main(int argc, char** argv) {
       else if (a == "--chain") chain = std::stoi(next());
       else if (a == "--size") size = std::stoi(next());
       else if (a == "--sgemm") sgemm = true;
+      else if (a == "--chain-bias") chain_bias = true;
       else { std::fprintf(stderr, "bench_train: unknown flag %s\n", a.c_str()); return 2; }
     } catch (const std::exception&) {
       std::fprintf(stderr, "bench_train: bad value for %s\n", a.c_str());
@@ -145,6 +147,7 @@ int main(int argc, char** argv) {
     ac.rank = rank;
     ac.chain = chain;
     ac.alpha = 2.0 * rank;
+    ac.chain_bias = chain_bias;
     adapters = nn::attach_adapters(model.linears(), ac, 7);
     trainable = adapters.store.get();
   }

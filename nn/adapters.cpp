@@ -69,6 +69,8 @@ void AdapterConfig::validate() const {
     throw FormatError("adapter: linchain chain length " + std::to_string(chain) + " is above the maximum " +
                       std::to_string(ops::kMaxChainFactors - 2));
   if (!std::isfinite(alpha)) throw FormatError("adapter: alpha must be finite");
+  if (chain_bias && kind != AdapterKind::LinChain)
+    throw FormatError("adapter: chain biases are LinChain's (the authors' MoSLoRA mixer has no bias)");
   if (targets.empty()) throw FormatError("adapter: no target modules");
   for (const auto& t : targets)
     if (target_index(t) < 0) throw FormatError("adapter: unknown target '" + t + "' (q,k,v,o,gate,up,down)");
@@ -145,8 +147,8 @@ std::string target_modules_csv(const std::vector<std::string>& targets) {
 }
 
 // ---- ChainAdapter ----------------------------------------------------------------------------
-ChainAdapter::ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, double scale)
-    : a_(std::move(a)), b_(std::move(b)), mixers_(std::move(mixers)), scale_(scale) {
+ChainAdapter::ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, double scale, std::vector<Tensor> biases)
+    : a_(std::move(a)), b_(std::move(b)), mixers_(std::move(mixers)), biases_(std::move(biases)), scale_(scale) {
   if (a_.rank() != 2 || b_.rank() != 2 || a_.dim(1) != b_.dim(1))
     throw ShapeError("ChainAdapter: A " + a_.desc() + " and B " + b_.desc() + " must be [in, r] and [out, r]");
   for (const Tensor& w : mixers_)
@@ -156,9 +158,37 @@ ChainAdapter::ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, doubl
     probe_.span_begin = 1;
     probe_.span_end = 1 + static_cast<int>(mixers_.size());
   }
+  if (!biases_.empty() && biases_.size() != mixers_.size())
+    throw ShapeError("ChainAdapter: " + std::to_string(biases_.size()) + " biases for " + std::to_string(mixers_.size()) +
+                     " mixers");
+  for (const Tensor& bj : biases_)
+    if (bj.numel() != a_.dim(1))
+      throw ShapeError("ChainAdapter: bias " + bj.desc() + " must be [r] with r = " + std::to_string(a_.dim(1)));
   factors_.emplace_back(a_);
-  for (const Tensor& w : mixers_) factors_.emplace_back(w);
+  for (size_t j = 0; j < mixers_.size(); ++j)
+    factors_.emplace_back(mixers_[j], false, biases_.empty() ? Tensor() : biases_[j]);
   factors_.push_back(ops::T(b_));
+}
+
+// β[r] = Σⱼ bⱼ·W_{j+1}⋯Wₙ by the recurrence h ← h·Wⱼ + bⱼ from h = 0
+Tensor ChainAdapter::beta() const {
+  if (biases_.empty()) return Tensor();
+  NoGrad ng;
+  Tensor h = biases_[0].view({1, rank()}).clone();
+  for (size_t j = 1; j < mixers_.size(); ++j) {
+    h = ops::matmul(h, mixers_[j]);
+    backend(h).axpy(1.0, biases_[j].view({1, rank()}), h);
+  }
+  return h.view({rank()});
+}
+
+// Δb[out] = s · B[out,r] · β[r]
+Tensor ChainAdapter::delta_bias() {
+  if (biases_.empty()) return Tensor();
+  NoGrad ng;
+  Tensor d = ops::matmul(beta().view({1, rank()}), ops::transpose(b_, 0, 1));
+  backend(d).unary(UnaryOp::MulScalar, d, d, scale_);
+  return d.view({out_features()});
 }
 
 // y[..., out] = x[..., in] · W₀[out,in]ᵀ + s · x · A[in,r] · W₁[r,r] ⋯ Wₙ[r,r] · B[out,r]ᵀ
@@ -201,6 +231,9 @@ void AdapterSet::detach() {
 
 std::string adapter_a_name(const std::string& module) { return module + ".lora_A.weight"; }
 std::string adapter_b_name(const std::string& module) { return module + ".lora_B.weight"; }
+std::string adapter_mixer_bias_name(const std::string& module, int j) {
+  return module + ".lora_mixer." + std::to_string(j) + ".bias";
+}
 std::string adapter_mixer_name(const std::string& module, AdapterKind kind, int j) {
   if (kind == AdapterKind::MoSLoRA) return module + ".lora_AB.weight";
   return module + ".lora_mixer." + std::to_string(j) + ".weight";
@@ -250,7 +283,7 @@ AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& l
     std::string module;
     Linear* linear;
     Tensor a, b;
-    std::vector<Tensor> mixers;
+    std::vector<Tensor> mixers, biases;
   };
   std::vector<Pending> pending;
   for (const auto& [module, lin] : linears) {
@@ -264,7 +297,7 @@ AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& l
     if (lin->adapter) throw FormatError("attach_adapters: module '" + module + "' already has an adapter");
     const DType dt = lin->weight.dtype();
     const int64_t in = lin->in_features(), out = lin->out_features();
-    Pending p{module, lin, Tensor(), Tensor(), {}};
+    Pending p{module, lin, Tensor(), Tensor(), {}, {}};
     p.a = set.store->add(adapter_a_name(module), kaiming_uniform({in, r}, in, rng, dt));
     for (int j = 0; j < n; ++j) {
       Tensor w;
@@ -274,6 +307,10 @@ AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& l
         case MixerInit::Orthogonal: w = random_orthogonal(r, rng, dt); break;
       }
       p.mixers.push_back(set.store->add(adapter_mixer_name(module, cfg.kind, j), w));
+      if (cfg.chain_bias) {  // nn.Linear(r, r)'s bias init: U(±1/√fan_in), fan_in = r
+        const double bound = 1.0 / std::sqrt(static_cast<double>(r));
+        p.biases.push_back(set.store->add(adapter_mixer_bias_name(module, j), rand_uniform({r}, -bound, bound, rng, dt)));
+      }
     }
     p.b = set.store->add(adapter_b_name(module), Tensor::zeros({out, r}, dt));
     pending.push_back(std::move(p));
@@ -283,7 +320,7 @@ AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& l
   set.store->finalize(device);
   set.store->set_trainable(true);
   for (auto& p : pending) {
-    auto ad = std::make_shared<ChainAdapter>(p.a, p.mixers, p.b, cfg.scale());
+    auto ad = std::make_shared<ChainAdapter>(p.a, p.mixers, p.b, cfg.scale(), p.biases);
     p.linear->adapter = ad;
     set.adapters.push_back({p.module, p.linear, ad});
   }

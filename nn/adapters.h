@@ -15,7 +15,10 @@
 // above (A is [in, r], not PEFT's [r, in]; mixers are Wⱼ, not PEFT's Wⱼᵀ):
 //   "<module>.lora_A.weight" A[in, r], "<module>.lora_B.weight" B[out, r],
 //   MoSLoRA "<module>.lora_AB.weight" W₁[r, r], LinChain "<module>.lora_mixer.{j}.weight"
-//   W_{j+1}[r, r] for j = 0..n−1 (0-based, applied j-th after A).
+//   W_{j+1}[r, r] for j = 0..n−1 (0-based, applied j-th after A), and with chain biases
+//   "<module>.lora_mixer.{j}.bias" b_{j+1}[r] (the same vector in both conventions).
+// With chain biases the update is affine: Δy = s · (x·A·P + β)·Bᵀ, P = W₁⋯Wₙ,
+// β = Σⱼ bⱼ·W_{j+1}⋯Wₙ, i.e. ΔW as above plus an output bias s·B·β.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -40,10 +43,14 @@ struct AdapterConfig {
   double alpha = 32;
   std::vector<std::string> targets{"q", "k", "v", "up", "down"};  // short names
   MixerInit init = MixerInit::Kaiming;
+  // LinChain only: every chain factor carries a bias, h ← h·Wⱼ + bⱼ (the authors' code builds
+  // the chain from nn.Linear(r, r)); off: the paper's linear chain.
+  bool chain_bias = false;
 
   int num_mixers() const;  // LoRA 0, MoSLoRA 1, LinChain chain
   double scale() const { return alpha / rank; }
-  void validate() const;  // rank ≥ 1, LinChain chain ≥ 1, alpha finite, known targets; FormatError
+  void validate() const;  // rank ≥ 1, LinChain chain ≥ 1, alpha finite, known targets, chain_bias only
+                          // for LinChain; FormatError
 };
 
 // ---- CLI strings ----------------------------------------------------------------------------
@@ -64,14 +71,19 @@ std::string target_modules_csv(const std::vector<std::string>& targets);
 // ---- the adapter --------------------------------------------------------------------------
 class ChainAdapter : public Adapter {
  public:
-  // a[in, r], mixers[r, r] × n, b[out, r] (parameter handles from the adapter store).
-  ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, double scale);
+  // a[in, r], mixers[r, r] × n, b[out, r] (parameter handles from the adapter store);
+  // biases: none, or one [r] per mixer.
+  ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, double scale, std::vector<Tensor> biases = {});
 
   // y[..., out] = x[..., in] · W₀ᵀ + s · x·A·W₁⋯Wₙ·Bᵀ as one ops::adapted_linear (probe
   // span = the Wᵢ).
   Tensor forward(const Tensor& x, const Tensor& weight) override;
   // ΔW[out, in] = s · B · Wₙᵀ ⋯ W₁ᵀ · Aᵀ, computed without recording.
   Tensor delta_weight() override;
+  // Δb[out] = s · B · β (undefined without chain biases), computed without recording.
+  Tensor delta_bias() override;
+  // β[r] = Σⱼ bⱼ·W_{j+1}⋯Wₙ (undefined without chain biases), computed without recording.
+  Tensor beta() const;
 
   // The probe of the latest forward: for n ≥ 1 its span is the mixers, so after backward
   // grad_product = ∂L/∂P and grad_factors[i] = ∂L/∂W_{i+1}. LoRA: no span.
@@ -80,6 +92,7 @@ class ChainAdapter : public Adapter {
   const Tensor& a() const { return a_; }
   const Tensor& b() const { return b_; }
   const std::vector<Tensor>& mixers() const { return mixers_; }
+  const std::vector<Tensor>& biases() const { return biases_; }  // empty without chain biases
   int64_t rank() const { return a_.dim(1); }
   int64_t in_features() const { return a_.dim(0); }
   int64_t out_features() const { return b_.dim(0); }
@@ -87,7 +100,7 @@ class ChainAdapter : public Adapter {
 
  private:
   Tensor a_, b_;
-  std::vector<Tensor> mixers_;
+  std::vector<Tensor> mixers_, biases_;
   double scale_;
   ops::ChainProbe probe_;
   std::vector<ops::ChainFactor> factors_;  // {A, W₁, …, Wₙ, Bᵀ}, built once (no list per forward)
@@ -116,11 +129,13 @@ struct AdapterSet {
 std::string adapter_a_name(const std::string& module);
 std::string adapter_b_name(const std::string& module);
 std::string adapter_mixer_name(const std::string& module, AdapterKind kind, int j);  // j 0-based
+std::string adapter_mixer_bias_name(const std::string& module, int j);               // LinChain's bⱼ₊₁
 
 // Puts an adapter on every Linear whose module name ends in ".<target>_proj" for a target in
 // cfg.targets, in the order of `linears`. Initialises A kaiming-uniform (fan_in = in), B
 // zeros and the mixers per cfg.init (kaiming-uniform with fan_in = r, identity, or a random
-// orthogonal matrix), drawing from one Rng(seed) module by module (A, then W₁…Wₙ). The
+// orthogonal matrix) and, with chain_bias, each bⱼ U(±1/√r) as nn.Linear does, drawing from
+// one Rng(seed) module by module (A, then W₁ (b₁), …, Wₙ (bₙ)). The
 // returned store is finalized on `device` and trainable. Throws FormatError when no module
 // matches or a module already has an adapter.
 AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& linears, const AdapterConfig& cfg,

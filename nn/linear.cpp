@@ -15,6 +15,9 @@ Tensor Linear::forward(const Tensor& x) const {
 void Linear::merge() {
   if (!adapter || adapter->merged) return;
   NoGrad ng;
+  if (adapter->delta_bias().defined())
+    throw Error("Linear::merge: the adapter adds an output bias (a LinChain with chain biases) and this projection "
+                "has no bias to fold it into; run it unmerged");
   Tensor dw = adapter->delta_weight();
   backend(weight).axpy(1.0, dw, weight);
   adapter->merged = true;

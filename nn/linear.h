@@ -19,6 +19,9 @@ class Adapter {
   virtual Tensor forward(const Tensor& x, const Tensor& weight) = 0;
   // ΔW[out, in] in the base weight's layout (for merging), computed without recording.
   virtual Tensor delta_weight() = 0;
+  // Δb[out] (an output bias the update adds, e.g. a LinChain with chain biases), or an
+  // undefined tensor when the update is linear.
+  virtual Tensor delta_bias() { return Tensor(); }
   bool merged = false;  // folded into the base weight: forward() of Linear skips it
 };
 
@@ -30,7 +33,8 @@ struct Linear {
   int64_t out_features() const { return weight.dim(0); }
   // y[..., out] = x[..., in] · Wᵀ (+ adapter)
   Tensor forward(const Tensor& x) const;
-  // W ← W + ΔW and mark the adapter merged; unmerge subtracts it again.
+  // W ← W + ΔW and mark the adapter merged; unmerge subtracts it again. An adapter with an
+  // output bias (delta_bias) cannot merge into a bias-free Linear: Error.
   void merge();
   void unmerge();
 };

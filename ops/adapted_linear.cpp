@@ -1,5 +1,5 @@
 // ops/adapted_linear.cpp — AdaptedLinear: a Linear and its low-rank adapter as one op,
-//   y = x·wᵀ + s · x·op(F_1)⋯op(F_k),
+//   y = x·wᵀ + s · (x·op(F_1)⋯op(F_k) + c)   (c: the factors' biases as one row),
 // on ChainMatmul's product tree (ops/chain_tree.h). The chain's last GEMM adds into the
 // base GEMM's output, and its share of ∂L/∂x into the base's gy·w, so the adapter costs its
 // thin GEMMs and nothing that touches a full [rows, out] or [rows, in] tensor on its own.
@@ -9,7 +9,7 @@
 
 namespace cg::ops {
 
-// y[..., out] = x[..., in] · w[out, in]ᵀ + s · x · op(F_1) ⋯ op(F_k)
+// y[..., out] = x[..., in] · w[out, in]ᵀ + s · (x · op(F_1) ⋯ op(F_k) + c)
 Tensor adapted_linear(const Tensor& x, const Tensor& w, const std::vector<ChainFactor>& factors, double scale,
                       ChainProbe* probe) {
   detail::check_same("adapted_linear", {&x, &w});
@@ -24,12 +24,13 @@ Tensor adapted_linear(const Tensor& x, const Tensor& w, const std::vector<ChainF
                      " columns, the weight " + w.desc() + " in " + std::to_string(out));
   Tensor y = detail::empty_as(x, detail::with_last_dim(x.shape(), out));
   // y[N, out] = x[N, in] · wᵀ, then y += s · x·op(F_1)⋯op(F_k) (the chain's last GEMM, beta = 1)
+  // and, with biases, y += s · 1·c (one rank-1 GEMM)
   detail::gemm2d(x, false, w, true, y);
   detail::chain_forward(*tree, y.view({N, out}), scale, 1.0);
 
-  Tensor rec_inputs[kMaxChainFactors + 2] = {x, w};  // x, w, then the factors (no vector: no heap)
-  for (size_t i = 0; i < factors.size(); ++i) rec_inputs[i + 2] = factors[i].t;
-  record("adapted_linear", y, std::span<const Tensor>(rec_inputs, factors.size() + 2), [tree, x, w, N, out, scale](const Tensor& gy) {  // gy[..., out]
+  Tensor rec_inputs[2 * kMaxChainFactors + 2] = {x, w};  // x, w, the factors, their biases (no vector: no heap)
+  const size_t n_in = detail::chain_inputs(factors, rec_inputs, 2);
+  record("adapted_linear", y, std::span<const Tensor>(rec_inputs, n_in), [tree, x, w, N, out, scale](const Tensor& gy) {  // gy[..., out]
     Tensor gx;
     if (needs_grad(x)) {  // gx[N, in] = gy · w; the chain adds s·gy·(…)ᵀ into it below
       gx = detail::empty_like(x);
@@ -40,7 +41,7 @@ Tensor adapted_linear(const Tensor& x, const Tensor& w, const std::vector<ChainF
       detail::gemm2d(gy, true, x, false, gw);
       accumulate(w, gw);
     }
-    // The factors get ∂L/∂F_i of s·chain (s on the root's GEMMs), x its share into gx.
+    // The factors (and biases) get their gradients of s·chain (s on the root's GEMMs), x its share into gx.
     detail::chain_backward(*tree, gy.view({N, out}), scale, gx.defined() ? &gx : nullptr);
     if (gx.defined()) accumulate(x, gx);
   });

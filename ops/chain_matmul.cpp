@@ -47,6 +47,14 @@ struct detail::ChainTree {
   int k = 0;            // factors
   int span_begin = -1;  // chain indices (x = 0) of the span [span_begin, span_end), or −1
   int span_end = -1;
+  // The affine part (chain indices; index 0 unused): bias[i] is added after factor i,
+  // hbar[i][d_i] = hbar[i−1]·op(F_i) + bias[i] from the first bias on, ones[rows, 1]
+  // broadcasts the row hbar[k] onto the output.
+  bool tr[kMaxMatrices] = {};
+  Tensor bias[kMaxMatrices];
+  Tensor hbar[kMaxMatrices];
+  Tensor ones;
+  int first_bias = -1;
 
   PNode* new_node() { return &nodes[used++]; }
   ChainTree() = default;
@@ -237,6 +245,15 @@ std::shared_ptr<ChainTree> chain_plan(const char* op, const Tensor& x, const std
       throw ShapeError(std::string(op) + ": dims do not chain: " + chain_desc(x, factors, static_cast<size_t>(i) + 1));
     dims[i + 2] = c;
     ctx.inputs[i + 1] = f.t;
+    ctx.tr[i + 1] = f.transposed;
+    if (f.bias.defined()) {
+      check_same(op, {&x, &f.bias});
+      if (f.bias.numel() != c || f.bias.rank() != 1)
+        throw ShapeError(std::string(op) + ": bias of factor " + std::to_string(i + 1) + " is " + f.bias.desc() +
+                         ", expected [" + std::to_string(c) + "]");
+      ctx.bias[i + 1] = f.bias;
+      if (ctx.first_bias < 0) ctx.first_bias = i + 1;
+    }
   }
   int sb = -1, se = -1;  // span in chain indices
   if (probe && probe->span_begin >= 0) {
@@ -290,6 +307,13 @@ std::shared_ptr<ChainTree> chain_plan(const char* op, const Tensor& x, const std
 
 int64_t chain_cols(const ChainTree& t) { return t.root->cols; }
 
+size_t chain_inputs(const std::vector<ChainFactor>& factors, Tensor* out, size_t at) {
+  for (const ChainFactor& f : factors) out[at++] = f.t;
+  for (const ChainFactor& f : factors)
+    if (f.bias.defined()) out[at++] = f.bias;
+  return at;
+}
+
 void chain_forward(ChainTree& t, const Tensor& out, double alpha, double beta) {
   // The root is an inner node (k ≥ 1); its product goes straight to out, not into the tree.
   const PNode* root = t.root;
@@ -297,6 +321,25 @@ void chain_forward(ChainTree& t, const Tensor& out, double alpha, double beta) {
   const int sb = t.span_begin, se = t.span_end;
   double flops = 0;
   forward(*t.root, &flops, &out, alpha, beta);
+  if (t.first_bias >= 0) {  // out[rows, d_k] += alpha · 1·c, c = hbar[k] (the biases' row)
+    const int fb = t.first_bias;
+    // Rank-1 vectors act as [1, d] rows in gemm2d. (No views of the biases: a view copies
+    // the parameter's name, which would take heap.)
+    t.hbar[fb] = t.bias[fb];
+    for (int i = fb + 1; i <= t.k; ++i) {  // hbar[i][d_i] = hbar[i−1] · op(F_i) (+ b_i)
+      const Tensor& f = t.inputs[i];
+      t.hbar[i] = Tensor::empty({t.tr[i] ? f.dim(0) : f.dim(1)}, f.dtype(), f.device());
+      detail::gemm2d(t.hbar[i - 1], false, f, t.tr[i], t.hbar[i]);
+      flops += 2.0 * static_cast<double>(f.numel());
+      if (t.bias[i].defined()) backend(f).axpy(1.0, t.bias[i], t.hbar[i]);
+    }
+    const int64_t rows = out.dim(0);
+    t.ones = Tensor::empty({rows, 1}, out.dtype(), out.device());
+    backend(out).fill(t.ones, 1.0);
+    Tensor o = out;
+    detail::gemm2d(t.ones, false, t.hbar[t.k], false, o, alpha, 1.0);  // out += alpha · ones[rows,1]·c[1,d_k]
+    flops += 2.0 * static_cast<double>(out.numel());
+  }
   if (probe) {
     probe->order.clear();  // keeps its capacity: rebuilding the same order takes no heap
     order_str(*root, [](int i, std::string& s) {
@@ -307,6 +350,10 @@ void chain_forward(ChainTree& t, const Tensor& out, double alpha, double beta) {
     probe->backward_flops = 0;
     probe->grad_product = Tensor();
     probe->grad_factors.assign(sb >= 0 ? static_cast<size_t>(se - sb) : 0, Tensor());
+    const bool span_bias = sb >= 0 && t.first_bias >= 0 && t.first_bias < se;
+    probe->grad_factors_bias.assign(span_bias ? static_cast<size_t>(se - sb) : 0, Tensor());
+    probe->grad_biases.assign(span_bias ? static_cast<size_t>(se - sb) : 0, Tensor());
+    probe->beta = span_bias ? t.hbar[se - 1] : Tensor();
     if (sb >= 0) {
       const PNode* s = find_span(*root);  // a direct block of the root's tree
       probe->product = s->leaf >= 0 ? (s->tr ? transpose(s->value, 0, 1) : s->value) : s->value;
@@ -314,8 +361,45 @@ void chain_forward(ChainTree& t, const Tensor& out, double alpha, double beta) {
   }
 }
 
+// The affine part's backward: gc[1, d_i] = ∂L/∂hbar[i], from gc[1, d_k] = alpha · 1ᵀ·g down to
+// the first bias. ∂L/∂b_i = gc_i, ∂L/∂op(F_i) += hbar[i−1]ᵀ·gc_i, gc_{i−1} = gc_i·op(F_i)ᵀ.
+void bias_backward(const ChainTree& t, const Tensor& g, double alpha, double* flops) {
+  const int fb = t.first_bias;
+  ChainProbe* probe = t.probe;
+  const int sb = t.span_begin, se = t.span_end;
+  auto in_span = [&](int i) { return probe && sb >= 0 && i >= sb && i < se && !probe->grad_biases.empty(); };
+  bool any = false;
+  for (int i = fb; i <= t.k; ++i)
+    any |= needs_grad(t.inputs[i]) || (t.bias[i].defined() && needs_grad(t.bias[i]));
+  if (!any) return;
+  Tensor gc = Tensor::empty({g.dim(1)}, g.dtype(), g.device());
+  detail::gemm2d(t.ones, true, g, false, gc, alpha);  // gc[d_k] = alpha · onesᵀ[1,rows] · g[rows, d_k]
+  *flops += 2.0 * static_cast<double>(g.numel());
+  for (int i = t.k;; --i) {
+    if (t.bias[i].defined() && needs_grad(t.bias[i])) {  // ∂L/∂b_i = gc_i
+      if (in_span(i)) probe->grad_biases[static_cast<size_t>(i - sb)] = gc;
+      accumulate(t.bias[i], gc);
+    }
+    if (i == fb) break;
+    const Tensor& f = t.inputs[i];
+    if (needs_grad(f)) {  // ∂L/∂F_i: hbar[i−1]ᵀ·gc [d_{i−1}, d_i], or its transpose when F_i is stored so
+      Tensor gf = Tensor::empty(f.shape(), f.dtype(), f.device());
+      if (t.tr[i]) detail::gemm2d(gc, true, t.hbar[i - 1], false, gf);
+      else detail::gemm2d(t.hbar[i - 1], true, gc, false, gf);
+      *flops += 2.0 * static_cast<double>(f.numel());
+      if (in_span(i)) probe->grad_factors_bias[static_cast<size_t>(i - sb)] = gf;
+      accumulate(f, gf);
+    }
+    Tensor gp = Tensor::empty({t.hbar[i - 1].numel()}, g.dtype(), g.device());
+    detail::gemm2d(gc, false, f, !t.tr[i], gp);  // gc_{i−1}[d_{i−1}] = gc_i · op(F_i)ᵀ
+    *flops += 2.0 * static_cast<double>(f.numel());
+    gc = gp;
+  }
+}
+
 void chain_backward(const ChainTree& t, const Tensor& g, double alpha, const Tensor* gx) {
   double flops = 0;
+  if (t.first_bias >= 0) bias_backward(t, g, alpha, &flops);
   backward(*t.root, g, t, &flops, alpha, gx);
   if (t.probe) t.probe->backward_flops += flops;
 }
@@ -328,9 +412,9 @@ Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, Ch
   const int64_t rows = tree->inputs[0].dim(0), cols = detail::chain_cols(*tree);
   Tensor y = detail::empty_as(x, detail::with_last_dim(x.shape(), cols));
   detail::chain_forward(*tree, y.view({rows, cols}), 1.0, 0.0);
-  Tensor rec_inputs[kMaxChainFactors + 1] = {x};  // x, then the factors (no vector: no heap)
-  for (size_t i = 0; i < factors.size(); ++i) rec_inputs[i + 1] = factors[i].t;
-  record("chain_matmul", y, std::span<const Tensor>(rec_inputs, factors.size() + 1),
+  Tensor rec_inputs[2 * kMaxChainFactors + 1] = {x};  // x, the factors, their biases (no vector: no heap)
+  const size_t n_in = detail::chain_inputs(factors, rec_inputs, 1);
+  record("chain_matmul", y, std::span<const Tensor>(rec_inputs, n_in),
          [tree, rows, cols](const Tensor& gy) {  // gy[..., d_k]
            detail::chain_backward(*tree, gy.view({rows, cols}), 1.0, nullptr);
          });

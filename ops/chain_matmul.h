@@ -6,6 +6,15 @@
 // gets ∂L/∂F_i = (x F_1⋯F_{i−1})ᵀ · G · (F_{i+1}⋯F_k)ᵀ with O(k) matmuls and no product
 // computed twice; subtrees holding only frozen factors cost nothing.
 //
+// An affine chain: a factor may carry a bias, added after it, h ← h·op(F_i) + b_i (the
+// authors' LinChain builds its chain from nn.Linear(r, r) with biases). Since the chain is
+// linear in x, y = x·op(F_1)⋯op(F_k) + c with the input-independent row
+//   c[d_k] = Σ_i b_i · op(F_{i+1}) ⋯ op(F_k),
+// formed once per call as a recurrence of vector–matrix products (h̄ ← h̄·op(F_i) + b_i),
+// and added to every row of y as one rank-1 GEMM; the product tree (and its association)
+// is the linear chain's. Backward: ḡ_k = Σ_rows ∂L/∂y, ∂L/∂b_i = ḡ_i,
+// ∂L/∂op(F_i) += h̄_{i−1}ᵀ·ḡ_i, ḡ_{i−1} = ḡ_i·op(F_i)ᵀ.
+//
 // A ChainProbe makes the chain observable: name a contiguous span of factors (the r×r
 // middle W_1⋯W_n of a LinChain) and the op forms their product P as one block, reports
 // P, and after backward ∂L/∂P and each factor's share
@@ -23,13 +32,17 @@ namespace cg::ops {
 // ShapeError. (A LinChain adapter is n + 2 factors: A, the n mixers, Bᵀ.)
 constexpr int kMaxChainFactors = 30;
 
-// A factor of the chain: a rank-2 tensor, used transposed when `transposed`.
+// A factor of the chain: a rank-2 tensor, used transposed when `transposed`, and an
+// optional bias [cols of op(t)] added after it.
 struct ChainFactor {
   Tensor t;
   bool transposed = false;
-  ChainFactor(const Tensor& tensor, bool tr = false) : t(tensor), transposed(tr) {}  // NOLINT: implicit on purpose
+  Tensor bias;
+  ChainFactor(const Tensor& tensor, bool tr = false, const Tensor& b = Tensor())  // NOLINT: implicit on purpose
+      : t(tensor), transposed(tr), bias(b) {}
 };
 inline ChainFactor T(const Tensor& t) { return ChainFactor(t, true); }
+inline ChainFactor affine(const Tensor& t, const Tensor& bias) { return ChainFactor(t, false, bias); }
 
 struct ChainProbe {
   // In: the factors [span_begin, span_end) (0-based into the factor list) form P.
@@ -41,10 +54,17 @@ struct ChainProbe {
   std::string order;          // the association used, e.g. "((x·F1)·(F2·F3))"
   double forward_flops = 0;   // 2·m·n·k summed over the products formed
   Tensor product;             // P (when a span was given)
+  // With biases: the chain's input-independent term after the span, h̄ at its last factor,
+  // e.g. β = Σ_i b_i·W_{i+1}⋯W_n for a LinChain middle ([r]); undefined without biases.
+  Tensor beta;
   // Out, after backward:
   double backward_flops = 0;  // FLOPs of the gradient products
-  Tensor grad_product;               // ∂L/∂P
-  std::vector<Tensor> grad_factors;  // ∂L/∂F_i for i in the span (this call's share)
+  Tensor grad_product;               // ∂L/∂P (through x·…·P·…; the bias path does not see P)
+  std::vector<Tensor> grad_factors;  // ∂L/∂F_i for i in the span through P (this call's share)
+  // With biases, for i in the span: the bias path's share of ∂L/∂F_i (the whole gradient is
+  // grad_factors[i] + grad_factors_bias[i]) and ∂L/∂b_i; undefined where none.
+  std::vector<Tensor> grad_factors_bias;
+  std::vector<Tensor> grad_biases;
 };
 
 // The optimal association's cost in multiplications (m·n·k per product) for matrices
@@ -58,7 +78,7 @@ Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, Ch
 
 // A Linear (HF layout, w[out, in]) with a chain added to its output, as one op — the
 // adapted projection of a LoRA / MoSLoRA / LinChain module (ops/adapted_linear.cpp):
-//   y[..., out] = x[..., in] · wᵀ + s · x · op(F_1) ⋯ op(F_k)
+//   y[..., out] = x[..., in] · wᵀ + s · (x · op(F_1) ⋯ op(F_k) + c)   (c: the biases' row)
 // The chain is planned, formed and probed as by chain_matmul, but its last product
 // accumulates straight into y (alpha = s, beta = 1), and in backward its share of ∂L/∂x
 // is added into the buffer that holds gy·w: no separate [..., out] term, no add or scaling

@@ -18,13 +18,18 @@ struct ChainTree;
 std::shared_ptr<ChainTree> chain_plan(const char* op, const Tensor& x, const std::vector<ChainFactor>& factors,
                                       ChainProbe* probe);
 int64_t chain_cols(const ChainTree& t);  // d_k
+// Writes the factors' tensors, then their biases, into out[at…] (an op's recorded inputs);
+// returns the index after the last.
+size_t chain_inputs(const std::vector<ChainFactor>& factors, Tensor* out, size_t at);
 
-// out[rows, d_k] = alpha · x·op(F_1)⋯op(F_k) + beta · out, rows = x's rows. The root's
-// product goes straight into out (a 2-d view); the partial products below it stay in the
-// tree for backward. Fills the probe's forward fields.
+// out[rows, d_k] = alpha · (x·op(F_1)⋯op(F_k) + c) + beta · out, rows = x's rows, c the
+// biases' row (when a factor has a bias). The root's product goes straight into out (a 2-d
+// view); the partial products below it stay in the tree for backward. Fills the probe's
+// forward fields.
 void chain_forward(ChainTree& t, const Tensor& out, double alpha, double beta);
 
-// g[rows, d_k] = ∂L/∂out. Every factor that needs grad gets ∂L/∂F_i of alpha·product (alpha
+// g[rows, d_k] = ∂L/∂out. Every factor (and bias) that needs grad gets its gradient of
+// alpha·(product + c) (alpha
 // rides on the root's two GEMMs, g is never scaled); x's share is added into gx (beta = 1;
 // x's shape, read as [rows, d_0]) when gx is given, else accumulated into x.grad. Fills the
 // probe's backward fields.

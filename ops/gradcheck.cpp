@@ -271,6 +271,16 @@ std::vector<GradOp> make_registry() {
                     probe.span_end = 4;
                     return chain_matmul(in[0], {in[1], in[2], in[3], in[4], T(in[5])}, &probe);
                   }});
+    // Affine chains: a bias after a factor (first, middle, transposed last).
+    cs.push_back({"chain_matmul", "bias: x[3,4]*(F[4,2]+b)*(F[2,2]+b)*(F[5,2]^T+b)", {rnd(g, {3, 4}), rnd(g, {4, 2}), rnd(g, {2}), rnd(g, {2, 2}), rnd(g, {2}), rnd(g, {5, 2}), rnd(g, {5})},
+                  [](const V& in) { return chain_matmul(in[0], {affine(in[1], in[2]), affine(in[3], in[4]), ChainFactor(in[5], true, in[6])}); }});
+    cs.push_back({"chain_matmul", "bias: x[2,3,5]*A[5,3]*(W[3,3]+b)^3*B[4,3]^T, span W", {rnd(g, {2, 3, 5}), rnd(g, {5, 3}), rnd(g, {3, 3}), rnd(g, {3}), rnd(g, {3, 3}), rnd(g, {3}), rnd(g, {3, 3}), rnd(g, {3}), rnd(g, {4, 3})},
+                  [](const V& in) {
+                    static ChainProbe probe;
+                    probe.span_begin = 1;
+                    probe.span_end = 4;
+                    return chain_matmul(in[0], {in[1], affine(in[2], in[3]), affine(in[4], in[5]), affine(in[6], in[7]), T(in[8])}, &probe);
+                  }});
     return cs;
   }});
   r.push_back({"adapted_linear", [](Rng& g) {
@@ -296,6 +306,25 @@ std::vector<GradOp> make_registry() {
     const Tensor w2 = rnd(g, {3, 4}), x2 = rnd(g, {2, 2, 4});
     cs.push_back({"adapted_linear", "frozen w and x, A[4,2]*W1*B[3,2]^T", {rnd(g, {4, 2}), rnd(g, {2, 2}), rnd(g, {3, 2})},
                   [s, w2, x2](const V& in) { return adapted_linear(like(x2, in[0]), like(w2, in[0]), {in[0], in[1], T(in[2])}, s); }});
+    // The authors' LinChain: every chain factor an nn.Linear(r, r) with a bias.
+    for (int n = 1; n <= 3; ++n) {
+      V ins{rnd(g, {2, 3, 5}), rnd(g, {5, 3})};
+      for (int j = 0; j < n; ++j) {
+        ins.push_back(rnd(g, {3, 3}));
+        ins.push_back(rnd(g, {3}));
+      }
+      ins.push_back(rnd(g, {4, 3}));
+      cs.push_back({"adapted_linear", "bias: frozen w, x[2,3,5]*A*(W+b)^" + std::to_string(n) + "*B^T, span W", ins,
+                    [s, w0, n](const V& in) {
+                      static ChainProbe probe;
+                      probe.span_begin = 1;
+                      probe.span_end = 1 + n;
+                      std::vector<ChainFactor> f{in[1]};
+                      for (int j = 0; j < n; ++j) f.push_back(affine(in[2 + 2 * j], in[3 + 2 * j]));
+                      f.push_back(T(in[2 + 2 * static_cast<size_t>(n)]));
+                      return adapted_linear(in[0], like(w0, in[0]), f, s, &probe);
+                    }});
+    }
     return cs;
   }});
   return r;

@@ -42,16 +42,20 @@ else
   [ -n "$TOKENIZER" ] && tokargs=(--tokenizer "$TOKENIZER")
 fi
 
-for kind in lora moslora linchain; do
-  echo "== fine-tune: $kind (r=$RANK$([ $kind = linchain ] && echo ", n=$CHAIN"))"
-  "$BIN/finetune" --model "$base" "${tokargs[@]}" "${ft_data[@]}" --adapter $kind --rank $RANK --chain $CHAIN \
+# linchain_bias: LinChain with chain biases (--chain-bias), as the authors' code builds it.
+for run in lora moslora linchain linchain_bias; do
+  kind=${run%_bias}
+  bias=()
+  [ "$run" = linchain_bias ] && bias=(--chain-bias)
+  echo "== fine-tune: $kind (r=$RANK$([ $kind = linchain ] && echo ", n=$CHAIN")${bias:+, chain biases})"
+  "$BIN/finetune" --model "$base" "${tokargs[@]}" "${ft_data[@]}" --adapter $kind "${bias[@]}" --rank $RANK --chain $CHAIN \
     --alpha $((2 * RANK)) --seq $seq --batch 16 --steps $ft_steps --lr $ft_lr --warmup 20 --eval-every 50 --seed 1 \
-    --metrics "$OUT/$kind.jsonl" --summary "$OUT/$kind.json" --out "$OUT/$kind.adapter.safetensors" "${common[@]}" >/dev/null
+    --metrics "$OUT/$run.jsonl" --summary "$OUT/$run.json" --out "$OUT/$run.adapter.safetensors" "${common[@]}" >/dev/null
 done
 
-/usr/bin/python3 scripts/demo_table.py "$OUT"/lora.json "$OUT"/moslora.json "$OUT"/linchain.json
+/usr/bin/python3 scripts/demo_table.py "$OUT"/lora.json "$OUT"/moslora.json "$OUT"/linchain.json "$OUT"/linchain_bias.json
 /usr/bin/python3 scripts/plot.py "$OUT/demo_val_loss.png" "$OUT/lora.jsonl=LoRA" "$OUT/moslora.jsonl=MoSLoRA" \
-  "$OUT/linchain.jsonl=LinChain (n=$CHAIN)" --key val_loss --title "fine-tuning: validation loss (r=$RANK)"
+  "$OUT/linchain.jsonl=LinChain (n=$CHAIN)" "$OUT/linchain_bias.jsonl=LinChain (n=$CHAIN, biases)" --key val_loss --title "fine-tuning: validation loss (r=$RANK)"
 /usr/bin/python3 scripts/plot.py "$OUT/demo_train_loss.png" "$OUT/lora.jsonl=LoRA" "$OUT/moslora.jsonl=MoSLoRA" \
-  "$OUT/linchain.jsonl=LinChain (n=$CHAIN)" --key loss --title "fine-tuning: training loss (r=$RANK)"
+  "$OUT/linchain.jsonl=LinChain (n=$CHAIN)" "$OUT/linchain_bias.jsonl=LinChain (n=$CHAIN, biases)" --key loss --title "fine-tuning: training loss (r=$RANK)"
 echo "demo: done in $(( $(date +%s) - start )) s; outputs in $OUT/"

@@ -13,7 +13,8 @@ def main():
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for r in rows:
-        name = r["adapter"] + (f" (n={r['chain']})" if r["adapter"] == "linchain" else "")
+        name = r["adapter"] + (f" (n={r['chain']}{', biases' if r.get('chain_bias') else ''})"
+                               if r["adapter"] == "linchain" else "")
         acc = f"{100 * r['accuracy']:.1f}%" if "accuracy" in r else "-"
         val = f"{r['final_val_loss']:.4f}" if r.get("final_val_loss", -1) >= 0 else "-"
         print(f"| {name} | {r['trainable_params']:,} | {r['final_loss']:.4f} | {val} | {acc} | "

@@ -144,16 +144,20 @@ TEST_CASE("adapter file: PEFT names, shapes, metadata; PEFT formula equals our d
 
 TEST_CASE("adapter file: load round trip needs no flags") {
   cg::testing::TempDir tmp;
-  for (int n : {0, 1, 2}) {
+  for (int v : {0, 1, 2, 3}) {  // LoRA, MoSLoRA, LinChain n = 2, LinChain n = 2 with chain biases
+    const int n = v == 3 ? 2 : v;
     const AdapterKind kind = n == 0 ? AdapterKind::LoRA : n == 1 ? AdapterKind::MoSLoRA : AdapterKind::LinChain;
     Model m1, m2;
-    AdapterSet set = attach_adapters(m1.linears(), config(kind, n), 3);
+    AdapterConfig cfg = config(kind, n);
+    cfg.chain_bias = v == 3;
+    AdapterSet set = attach_adapters(m1.linears(), cfg, 3);
     randomize(set, 20);
     const std::string path = tmp.file("rt.safetensors");
     save_adapter(path, set);
     AdapterSet got = load_adapter(path, m2.linears());
     CHECK(got.config.kind == kind);
     CHECK(got.config.num_mixers() == n);
+    CHECK(got.config.chain_bias == cfg.chain_bias);
     CHECK(got.config.rank == 4);
     CHECK(got.config.alpha == 6.0);
     CHECK(got.config.targets == parse_targets("q,down"));

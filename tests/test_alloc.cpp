@@ -160,13 +160,15 @@ TEST_CASE("a training step after warm-up takes nothing from the heap") {
     check_zero("pretrain", threads, count_model_steps(model, model.params(), kWarm, kSteps), kSteps);
     check_zero("pretrain (Trainer)", threads, count_trainer_steps(model, model.params(), kWarm, kSteps), kSteps);
 
-    for (nn::AdapterKind kind : {nn::AdapterKind::LoRA, nn::AdapterKind::MoSLoRA, nn::AdapterKind::LinChain}) {
+    for (int v = 0; v < 4; ++v) {  // LoRA, MoSLoRA, LinChain, LinChain with chain biases
+      const nn::AdapterKind kind = v == 0 ? nn::AdapterKind::LoRA : v == 1 ? nn::AdapterKind::MoSLoRA : nn::AdapterKind::LinChain;
       models::LlamaModel base(small_config(), 4);
       nn::AdapterConfig ac;
       ac.kind = kind;
       ac.rank = 4;
+      ac.chain_bias = v == 3;
       nn::AdapterSet set = nn::attach_adapters(base.linears(), ac, 9);
-      const std::string what = nn::adapter_kind_name(kind) + " fine-tune";
+      const std::string what = nn::adapter_kind_name(kind) + (ac.chain_bias ? " with chain biases" : "") + " fine-tune";
       check_zero(what, threads, count_model_steps(base, *set.store, kWarm, kSteps), kSteps);
       check_zero(what + " (Trainer)", threads, count_trainer_steps(base, *set.store, kWarm, kSteps), kSteps);
     }

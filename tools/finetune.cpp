@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   std::string model_path, adapter_kind = "linchain", targets = "q,k,v,up,down", init = "kaiming", adapter_in, out,
                                  merge_out, summary_path;
   int rank = 16, chain = 3;
+  bool chain_bias = false;
   double alpha = 32;
   int64_t eval_arith = 0;
   tools::DataFlags data;
@@ -42,6 +43,9 @@ int main(int argc, char** argv) {
   app.add_option("--alpha", alpha, "scale s = alpha / r")->capture_default_str()->check(tools::real_range(-1e6, 1e6));
   app.add_option("--targets", targets, "modules to adapt: q,k,v,o,gate,up,down")->capture_default_str();
   app.add_option("--init", init, "mixer / chain-factor init: kaiming, identity or orthogonal")->capture_default_str();
+  app.add_flag("--chain-bias", chain_bias,
+               "linchain: a bias on every chain factor, as the authors' code (nn.Linear(r, r)); default: the paper's "
+               "linear chain");
   app.add_option("--adapter-in", adapter_in, "start from this adapter file (it fixes kind, rank, chain, alpha, targets)");
   data.add(app, /*allow_text=*/true);
   optf.add(app);
@@ -74,7 +78,11 @@ int main(int argc, char** argv) {
     flags_cfg.alpha = alpha;
     flags_cfg.targets = nn::parse_targets(targets);
     flags_cfg.init = nn::parse_mixer_init(init);
+    flags_cfg.chain_bias = chain_bias;
     flags_cfg.validate();
+    if (chain_bias && !merge_out.empty())
+      throw FormatError("--merge-out: a LinChain with chain biases adds an output bias s·B·β that the model's "
+                        "bias-free projections cannot hold; save the adapter with --out and run it unmerged");
     models::Checkpoint ck = models::read_checkpoint(model_path);
     auto model = models::LlamaModel::from_checkpoint(ck, run.device());
     auto tok = models::load_tokenizer(data.tokenizer, static_cast<int>(model->config().vocab_size));
@@ -99,8 +107,9 @@ int main(int argc, char** argv) {
     if (comm.lead()) {
       std::fprintf(stderr, "finetune: base %s (%lld parameters, frozen)\n", model->config().str().c_str(),
                    static_cast<long long>(model->params().numel()));
-      std::fprintf(stderr, "finetune: %s r=%d n=%d alpha=%g on %zu modules: %lld trainable parameters\n",
-                   nn::adapter_kind_name(ac.kind).c_str(), ac.rank, ac.num_mixers(), ac.alpha, adapters.adapters.size(),
+      std::fprintf(stderr, "finetune: %s%s r=%d n=%d alpha=%g on %zu modules: %lld trainable parameters\n",
+                   nn::adapter_kind_name(ac.kind).c_str(), ac.chain_bias ? " (chain biases)" : "", ac.rank,
+                   ac.num_mixers(), ac.alpha, adapters.adapters.size(),
                    static_cast<long long>(adapters.trainable_params()));
     }
     models::TokenDataset ds = data.load(*tok, model->config().seq_len, run.seed);
@@ -158,6 +167,7 @@ int main(int argc, char** argv) {
     nlohmann::json summary{{"adapter", nn::adapter_kind_name(ac.kind)},
                            {"rank", ac.rank},
                            {"chain", ac.num_mixers()},
+                           {"chain_bias", ac.chain_bias},
                            {"trainable_params", adapters.trainable_params()},
                            {"steps", loop.steps_done},
                            {"final_loss", loop.last_loss},

@@ -309,9 +309,13 @@ int run_dump(models::LlamaModel& model, const models::Tokenizer& tok, const std:
   for (const auto& m : set.adapters) {
     const nn::ChainAdapter& ad = *m.adapter;
     tensors.emplace_back(models::kPeftPrefix + nn::adapter_a_name(m.module), grad_of(ad.a(), true));
-    for (size_t j = 0; j < ad.mixers().size(); ++j)
+    for (size_t j = 0; j < ad.mixers().size(); ++j) {
       tensors.emplace_back(models::kPeftPrefix + nn::adapter_mixer_name(m.module, kind, static_cast<int>(j)),
                            grad_of(ad.mixers()[j], true));
+      if (!ad.biases().empty())
+        tensors.emplace_back(models::kPeftPrefix + nn::adapter_mixer_bias_name(m.module, static_cast<int>(j)),
+                             grad_of(ad.biases()[j], false));
+    }
     tensors.emplace_back(models::kPeftPrefix + nn::adapter_b_name(m.module), grad_of(ad.b(), false));
   }
   char lbuf[32];
@@ -357,6 +361,7 @@ int main(int argc, char** argv) {
   app.add_option("--alpha", alpha, "alpha (scale s = alpha/r); default 2·rank");
   app.add_option("--targets", targets, "modules to adapt (default: q for the teacher, q,k,v,up,down for a model)");
   app.add_option("--init", init, "mixer init: kaiming | identity | orthogonal")->capture_default_str();
+  app.add_flag("--chain-bias", o.adapter.chain_bias, "linchain: a bias on every chain factor (the authors' code)");
   app.add_option("--adapter-in", o.adapter_in, "start from this adapter file (it fixes kind, rank, chain, alpha, targets)");
   app.add_option("--optimizer", o.optim.name, "adamw | sgd")->capture_default_str();
   app.add_option("--lr", o.optim.lr, "learning rate (constant)")->capture_default_str();

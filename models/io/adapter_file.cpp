@@ -77,8 +77,12 @@ void save_adapter(const std::string& path, const nn::AdapterSet& set) {
   for (const auto& a : set.adapters) {
     const nn::ChainAdapter& ad = *a.adapter;
     out.emplace_back(peft_a(a.module), transposed_host(ad.a()));  // [r, in] = Aᵀ
-    for (size_t j = 0; j < ad.mixers().size(); ++j)                 // Mⱼ = Wⱼ₊₁ᵀ
+    for (size_t j = 0; j < ad.mixers().size(); ++j) {  // Mⱼ = Wⱼ₊₁ᵀ, bias bⱼ₊₁ as is
       out.emplace_back(peft_mixer(a.module, cfg.kind, static_cast<int>(j)), transposed_host(ad.mixers()[j]));
+      if (!ad.biases().empty())
+        out.emplace_back(kPeftPrefix + nn::adapter_mixer_bias_name(a.module, static_cast<int>(j)),
+                         ad.biases()[j].to(Device::CPU));
+    }
     out.emplace_back(peft_b(a.module), ad.b().to(Device::CPU));  // [out, r] = B
   }
   const std::map<std::string, std::string> meta{
@@ -89,6 +93,7 @@ void save_adapter(const std::string& path, const nn::AdapterSet& set) {
       {"target_modules", nn::target_modules_csv(cfg.targets)},
       {"chain_length", std::to_string(cfg.num_mixers())},
       {"init", nn::mixer_init_name(cfg.init)},
+      {"chain_bias", cfg.chain_bias ? "1" : "0"},
   };
   write_safetensors(path, out, meta);
 }
@@ -148,6 +153,17 @@ AdapterFile read_adapter_file(const std::string& path) {
     }
   }
   const int nm = cfg.num_mixers();
+  // Chain biases: the metadata says so, or (files without the key) the first module has them.
+  if (const auto it = st.metadata.find("chain_bias"); it != st.metadata.end()) {
+    if (it->second != "0" && it->second != "1")
+      throw FormatError(path + ": metadata 'chain_bias' = '" + it->second + "' is not 0 or 1");
+    cfg.chain_bias = it->second == "1";
+  } else {
+    for (const std::string& name : st.names)
+      cfg.chain_bias |= name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+  }
+  if (cfg.chain_bias && cfg.kind != nn::AdapterKind::LinChain)
+    throw FormatError(path + ": chain biases need peft_type LINCHAIN, got " + type);
 
   // Modules in file order, from their lora_A tensors.
   std::set<std::string> seen;
@@ -197,6 +213,16 @@ AdapterFile read_adapter_file(const std::string& path) {
         throw FormatError(path + ": tensor '" + name + "' is " + w.desc() + ", expected [" + std::to_string(r) + ", " +
                           std::to_string(r) + "]");
       f.tensors[nn::adapter_mixer_name(m, cfg.kind, j)] = transposed_host(w.to(DType::F32));
+      if (cfg.chain_bias) {
+        const std::string bname = kPeftPrefix + nn::adapter_mixer_bias_name(m, j);
+        const auto it = st.tensors.find(bname);
+        if (it == st.tensors.end()) throw FormatError(path + ": missing tensor '" + bname + "'");
+        if (it->second.numel() != r || it->second.rank() != 1)
+          throw FormatError(path + ": tensor '" + bname + "' is " + it->second.desc() + ", expected [" +
+                            std::to_string(r) + "]");
+        used.insert(bname);
+        f.tensors[nn::adapter_mixer_bias_name(m, j)] = it->second.to(DType::F32).clone();
+      }
     }
     f.tensors[nn::adapter_b_name(m)] = b.to(DType::F32).clone();
   }

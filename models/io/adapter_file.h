@@ -9,6 +9,7 @@
 //   MoSLoRA:  base_model.model.M.lora_AB.weight        [r, r] = W₁ᵀ
 //   LinChain: base_model.model.M.lora_mixer.{j}.weight [r, r] = W_{j+1}ᵀ, j = 0..n−1
 //             (0-based; factor j is applied j-th after A)
+//             with chain biases also base_model.model.M.lora_mixer.{j}.bias [r] = b_{j+1}
 // Why the transposes: our code uses the paper's row convention,
 //   Δy = s · x · A · W₁ ⋯ Wₙ · Bᵀ   (x a row vector, A [in,r], Wⱼ [r,r], B [out,r]),
 // PEFT the column convention of nn.Linear (W [out,in], y = W x):
@@ -21,7 +22,8 @@
 //
 // Header metadata (all strings): peft_type LORA|MOSLORA|LINCHAIN, r, lora_alpha,
 // target_modules (comma-separated HF module names, e.g. q_proj,k_proj,v_proj,up_proj,down_proj),
-// chain_length (0 for LoRA, 1 for MoSLoRA, n for LinChain), format "pt".
+// chain_length (0 for LoRA, 1 for MoSLoRA, n for LinChain), chain_bias 0|1 (absent: the
+// file has .bias tensors or not), format "pt".
 #pragma once
 #include <map>
 #include <string>

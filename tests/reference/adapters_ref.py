@@ -10,7 +10,10 @@ weights of 5 AdamW and 5 plain SGD steps. Shares no code with the C++ (run with 
 
 Files (in --out, default tests/golden):
   adapters_base.safetensors      model config (metadata), base weights (HF names), ids, targets
-  adapters_<kind>.safetensors    kind = lora, moslora, linchain1 … linchain4
+  adapters_<kind>.safetensors    kind = lora, moslora, linchain1 … linchain4, and linchainb1 …
+                                 linchainb4: LinChain with chain biases, written as the authors'
+                                 layer is (AuthorsLinChain below: nn.Linear modules in PEFT's
+                                 layout, dropout off), stored in the C++ layout
 With --variant alt, a non-default config instead (rope θ = 500000, RMSNorm eps = 1e-6, one KV
 head, T = 80 > 64 so the C++ blocked causal attention runs, several ignored targets (−1),
 SGD with momentum and weight decay, AdamW with weight decay):
@@ -133,6 +136,68 @@ class Adapters:
         return self.scale * (h @ self.t[mod + ".lora_B.weight"].T)
 
 
+class AuthorsLinChain:
+    """LinChain as the authors' PEFT fork builds it: per module lora_A = nn.Linear(in, r, bias=False),
+    lora_mixer = ModuleList([nn.Linear(r, r)] * n) (biases on), lora_B = nn.Linear(r, out, bias=False),
+    Δy = lora_B(mixer_n(⋯mixer_1(lora_A(x)))) · s. Tensors are read and written in the C++ store's
+    layout (A = lora_A.weightᵀ, W_{j+1} = lora_mixer.j.weightᵀ, b_{j+1} = lora_mixer.j.bias)."""
+
+    def __init__(self, base, n, gen):
+        self.kind, self.n, self.scale = "linchain", n, ALPHA / RANK
+        self.modules, self.layers = [], {}
+        for name, w in base.items():
+            mod = name[: -len(".weight")]
+            if not any(mod.endswith("." + t) for t in TARGETS):
+                continue
+            out_f, in_f = w.shape
+            self.modules.append(mod)
+            a = torch.nn.Linear(in_f, RANK, bias=False, dtype=DT)
+            mix = torch.nn.ModuleList([torch.nn.Linear(RANK, RANK, dtype=DT) for _ in range(n)])
+            b = torch.nn.Linear(RANK, out_f, bias=False, dtype=DT)
+            with torch.no_grad():  # values from gen (not torch's global RNG), like Adapters above
+                a.weight.copy_(((torch.rand(in_f, RANK, generator=gen, dtype=DT) * 2 - 1) / math.sqrt(in_f)).T)
+                for m in mix:
+                    m.weight.copy_((torch.eye(RANK, dtype=DT) +
+                                    (torch.rand(RANK, RANK, generator=gen, dtype=DT) * 2 - 1) * 0.4).T)
+                    m.bias.copy_((torch.rand(RANK, generator=gen, dtype=DT) * 2 - 1) / math.sqrt(RANK))
+                b.weight.copy_(0.2 * torch.randn(out_f, RANK, generator=gen, dtype=DT))
+            self.layers[mod] = (a, mix, b)
+        self.products = {}
+
+    def named(self):  # (C++ store name, tensor in the C++ layout, parameter, transposed)
+        out = []
+        for mod in self.modules:
+            a, mix, b = self.layers[mod]
+            out.append((mod + ".lora_A.weight", a.weight, True))
+            for j, m in enumerate(mix):
+                out.append((mod + f".lora_mixer.{j}.weight", m.weight, True))
+                out.append((mod + f".lora_mixer.{j}.bias", m.bias, False))
+            out.append((mod + ".lora_B.weight", b.weight, False))
+        return out
+
+    @property
+    def t(self):
+        return {n: (p.T if tr else p) for n, p, tr in self.named()}
+
+    def params(self):
+        return [p for _, p, _ in self.named()]
+
+    def grads(self):
+        return [(n, p.grad.T if tr else p.grad) for n, p, tr in self.named()]
+
+    def load(self, values):
+        with torch.no_grad():
+            for n, p, tr in self.named():
+                p.copy_(values[n].T if tr else values[n])
+
+    def delta(self, mod, x):
+        a, mix, b = self.layers[mod]
+        h = a(x)
+        for m in mix:
+            h = m(h)
+        return b(h) * self.scale
+
+
 def forward(base, ad, ids, targets):
     c = CFG
     bsz, t = ids.shape
@@ -168,7 +233,7 @@ def forward(base, ad, ids, targets):
 
 
 def trajectory(base, ad, ids, targets, opt_name):
-    params = [ad.t[n] for n in ad.names()]
+    params = ad.params() if isinstance(ad, AuthorsLinChain) else [ad.t[n] for n in ad.names()]
     if opt_name == "adamw":
         opt = torch.optim.AdamW(params, lr=ADAMW_LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=OPT["adamw_weight_decay"])
     else:
@@ -233,6 +298,26 @@ def main():
         meta = dict(kind=kind, chain=n, rank=RANK, alpha=ALPHA, targets=",".join(TARGETS), adamw_lr=ADAMW_LR,
                     sgd_lr=SGD_LR, steps=STEPS, **OPT)
         path = os.path.join(args.out, f"{prefix}{kname}.safetensors")
+        write_safetensors(path, out, meta)
+        print(f"{path}: loss {loss.item():.6f}, sgd losses {[round(x, 5) for x in losses.tolist()]}", flush=True)
+
+    for n in range(1, 5):  # the authors' layer: chain factors with biases
+        ad = AuthorsLinChain(base, n, torch.Generator().manual_seed(2000 + n))
+        init = {k: v.detach().clone() for k, v in ad.t.items()}
+        logits, loss = forward(base, ad, ids, targets)
+        loss.backward()
+        out = [("init." + k, v) for k, v in init.items()]
+        out += [("logits", logits), ("loss", loss.reshape(1))]
+        out += [("grad." + k, g) for k, g in ad.grads()]
+        for opt_name in ("adamw", "sgd"):
+            ad_run = AuthorsLinChain(base, n, torch.Generator().manual_seed(2000 + n))
+            ad_run.load(init)
+            losses = trajectory(base, ad_run, ids, targets, opt_name)
+            out.append((opt_name + ".losses", losses))
+            out += [(opt_name + ".final." + k, v.detach()) for k, v in ad_run.t.items()]
+        meta = dict(kind="linchain", chain=n, chain_bias=1, rank=RANK, alpha=ALPHA, targets=",".join(TARGETS),
+                    adamw_lr=ADAMW_LR, sgd_lr=SGD_LR, steps=STEPS)
+        path = os.path.join(args.out, f"adapters_linchainb{n}.safetensors")
         write_safetensors(path, out, meta)
         print(f"{path}: loss {loss.item():.6f}, sgd losses {[round(x, 5) for x in losses.tolist()]}", flush=True)
 
