@@ -325,7 +325,6 @@ void ggml_dequantize(uint32_t type, const uint8_t* src, float* dst, uint64_t n) 
     throw FormatError("ggml_dequantize: " + std::to_string(n) + " values of " + ggml_type_name(type) +
                       " (unsupported type or not whole blocks)");
   const int64_t blocks = static_cast<int64_t>(n / ti.block);
-#pragma omp parallel for schedule(static)
   for (int64_t k = 0; k < blocks; ++k) {
     const uint8_t* b = src + static_cast<uint64_t>(k) * ti.bytes;
     float* y = dst + static_cast<uint64_t>(k) * ti.block;

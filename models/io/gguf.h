@@ -67,7 +67,8 @@ struct GgufFile {
 std::string ggml_type_name(uint32_t type);
 // Bytes of `n` values of `type` (n a multiple of its block size), 0 for an unsupported type.
 uint64_t ggml_row_bytes(uint32_t type, uint64_t n);
-// Dequantizes `n` values (a multiple of the block size) of `type` from `src` into dst.
+// Dequantizes `n` values (a multiple of the block size) of `type` from `src` into dst (one
+// thread: on a shared machine an OpenMP team here was several times slower).
 void ggml_dequantize(uint32_t type, const uint8_t* src, float* dst, uint64_t n);
 
 // Parses (and validates) a whole GGUF file held in memory; takes the bytes.
