@@ -4,6 +4,7 @@
 # build/bin/tokenize and by HF `tokenizers` (from the venv at $CG_VENV, default .venv) with
 # SmolLM2's tokenizer.json, the SmolLM2 GGUF's own vocabulary, and Llama-2's tokenizer.json;
 # prints one line per (tokenizer, file) and exits non-zero on any difference or failed round trip.
+# CG_CHECK_ONLY=WORD limits it to the tokenizers whose label holds WORD (smollm2, GGUF, llama2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${CG_VENV:-.venv}"
