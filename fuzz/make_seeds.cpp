@@ -1,5 +1,5 @@
 // fuzz/make_seeds.cpp — writes a small valid seed corpus for the fuzz harnesses:
-//   make_seeds DIR [TOK_BIN]  →  DIR/{safetensors,llama2c,tokenizer}/seed_*
+//   make_seeds DIR [TOK_BIN]  →  DIR/{safetensors,llama2c,tokenizer,gguf}/seed_*
 // using the project's own writers (plus a hand-built F16/BF16 file, and TOK_BIN when
 // given and present). Run by scripts/fuzz.sh.
 #include <cstdio>
@@ -45,6 +45,46 @@ std::vector<uint8_t> with_text(const std::string& text, const std::vector<uint8_
   return out;
 }
 
+// A small GGUF v3: llama metadata, a byte-level vocabulary with one merge, an F32 tensor
+// [2,32] and a Q4_K tensor [256] (random block bytes with a finite scale).
+std::vector<uint8_t> tiny_gguf() {
+  std::vector<uint8_t> b;
+  auto put = [&](const void* p, size_t n) { b.insert(b.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n); };
+  auto u32 = [&](uint32_t v) { put(&v, 4); };
+  auto u64 = [&](uint64_t v) { put(&v, 8); };
+  auto str = [&](const std::string& s) { u64(s.size()); put(s.data(), s.size()); };
+  auto kv_str = [&](const std::string& k, const std::string& v) { str(k); u32(8); str(v); };
+  auto kv_u32 = [&](const std::string& k, uint32_t v) { str(k); u32(4); u32(v); };
+  auto kv_strs = [&](const std::string& k, const std::vector<std::string>& v) {
+    str(k); u32(9); u32(8); u64(v.size());
+    for (const auto& s : v) str(s);
+  };
+  const std::vector<std::string> toks = {"<|endoftext|>", "a", "b", "ab", "\xC4\xA0", "1"};
+  b.insert(b.end(), {'G', 'G', 'U', 'F'});
+  u32(3);
+  u64(2);   // tensors
+  u64(9);   // metadata
+  kv_str("general.architecture", "llama");
+  kv_u32("general.alignment", 32);
+  kv_u32("llama.block_count", 1);
+  kv_u32("llama.embedding_length", 32);
+  kv_str("tokenizer.ggml.model", "gpt2");
+  kv_str("tokenizer.ggml.pre", "smollm");
+  kv_strs("tokenizer.ggml.tokens", toks);
+  kv_strs("tokenizer.ggml.merges", {"a b"});
+  str("tokenizer.ggml.token_type"); u32(9); u32(5); u64(toks.size());
+  for (size_t i = 0; i < toks.size(); ++i) { const int32_t t = i == 0 ? 3 : 1; put(&t, 4); }
+  str("token_embd.weight"); u32(2); u64(32); u64(2); u32(0); u64(0);
+  str("blk.0.attn_q.weight"); u32(1); u64(256); u32(12); u64(256);
+  while (b.size() % 32) b.push_back(0);
+  for (int i = 0; i < 64; ++i) { const float f = 0.5f * static_cast<float>(i); put(&f, 4); }
+  const size_t q = b.size();
+  for (int i = 0; i < 144; ++i) b.push_back(static_cast<uint8_t>((i * 37 + 11) & 255));
+  b[q] = 0x00; b[q + 1] = 0x3C;  // d = 1.0 (f16)
+  b[q + 2] = 0x00; b[q + 3] = 0x38;  // dmin = 0.5
+  return b;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -54,8 +94,9 @@ int main(int argc, char** argv) {
   }
   try {
     const fs::path dir = argv[1];
-    for (const char* sub : {"safetensors", "llama2c", "tokenizer"}) fs::create_directories(dir / sub);
+    for (const char* sub : {"safetensors", "llama2c", "tokenizer", "gguf"}) fs::create_directories(dir / sub);
     auto out = [&](const char* sub, const std::string& name) { return (dir / sub / name).string(); };
+    write_file_atomic(out("gguf", "seed_tiny"), tiny_gguf());
 
     Rng rng(1);
     write_safetensors(out("safetensors", "seed_mixed"),

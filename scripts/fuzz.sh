@@ -17,7 +17,7 @@ mkdir -p "$work"
 build/fuzz/make_seeds "$work/seeds" ../shared/data/stories260K/tok512.bin
 
 status=0
-for name in safetensors llama2c tokenizer; do
+for name in safetensors llama2c tokenizer gguf; do
   mkdir -p "$work/corpus_$name" "$work/artifacts_$name"
   log="$work/fuzz_$name.log"
   if OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "build/fuzz/fuzz_$name" \

@@ -13,7 +13,7 @@
 int main(int argc, char** argv) {
   CLI::App app{
       "Evaluate a Llama checkpoint.\n"
-      "  --text FILE: the file's bytes are encoded with BOS prepended and scored in non-overlapping\n"
+      "  --text FILE: the file's bytes are encoded (BOS first when the tokenizer adds one) and scored in non-overlapping\n"
       "    windows of seq_len inputs; every token but the first is predicted once, the first token of\n"
       "    each window is context only. Prints the mean cross-entropy (nats/token) and perplexity.\n"
       "  --task FILE.json: LLM-Adapters list of {instruction, input, output, answer}; the choices are\n"
@@ -27,8 +27,9 @@ int main(int argc, char** argv) {
   int64_t limit = 0;
   int threads = 0;
   bool json = false;
-  app.add_option("--model", model_path, "checkpoint: llama2.c .bin or HF Llama .safetensors")->required();
-  app.add_option("--tokenizer", tok_path, "llama2.c tokenizer (tok*.bin)")->required();
+  app.add_option("--model", model_path, "checkpoint: llama2.c .bin, HF .safetensors or folder, or .gguf")->required();
+  app.add_option("--tokenizer", tok_path,
+                 "tokenizer (tok*.bin, tokenizer.json, .gguf, HF folder, 'byte'); default: the model's own");
   auto* text_opt = app.add_option("--text", text_path, "text file to score");
   auto* task_opt = app.add_option("--task", task_path, "LLM-Adapters multiple-choice task (.json)");
   text_opt->excludes(task_opt);
@@ -44,7 +45,7 @@ int main(int argc, char** argv) {
     const cg::Device dev = device == "cuda" ? cg::Device::CUDA : cg::Device::CPU;
     const cg::models::Checkpoint ckpt = cg::models::read_checkpoint(model_path);
     auto model = cg::models::LlamaModel::from_checkpoint(ckpt, dev);
-    auto tok = cg::models::load_tokenizer(tok_path, static_cast<int>(model->config().vocab_size));
+    auto tok = cg::models::tokenizer_for(tok_path, model_path, static_cast<int>(model->config().vocab_size));
     if (!text_path.empty()) {
       const std::vector<uint8_t> bytes = cg::models::read_file_bytes(text_path);
       const auto s = cg::models::score_text(*model, *tok, std::string(bytes.begin(), bytes.end()));

@@ -14,6 +14,7 @@
 #include "models/io/hf_llama.h"
 #include "models/llama/llama.h"
 #include "models/text/tokenizer.h"
+#include "models/text/tokenizer_json.h"
 #include "nn/adapters.h"
 #include "nn/dist/dist.h"
 #include "models/io/file_io.h"
@@ -34,7 +35,7 @@ int main(int argc, char** argv) {
   tools::DataFlags data;
   tools::OptimFlags optf;
   tools::RunFlags run;
-  app.add_option("--model", model_path, "base model: llama2.c .bin or HF Llama .safetensors")->required();
+  app.add_option("--model", model_path, "base model: llama2.c .bin, HF .safetensors or folder, or .gguf")->required();
   app.add_option("--adapter", adapter_kind, "lora, moslora or linchain")->capture_default_str();
   app.add_option("--rank", rank, "adapter rank r (≤ the smaller side of each adapted weight)")
       ->capture_default_str()
@@ -85,7 +86,12 @@ int main(int argc, char** argv) {
                         "bias-free projections cannot hold; save the adapter with --out and run it unmerged");
     models::Checkpoint ck = models::read_checkpoint(model_path);
     auto model = models::LlamaModel::from_checkpoint(ck, run.device());
-    auto tok = models::load_tokenizer(data.tokenizer, static_cast<int>(model->config().vocab_size));
+    // Without --tokenizer, the tokenizer the model carries (GGUF vocabulary, HF tokenizer.json).
+    std::unique_ptr<models::Tokenizer> tok = app.count("--tokenizer") ? nullptr : models::tokenizer_from_model(model_path);
+    if (tok && tok->vocab_size() != model->config().vocab_size)
+      throw FormatError(model_path + ": its tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, the model " +
+                        std::to_string(model->config().vocab_size));
+    if (!tok) tok = models::load_tokenizer(data.tokenizer, static_cast<int>(model->config().vocab_size));
     model->params().set_trainable(false);  // the base stays frozen
     nn::AdapterSet adapters;
     if (!adapter_in.empty()) {

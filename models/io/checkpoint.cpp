@@ -2,9 +2,11 @@
 #include "models/io/checkpoint.h"
 
 #include <cstring>
+#include <filesystem>
 #include <map>
 
 #include "engine/error.h"
+#include "models/io/gguf.h"
 #include "models/io/hf_llama.h"
 #include "models/io/llama2c.h"
 
@@ -65,9 +67,13 @@ Checkpoint read_checkpoint(const std::string& path) {
   auto ends_with = [&](const std::string& suffix) {
     return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return read_hf_folder(path);
   if (ends_with(".bin")) return read_llama2c(path);
   if (ends_with(".safetensors")) return read_hf_llama(path);
-  throw FormatError(path + ": unknown checkpoint format (expected a llama2.c .bin or a .safetensors file)");
+  if (ends_with(".gguf")) return read_gguf_checkpoint(path);
+  throw FormatError(path + ": unknown checkpoint format (expected a llama2.c .bin, a .safetensors file, a .gguf "
+                    "file or a Hugging Face model folder)");
 }
 
 }  // namespace cg::models

@@ -41,8 +41,9 @@ void check_checkpoint(const Checkpoint& ckpt, const std::string& what);
 // Same shape, dtype and bytes (NaNs compare by their bits); any devices.
 bool bitwise_equal(const Tensor& a, const Tensor& b);
 
-// Loads `path` by its extension: ".bin" → llama2.c (read_llama2c), ".safetensors" →
-// HF Llama safetensors (read_hf_llama); anything else → FormatError.
+// Loads `path` by its kind: a folder → Hugging Face model folder (read_hf_folder), ".bin" →
+// llama2.c (read_llama2c), ".safetensors" → HF Llama safetensors (read_hf_llama), ".gguf" →
+// GGUF (read_gguf_checkpoint); anything else → FormatError.
 Checkpoint read_checkpoint(const std::string& path);
 
 }  // namespace cg::models

@@ -17,6 +17,13 @@ namespace cg::models {
 // config → FormatError naming it.
 Checkpoint read_hf_llama(const std::string& path);
 
+// Reads a Hugging Face model folder: config.json plus model.safetensors, or the shards that
+// model.safetensors.index.json's weight_map names (plain file names inside the folder only).
+Checkpoint read_hf_folder(const std::string& dir);
+
+// Writes ckpt as an HF folder: config.json and model.safetensors (F32), creating `dir`.
+void write_hf_folder(const std::string& dir, const Checkpoint& ckpt);
+
 // Writes ckpt (checked with check_checkpoint) as F32 safetensors with metadata
 // {"config": HF config JSON, "format": "pt"}, atomically.
 void write_hf_llama(const std::string& path, const Checkpoint& ckpt);

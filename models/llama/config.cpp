@@ -62,6 +62,7 @@ nlohmann::json LlamaConfig::to_hf_json() const {
       {"tie_word_embeddings", tied_embeddings},
       {"hidden_act", "silu"},
       {"attention_bias", false},
+      {"mlp_bias", false},
       {"bos_token_id", 1},
       {"eos_token_id", 2},
       {"torch_dtype", "float32"},
@@ -94,6 +95,12 @@ LlamaConfig LlamaConfig::from_hf_json(const nlohmann::json& j, const std::string
     throw FormatError(what + ": HF config model_type " + it->dump() + " is not \"llama\"");
   if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null())
     throw FormatError(what + ": HF config rope_scaling " + it->dump() + " is not supported");
+  for (const char* key : {"attention_bias", "mlp_bias"})
+    if (auto it = j.find(key); it != j.end() && !(it->is_boolean() && !it->get<bool>()))
+      throw FormatError(what + ": HF config " + key + " = " + it->dump() +
+                        " is not supported (chaingrad's Llama has no bias vectors)");
+  if (auto it = j.find("hidden_act"); it != j.end() && *it != "silu")
+    throw FormatError(what + ": HF config hidden_act " + it->dump() + " is not supported (silu only)");
   LlamaConfig c;
   c.dim = get_int(j, "hidden_size", what);
   c.hidden_dim = get_int(j, "intermediate_size", what);

@@ -46,7 +46,8 @@ struct LlamaConfig {
   nlohmann::json to_hf_json() const;
   // Reads the keys above; num_key_value_heads defaults to num_attention_heads,
   // rms_norm_eps to 1e-6, rope_theta to 10000, tie_word_embeddings to false (HF's
-  // defaults). Missing/mistyped keys, rope_scaling or another model_type → FormatError.
+  // defaults). Missing/mistyped keys, rope_scaling, attention_bias/mlp_bias true,
+  // a hidden_act other than silu or another model_type → FormatError.
   // The result is validated.
   static LlamaConfig from_hf_json(const nlohmann::json& j, const std::string& what = "config");
 

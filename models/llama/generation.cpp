@@ -1,6 +1,7 @@
 // models/llama/generation.cpp — the run.c-style generation loop over the KV cache.
 #include "models/llama/generation.h"
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -55,6 +56,51 @@ GenerateStats generate(LlamaModel& model, const Tokenizer& tokenizer, const Gene
     token = next;
   }
   st.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return st;
+}
+
+ContinueStats continue_tokens(LlamaModel& model, const Tokenizer& tokenizer, const std::vector<int>& prompt,
+                              int64_t max_new, const std::vector<int>& stop, double temperature, double top_p,
+                              uint64_t seed, const std::function<void(const std::string&)>& emit) {
+  if (tokenizer.vocab_size() != model.config().vocab_size)
+    throw FormatError("tokenizer vocab size " + std::to_string(tokenizer.vocab_size()) +
+                      " does not match the model's " + std::to_string(model.config().vocab_size));
+  const int64_t seq_len = model.config().seq_len, V = model.config().vocab_size;
+  const int64_t P = static_cast<int64_t>(prompt.size());
+  if (P < 1) throw FormatError("generate: the prompt encodes to no token");
+  if (P >= seq_len)
+    throw FormatError("generate: the prompt has " + std::to_string(P) + " tokens; the context is " + std::to_string(seq_len));
+  const int64_t room = seq_len - P;
+  const int64_t n_new = max_new <= 0 || max_new > room ? room : max_new;
+  Sampler sampler(temperature, top_p, seed);
+  NoGrad ng;
+  auto cache = model.make_cache(1, P + n_new);
+  ContinueStats st;
+  st.prompt_tokens = P;
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  Tensor logits = model.forward_cached(Tensor::from_i32(std::vector<int32_t>(prompt.begin(), prompt.end()), {1, P}), cache);
+  Tensor last = logits.to(Device::CPU);
+  const float* row = last.data<float>() + (P - 1) * V;
+  int prev = prompt.back();
+  const auto t1 = Clock::now();
+  st.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
+  Tensor ids = Tensor::from_i32({0}, {1, 1});
+  for (int64_t k = 0; k < n_new; ++k) {
+    const int next = sampler.sample(row, V);
+    if (std::find(stop.begin(), stop.end(), next) != stop.end()) {
+      st.stopped = true;
+      break;
+    }
+    st.new_tokens.push_back(next);
+    emit(tokenizer.decode_piece(prev, next));
+    prev = next;
+    if (k + 1 == n_new) break;
+    ids.data<int32_t>()[0] = next;
+    last = model.forward_cached(ids, cache).to(Device::CPU);
+    row = last.data<float>();
+  }
+  st.decode_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
   return st;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "models/llama/llama.h"
 #include "models/text/tokenizer.h"
@@ -32,5 +33,24 @@ struct GenerateStats {
 // byte which is neither printable ASCII nor whitespace is not emitted.
 GenerateStats generate(LlamaModel& model, const Tokenizer& tokenizer, const GenerateOptions& options,
                        const std::function<void(const std::string&)>& emit);
+
+// Continuation of given prompt ids (a chat turn): the whole prompt goes through the KV cache
+// in one forward call, then up to max_new tokens are sampled one at a time; a token in `stop`
+// ends it (not emitted). Every new token's bytes are emitted unfiltered (decode_piece).
+struct ContinueStats {
+  std::vector<int> new_tokens;  // stop token excluded
+  bool stopped = false;         // a stop token ended it
+  int64_t prompt_tokens = 0;
+  double prompt_seconds = 0;    // the prompt forward (prefill), first token's logits included
+  double decode_seconds = 0;    // every later forward
+  double prompt_tokens_per_second() const { return prompt_seconds > 0 ? prompt_tokens / prompt_seconds : 0; }
+  double decode_tokens_per_second() const {
+    const double n = static_cast<double>(new_tokens.size()) + (stopped ? 1 : 0) - 1;
+    return decode_seconds > 0 && n > 0 ? n / decode_seconds : 0;
+  }
+};
+ContinueStats continue_tokens(LlamaModel& model, const Tokenizer& tokenizer, const std::vector<int>& prompt,
+                              int64_t max_new, const std::vector<int>& stop, double temperature, double top_p,
+                              uint64_t seed, const std::function<void(const std::string&)>& emit);
 
 }  // namespace cg::models

@@ -2,10 +2,12 @@
 #include "models/text/tokenizer.h"
 
 #include <cstring>
+#include <filesystem>
 #include <queue>
 
 #include "engine/error.h"
 #include "models/io/file_io.h"
+#include "models/text/tokenizer_json.h"
 
 namespace cg::models {
 
@@ -245,7 +247,28 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, int vocab_siz
                         std::to_string(vocab_size_expected));
     return std::make_unique<ByteTokenizer>();
   }
+  std::error_code ec;
+  const std::filesystem::path p(path);
+  if (std::filesystem::is_directory(p, ec) || p.extension() == ".json" || p.extension() == ".gguf") {
+    std::unique_ptr<Tokenizer> t = p.extension() == ".gguf" ? tokenizer_from_model(path)
+                                                             : std::make_unique<HfBpeTokenizer>(HfBpeTokenizer::read(path));
+    if (vocab_size_expected > 0 && t->vocab_size() != vocab_size_expected)
+      throw FormatError(path + ": tokenizer has " + std::to_string(t->vocab_size()) +
+                        " tokens but the model's vocab size is " + std::to_string(vocab_size_expected));
+    return t;
+  }
   return std::make_unique<BpeTokenizer>(BpeTokenizer::read(path, vocab_size_expected));
+}
+
+std::unique_ptr<Tokenizer> tokenizer_for(const std::string& path, const std::string& model_path,
+                                         int vocab_size_expected) {
+  if (!path.empty()) return load_tokenizer(path, vocab_size_expected);
+  std::unique_ptr<Tokenizer> t = tokenizer_from_model(model_path);
+  if (!t) throw FormatError(model_path + " carries no tokenizer; give --tokenizer");
+  if (vocab_size_expected > 0 && t->vocab_size() != vocab_size_expected)
+    throw FormatError(model_path + ": its tokenizer has " + std::to_string(t->vocab_size()) +
+                      " tokens but the model's vocab size is " + std::to_string(vocab_size_expected));
+  return t;
 }
 
 }  // namespace cg::models

@@ -1,6 +1,7 @@
-// models/text/tokenizer.h — text ↔ token ids. Tokenizer is the interface the tools use;
-// BpeTokenizer reads llama2.c's tok*.bin and encodes/decodes exactly as llama2.c's run.c
-// does; ByteTokenizer maps raw bytes to ids for training from plain text.
+// models/text/tokenizer.h — text ↔ token ids. Tokenizer is the one interface the tools use
+// for every kind (bytes, llama2.c tok*.bin, tokenizer.json and GGUF vocabularies: the latter
+// two in tokenizer_json.h); BpeTokenizer reads llama2.c's tok*.bin and encodes/decodes
+// exactly as llama2.c's run.c does; ByteTokenizer maps raw bytes to ids.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -16,6 +17,15 @@ class Tokenizer {
   virtual int vocab_size() const = 0;
   virtual int bos_id() const = 0;
   virtual int eos_id() const = 0;
+  // Whether text encodes with BOS first by this tokenizer's own setting (llama2.c and bytes:
+  // yes; tokenizer.json / GGUF: as the file says).
+  virtual bool add_bos() const { return true; }
+  // The chat template the tokenizer file carries (Jinja text), or "".
+  virtual std::string chat_template() const { return ""; }
+  // The id of a token given as its text (a special token such as "<|im_end|>"), or -1.
+  virtual int token_id(const std::string& /*text*/) const { return -1; }
+  // Token `id` as the vocabulary stores it (for display); defaults to its decoded bytes.
+  virtual std::string piece(int id) const { return decode_piece(-1, id); }
   // Token ids of `text`, with BOS first / EOS last when asked.
   virtual std::vector<int> encode(const std::string& text, bool bos, bool eos) const = 0;
   // The bytes token `token` stands for when it follows `prev` (-1: no previous token).
@@ -54,7 +64,8 @@ class BpeTokenizer : public Tokenizer {
   // "<0xHH>" gives the single raw byte HH.
   std::string decode_piece(int prev, int token) const override;
 
-  const std::string& piece(int id) const { return pieces_.at(static_cast<size_t>(id)); }
+  std::string piece(int id) const override { return pieces_.at(static_cast<size_t>(id)); }
+  int token_id(const std::string& text) const override { return lookup(text); }
   float score(int id) const { return scores_.at(static_cast<size_t>(id)); }
   int max_token_length() const { return max_token_length_; }
   // The id of an exact piece, or -1 (the lowest id when a piece appears twice).
@@ -84,8 +95,14 @@ class ByteTokenizer : public Tokenizer {
 // The special path that load_tokenizer maps to ByteTokenizer.
 constexpr const char* kByteTokenizerPath = "byte";
 
-// `path` == "byte" → ByteTokenizer, anything else → BpeTokenizer::read. A vocab size
+// `path` == "byte" → ByteTokenizer; a folder, a .json or a .gguf → HfBpeTokenizer (its
+// tokenizer.json or GGUF vocabulary); anything else → BpeTokenizer::read. A vocab size
 // other than vocab_size_expected (when > 0, normally the model's) → FormatError.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, int vocab_size_expected);
+
+// `path` when given, else the tokenizer the model carries (tokenizer_from_model); neither →
+// FormatError asking for --tokenizer.
+std::unique_ptr<Tokenizer> tokenizer_for(const std::string& path, const std::string& model_path,
+                                         int vocab_size_expected);
 
 }  // namespace cg::models

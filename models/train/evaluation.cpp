@@ -51,7 +51,7 @@ TextScore score_tokens(LlamaModel& model, const std::vector<int>& ids) {
 }
 
 TextScore score_text(LlamaModel& model, const Tokenizer& tokenizer, const std::string& text) {
-  return score_tokens(model, tokenizer.encode(text, true, false));
+  return score_tokens(model, tokenizer.encode(text, tokenizer.add_bos(), false));
 }
 
 std::vector<TaskItem> parse_task(const std::string& json_text, const std::string& what) {
@@ -123,11 +123,11 @@ std::string task_prompt(const TaskItem& item) {
 ChoiceScores score_choices(LlamaModel& model, const Tokenizer& tokenizer, const TaskItem& item) {
   NoGrad ng;
   const std::string prompt = task_prompt(item);
-  const std::vector<int> ctx = tokenizer.encode(prompt, true, false);
+  const std::vector<int> ctx = tokenizer.encode(prompt, tokenizer.add_bos(), false);
   const size_t L = static_cast<size_t>(model.config().seq_len);
   ChoiceScores out;
   for (const std::string& c : item.choices) {
-    std::vector<int> ids = tokenizer.encode(prompt + c, true, false);
+    std::vector<int> ids = tokenizer.encode(prompt + c, tokenizer.add_bos(), false);
     size_t from = 0;  // first answer token
     while (from < ids.size() && from < ctx.size() && ids[from] == ctx[from]) ++from;
     from = std::max<size_t>(from, 1);

@@ -22,7 +22,7 @@ struct TextScore {
 // first is scored exactly once (tokens = N − 1), and each window's first id is context
 // only (the previous window scored it). The attention context restarts at every window.
 TextScore score_tokens(LlamaModel& model, const std::vector<int>& ids);
-// The text's bytes encoded with BOS (no EOS), then score_tokens.
+// The text's bytes encoded with BOS when the tokenizer adds one (add_bos()), no EOS, then score_tokens.
 TextScore score_text(LlamaModel& model, const Tokenizer& tokenizer, const std::string& text);
 
 // One LLM-Adapters item: {"instruction", "input", "output", "answer"}; choices come from
@@ -52,7 +52,7 @@ struct ChoiceScores {
   std::vector<double> logprob;  // per choice: Σ log p(answer tokens | prompt)
   int predicted = 0;            // argmax of logprob (first on ties)
 };
-// Scores each choice c of an item: ids = encode(prompt + c) with BOS; the answer tokens
+// Scores each choice c of an item: ids = encode(prompt + c) with BOS when add_bos(); the answer tokens
 // are those from the first position where ids differs from encode(prompt) (BPE may merge
 // the prompt's trailing space into the answer's first token). When ids is longer than
 // seq_len, it is truncated from the left.

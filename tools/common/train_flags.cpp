@@ -41,7 +41,7 @@ void DataFlags::add(CLI::App& app, bool allow_text) {
   }
   app.add_option("--arith-lines", arith_lines, "lines of arithmetic to generate")->capture_default_str();
   app.add_option("--arith-max", arith_max, "largest arithmetic operand")->capture_default_str();
-  app.add_option("--tokenizer", tokenizer, "tokenizer: a llama2.c tok*.bin, or 'byte'")->capture_default_str();
+  app.add_option("--tokenizer", tokenizer, "tokenizer: a llama2.c tok*.bin, tokenizer.json, .gguf, HF folder or 'byte' (finetune: default the model's own when it carries one)")->capture_default_str();
   app.add_option("--seq", seq, "sequence length (with --text: the file's length)")->capture_default_str()->check(int_range(1, 1 << 20));
   app.add_option("--batch", batch, "sequences per micro-batch (over all ranks under mpirun)")->capture_default_str()->check(int_range(1, 1 << 20));
   app.add_option("--val-frac", val_frac, "fraction of the text held out for validation, in [0, 1)")->capture_default_str()->check(real_range(0, 0.999999));
