@@ -1,9 +1,12 @@
 // tools/finetune.cpp — fine-tune a frozen base model with a LoRA, MoSLoRA or LinChain
 // adapter: only the adapter store trains (no gradients, optimizer state or weight-gradient
 // GEMMs for the base). Saves the adapter (PEFT names), optionally a merged model, and a
-// JSON summary for comparison tables.
+// JSON summary for comparison tables; --flow records the adapters' gradient flow on the way
+// (models/study/flow_recorder.h).
 #include <cstdio>
+#include <algorithm>
 #include <fstream>
+#include <optional>
 
 #include "engine/backend.h"
 #include "models/io/adapter_file.h"
@@ -12,6 +15,7 @@
 #include "models/llama/generation.h"
 #include "models/io/hf_llama.h"
 #include "models/llama/llama.h"
+#include "models/study/flow_recorder.h"
 #include "models/text/tokenizer.h"
 #include "nn/adapters.h"
 #include "nn/dist/dist.h"
@@ -30,6 +34,7 @@ int main(int argc, char** argv) {
   tools::DataFlags data;
   tools::OptimFlags optf;
   tools::RunFlags run;
+  tools::FlowFlags flow;
   app.add_option("--model", model_path, "base model: llama2.c .bin or HF Llama .safetensors")->required();
   app.add_option("--adapter", adapter_kind, "lora, moslora or linchain")->capture_default_str();
   app.add_option("--rank", rank, "adapter rank r")->capture_default_str()->check(CLI::PositiveNumber);
@@ -41,6 +46,7 @@ int main(int argc, char** argv) {
   data.add(app, /*allow_text=*/true);
   optf.add(app);
   run.add(app);
+  flow.add(app, "--flow", "--flow-every");
   app.add_option("--out", out, "save the trained adapter here (safetensors, PEFT names)");
   app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors)");
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");
@@ -50,7 +56,8 @@ int main(int argc, char** argv) {
     nn::Communicator& comm = nn::world();  // under mpirun: data parallel, rank 0 reports
     run.apply();
     if (comm.lead())
-      for (const auto& [path, flag] : {std::pair{out, "--out"}, {merge_out, "--merge-out"}, {summary_path, "--summary"}})
+      for (const auto& [path, flag] : {std::pair{out, "--out"}, {merge_out, "--merge-out"}, {summary_path, "--summary"},
+                                {flow.path, "--flow"}})
         tools::check_writable(path, flag);
     if (eval_arith > 0 && data.arith.empty()) throw FormatError("--eval-arith needs --arith");
     // The adapter flags are checked before the (possibly large) base model is read.
@@ -86,16 +93,32 @@ int main(int argc, char** argv) {
     to.accum = optf.accum;
     to.data_seed = run.seed;
     to.comm = &comm;
+    std::optional<models::FlowRecorder> recorder;  // rank 0 records; off: no observer at all
+    if (comm.lead() && !flow.path.empty()) {
+      const int64_t last = run.stop_after > 0 ? std::min(run.steps, run.stop_after) : run.steps;
+      models::FlowOptions fo;
+      fo.path = flow.path;
+      fo.every = flow.every;
+      fo.modules = flow.modules;
+      recorder.emplace(adapters, fo, last - 1);
+      to.observer = &*recorder;
+    }
     models::Trainer trainer(*model, *adapters.store, optf.config(run.steps), ds, to);
     if (comm.lead() && comm.size() > 1)
       std::fprintf(stderr, "finetune: data parallel over %d processes (%s), %lld sequences per rank per micro-batch\n",
                    comm.size(), comm.name().c_str(), static_cast<long long>(data.batch / comm.size()));
     tools::TrainLoop loop(trainer, *adapters.store, run, "finetune");
+    if (comm.lead()) loop.sample = tools::sampler(*model, *tok, run);
     Backend& be = backend_for(model->device());
     be.stats().reset_peak();
     loop.run();
     const double peak_mb = static_cast<double>(be.stats().peak_bytes) / (1024.0 * 1024.0);
     if (!comm.lead()) return 0;  // rank 0 evaluates and writes the files
+    if (recorder) {
+      recorder->close();
+      std::fprintf(stderr, "finetune: wrote gradient flow %s (%lld rows, %zu modules)\n", flow.path.c_str(),
+                   static_cast<long long>(recorder->rows_written()), recorder->modules());
+    }
     double accuracy = -1;
     if (eval_arith > 0) {
       const auto op = data.arith == "add" ? models::ArithOp::Add : models::ArithOp::Sub;

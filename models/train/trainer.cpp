@@ -49,6 +49,8 @@ StepStats Trainer::step() {
     loss_sum = extra[0] / static_cast<double>(ranks);
     comm_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
   }
+  const int64_t index = opt_.step_count();  // 0-based index of this optimizer step
+  if (options_.observer) options_.observer->after_backward(index);
   const nn::Optimizer::StepInfo info = opt_.step();  // clips the reduced (global) gradient
   backend_for(model_.device()).synchronize();
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -60,6 +62,7 @@ StepStats Trainer::step() {
   s.ms = ms;
   s.comm_ms = comm_ms;
   s.tok_s = static_cast<double>(tokens_per_step()) / (ms / 1000.0);
+  if (options_.observer) options_.observer->after_update(index, s);  // outside the step's timing
   return s;
 }
 

@@ -8,6 +8,7 @@
 
 #include "engine/backend.h"
 #include "engine/error.h"
+#include "models/llama/generation.h"
 #include "models/text/arith.h"
 #include "models/io/train_state.h"
 #include "tools/common/progress.h"
@@ -110,6 +111,26 @@ Device RunFlags::device() const {
   return Device::CPU;
 }
 
+void FlowFlags::add(CLI::App& app, const std::string& flag, const std::string& every_flag) {
+  app.add_option(flag, path, "record the adapters' gradient flow during the run: one JSON row per module every " +
+                                 every_flag + " steps (docs/05-gradient-flow.md lists the fields)");
+  app.add_option(every_flag, every, "gradient-flow row every N steps (and the last)")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--flow-modules", modules, "gradient flow of the modules matching this regex only (default: all)");
+}
+
+std::function<std::string(int64_t)> sampler(models::LlamaModel& model, const models::Tokenizer& tok, const RunFlags& run) {
+  return [&model, &tok, &run](int64_t step) {
+    models::GenerateOptions go;
+    go.steps = run.sample_tokens;
+    go.temperature = 0.8;
+    go.seed = run.seed + static_cast<uint64_t>(step);
+    std::string text;
+    models::generate(model, tok, go, [&](const std::string& piece) { text += piece; });
+    return "sample @" + std::to_string(step) + ": " + text;
+  };
+}
+
 void check_writable(const std::string& path, const char* flag) {
   if (path.empty()) return;
   const std::string probe = path + ".probe";
@@ -150,6 +171,13 @@ void TrainLoop::run() {
   double ms_sum = 0;
   int64_t ms_n = 0;
   const int64_t last = run_.stop_after > 0 ? std::min(run_.steps, run_.stop_after) : run_.steps;
+  if (lead && start == 0 && run_.eval_batches > 0 && trainer_.has_val()) {
+    last_val_loss = trainer_.val_loss(run_.eval_batches);
+    metrics.write(nlohmann::json{{"step", 0}, {"val_loss", last_val_loss}});
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "%s: step 0  val loss %.4f (before training)", tool_.c_str(), last_val_loss);
+    progress->note(buf);
+  }
   for (int64_t step = start + 1; step <= last; ++step) {
     const models::StepStats s = trainer_.step();
     nlohmann::json row{{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms", s.ms}, {"tok_s", s.tok_s}};

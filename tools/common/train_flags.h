@@ -1,5 +1,5 @@
 // tools/common/train_flags.h — what train, finetune and gradflow share: their data,
-// optimizer and run flags, and TrainLoop, which drives a models::Trainer with progress,
+// optimizer, run and gradient-flow flags, a sampler for --sample-every, and TrainLoop, which drives a models::Trainer with progress,
 // JSONL metrics, validation, samples, atomic checkpoints and resume. Under mpirun every rank
 // runs the loop; rank 0 alone prints, evaluates, samples and writes metrics and checkpoints.
 #pragma once
@@ -12,6 +12,7 @@
 #include "engine/dtype.h"
 #include "models/text/data.h"
 #include "models/text/tokenizer.h"
+#include "models/llama/llama.h"
 #include "models/train/trainer.h"
 #include "nn/optim.h"
 
@@ -53,15 +54,29 @@ struct RunFlags {
   Device device() const;
 };
 
+// finetune --flow / gradflow --metrics on a model: the gradient-flow recorder's options
+// (models/study/flow_recorder.h). `flag` names the file flag in --help and messages.
+struct FlowFlags {
+  std::string path, modules;
+  int every = 10;
+  void add(CLI::App& app, const std::string& flag, const std::string& every_flag);
+};
+
 // Fails with FormatError unless `path` (when set) can be created; checked before a run
 // starts so a bad --out does not waste the run.
 void check_writable(const std::string& path, const char* flag);
+
+// --sample-every's line: "sample @STEP: TEXT", --sample-tokens tokens at temperature 0.8
+// from BOS, seeded by --seed + STEP (the model as it is, adapters included).
+std::function<std::string(int64_t)> sampler(models::LlamaModel& model, const models::Tokenizer& tok, const RunFlags& run);
 
 class TrainLoop {
  public:
   TrainLoop(models::Trainer& trainer, nn::ParamStore& trained, const RunFlags& run, std::string tool);
   std::function<std::string(int64_t step)> sample;  // optional: a line of generated text (rank 0 only)
   std::function<void(nlohmann::json& row)> extra;   // optional: add fields to each metrics row (rank 0 only)
+  // Before the first step of a fresh run (not a resume), rank 0 logs the validation loss of
+  // the untrained parameters as step 0 (the base model's, for a fine-tune).
   void run();
 
   // After run(): what the summary table needs.
