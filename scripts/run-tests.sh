@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test suite of a build and prints one closing line "tests: N passed, M failed"
-# (doctest test cases + gradcheck cases + docs checks + MPI checks). Exit status non-zero
+# (doctest test cases + gradcheck cases + docs checks + MPI checks + the report page). Exit status non-zero
 # if any suite fails. The docs and MPI checks run the normal build's binaries, so they are
 # left out of the sanitizer run (third argument 1).
 # Usage: scripts/run-tests.sh BIN_DIR TEST_BINARY [SANITIZE]
@@ -50,6 +50,7 @@ suite() {
 if [ "$sanitize" != 1 ]; then
   suite "docs (scripts/check-docs.sh)" docs bash scripts/check-docs.sh
   suite "data-parallel (scripts/test-mpi.sh)" mpi bash scripts/test-mpi.sh
+  suite "run report (scripts/test-report.sh)" report bash scripts/test-report.sh
 fi
 
 echo "tests: $passed passed, $failed failed"
