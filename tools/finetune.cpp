@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
                                 {flow.path, "--flow"}})
         tools::check_writable(path, flag);
     if (eval_arith > 0 && data.arith.empty()) throw FormatError("--eval-arith needs --arith");
+    flow.validate();
     // The adapter flags are checked before the (possibly large) base model is read.
     nn::AdapterConfig flags_cfg;
     flags_cfg.kind = nn::parse_adapter_kind(adapter_kind);
@@ -79,6 +80,15 @@ int main(int argc, char** argv) {
     } else {
       adapters = nn::attach_adapters(model->linears(), flags_cfg, run.seed, run.device());
     }
+    std::optional<models::FlowRecorder> recorder;  // rank 0 records; off: no observer at all
+    if (comm.lead() && !flow.path.empty()) {  // before any output: a filter that matches nothing is a usage error
+      const int64_t last = run.stop_after > 0 ? std::min(run.steps, run.stop_after) : run.steps;
+      models::FlowOptions fo;
+      fo.path = flow.path;
+      fo.every = flow.every;
+      fo.modules = flow.modules;
+      recorder.emplace(adapters, fo, last - 1);
+    }
     const nn::AdapterConfig& ac = adapters.config;
     if (comm.lead()) {
       std::fprintf(stderr, "finetune: base %s (%lld parameters, frozen)\n", model->config().str().c_str(),
@@ -93,16 +103,7 @@ int main(int argc, char** argv) {
     to.accum = optf.accum;
     to.data_seed = run.seed;
     to.comm = &comm;
-    std::optional<models::FlowRecorder> recorder;  // rank 0 records; off: no observer at all
-    if (comm.lead() && !flow.path.empty()) {
-      const int64_t last = run.stop_after > 0 ? std::min(run.steps, run.stop_after) : run.steps;
-      models::FlowOptions fo;
-      fo.path = flow.path;
-      fo.every = flow.every;
-      fo.modules = flow.modules;
-      recorder.emplace(adapters, fo, last - 1);
-      to.observer = &*recorder;
-    }
+    if (recorder) to.observer = &*recorder;
     models::Trainer trainer(*model, *adapters.store, optf.config(run.steps), ds, to);
     if (comm.lead() && comm.size() > 1)
       std::fprintf(stderr, "finetune: data parallel over %d processes (%s), %lld sequences per rank per micro-batch\n",

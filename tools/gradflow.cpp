@@ -253,6 +253,12 @@ int run_model_training(models::LlamaModel& model, const models::TokenDataset& ds
                        int64_t accum) {
   nn::AdapterSet set = !o.adapter_in.empty() ? models::load_adapter(o.adapter_in, model.linears(), o.device)
                                              : nn::attach_adapters(model.linears(), o.adapter, o.seed, o.device);
+  models::FlowOptions fo;
+  fo.path = flow.path;
+  fo.every = flow.every;
+  fo.modules = flow.modules;
+  fo.top_k = o.top_k;
+  models::FlowRecorder recorder(set, fo, o.steps - 1);
   const nn::AdapterConfig& c = set.config;
   std::printf("model: %s; data %s: %lld training tokens, %lld validation tokens, windows of %lld, batch %lld\n",
               model.config().str().c_str(), source.c_str(), static_cast<long long>(ds.train_tokens()),
@@ -266,12 +272,6 @@ int run_model_training(models::LlamaModel& model, const models::TokenDataset& ds
               o.optim.lr, o.optim.warmup, o.optim.total_steps > 0 ? "cosine decay" : "constant", o.optim.clip,
               o.optim.weight_decay, static_cast<unsigned long long>(o.seed));
   std::fflush(stdout);
-  models::FlowOptions fo;
-  fo.path = flow.path;
-  fo.every = flow.every;
-  fo.modules = flow.modules;
-  fo.top_k = o.top_k;
-  models::FlowRecorder recorder(set, fo, o.steps - 1);
   models::TrainOptions to;
   to.batch = batch;
   to.accum = accum;
@@ -497,6 +497,7 @@ int main(int argc, char** argv) {
       if (check) throw FormatError("--dump-grads and --check-preconditioner exclude each other");
       tools::check_writable(dump_path, "--dump-grads");
     }
+    flow.validate();
     tools::check_writable(flow.path, "--metrics");
     tools::check_writable(o.log, "--log");
     const models::Checkpoint ck = models::read_checkpoint(model_path);

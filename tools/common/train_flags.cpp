@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <optional>
+#include <regex>
 
 #include "engine/backend.h"
 #include "engine/error.h"
@@ -117,6 +118,14 @@ void FlowFlags::add(CLI::App& app, const std::string& flag, const std::string& e
   app.add_option(every_flag, every, "gradient-flow row every N steps (and the last)")->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--flow-modules", modules, "gradient flow of the modules matching this regex only (default: all)");
+}
+
+void FlowFlags::validate() const {
+  try {
+    std::regex re(modules);
+  } catch (const std::regex_error& e) {
+    throw FormatError("--flow-modules '" + modules + "' is not a regular expression (" + e.what() + ")");
+  }
 }
 
 std::function<std::string(int64_t)> sampler(models::LlamaModel& model, const models::Tokenizer& tok, const RunFlags& run) {

@@ -60,6 +60,7 @@ struct FlowFlags {
   std::string path, modules;
   int every = 10;
   void add(CLI::App& app, const std::string& flag, const std::string& every_flag);
+  void validate() const;  // --flow-modules must be a regex (checked before a model is read)
 };
 
 // Fails with FormatError unless `path` (when set) can be created; checked before a run
