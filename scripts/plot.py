@@ -18,7 +18,8 @@ kept modules of a step into one point: mean (default), max, or all (one line per
 Runs given the same LABEL are seeds of one configuration: they are drawn as their mean with
 a band from the lowest to the highest run. A method's colour is fixed (LoRA blue, MoSLoRA
 green, LinChain red, LinChain identity orange, LinChain orthogonal purple), found in the
-label; other labels take the remaining colours in order.
+label; other labels take the remaining colours in order. One run's many lines (a list key,
+--reduce all) are told apart by shade.
 
 --panel draws, per run, the training loss (thin) and validation loss (dots), the factor
 gradient norms ‖∂L/∂A‖, ‖∂L/∂B‖ and ‖∂L/∂P‖ (mean over modules), ΔW's effective rank
@@ -202,12 +203,16 @@ def single(a):
         sys.exit("plot.py: nothing to plot")
     many = len({name for _, name in groups}) > 1
     styles = ["-", "--", ":", "-."]
+    one_run = len({label for label, _ in groups}) == 1
     for (label, name), runs in groups.items():
         c = colour_for(label, colours)
+        sub_all = sorted({n for (l2, n) in groups if l2 == label})
+        if one_run and len(sub_all) > 4:  # one run's list entries / modules: shades, not one colour
+            c = plt.cm.viridis(sub_all.index(name) / max(1, len(sub_all) - 1) * 0.9)
         marker = "o" if max(len(s) for s, _ in runs) < 30 else None
         sub = sorted({n for (l2, n) in groups if l2 == label})
         style = styles[sub.index(name) % len(styles)] if many and len(sub) <= 4 else "-"
-        lw = 1.6 if len(sub) <= 4 else 0.9
+        lw = 1.6 if len(sub) <= 4 else 1.1
         draw_group(ax, runs, c, f"{label}{name}" if many else label, style, marker, a.logy, lw)
     for spec in a.hline:
         y, label = parse_hline(spec)
