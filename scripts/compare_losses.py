@@ -15,8 +15,9 @@ def main():
     ap.add_argument("b")
     ap.add_argument("--rtol", type=float, default=2e-3)
     args = ap.parse_args()
-    a = [json.loads(line) for line in open(args.a) if line.strip()]
-    b = [json.loads(line) for line in open(args.b) if line.strip()]
+    # Rows without a training loss (the step-0 validation row) are not steps.
+    a = [r for r in (json.loads(line) for line in open(args.a) if line.strip()) if "loss" in r]
+    b = [r for r in (json.loads(line) for line in open(args.b) if line.strip()) if "loss" in r]
     if not a or len(a) != len(b):
         sys.exit(f"compare_losses: {len(a)} vs {len(b)} steps")
     worst = max(abs(x["loss"] - y["loss"]) / max(abs(y["loss"]), 1e-6) for x, y in zip(a, b))

@@ -13,6 +13,7 @@ pkgs=(
   libopenmpi-dev openmpi-bin   # data-parallel train/finetune under mpirun (optional: the Makefile detects it)
   libomp-dev clang libclang-rt-14-dev   # clang + the libFuzzer/sanitizer runtime for the fuzz harnesses
   python3 python3-numpy python3-torch python3-matplotlib   # reference scripts and plots only
+  chromium                 # scripts/test-report.sh renders the run report headless
 )
 
 missing=()

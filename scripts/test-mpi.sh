@@ -79,7 +79,8 @@ timeout 60 "${mpi[@]}" "$bin/train" "${train_args[@]}" --metrics "$tmp/t2.jsonl"
 check_compare "pretraining loss trajectory, 2 ranks = 1 process" "$tmp/t1.jsonl" "$tmp/t2.jsonl"
 rows=$(wc -l <"$tmp/t2.jsonl" 2>/dev/null || echo 0)
 heads=$(grep -c 'trainable parameters' "$tmp/t2.err")
-if [ "$rows" -eq 10 ] && [ "$heads" -eq 1 ] && grep -q 'data parallel over 2 processes' "$tmp/t2.err"; then
+# 10 steps and the step-0 validation row (before training), written once.
+if [ "$rows" -eq 11 ] && [ "$heads" -eq 1 ] && grep -q 'data parallel over 2 processes' "$tmp/t2.err"; then
   ok "rank 0 alone logs and writes metrics ($rows rows, $heads header)"
 else
   bad "rank 0 alone logs and writes metrics ($rows rows, $heads headers)"

@@ -112,6 +112,11 @@ TEST_CASE("evaluate: text loss equals the PyTorch reference's (1e-4); tasks give
   auto t = nlohmann::json::parse(r.out);
   CHECK(t.at("items").get<int64_t>() == 3);
   CHECK(t.at("accuracy").get<double>() == doctest::Approx(t.at("correct").get<double>() / 3.0));
+  // Baselines: chance = mean of 1/#choices = (1/2 + 1/2 + 1/3)/3; three different answers,
+  // so the majority answer (ties: alphabetically first) covers 1 of 3.
+  CHECK(t.at("chance").get<double>() == doctest::Approx((0.5 + 0.5 + 1.0 / 3.0) / 3.0));
+  CHECK(t.at("majority").get<double>() == doctest::Approx(1.0 / 3.0));
+  CHECK(t.at("majority_answer") == "answer3");
   r = run(kEvaluate, {"--model", kModel, "--tokenizer", kTok, "--task", task, "--limit", "2", "--json"});
   REQUIRE(r.code == 0);
   CHECK(nlohmann::json::parse(r.out).at("items").get<int64_t>() == 2);
@@ -120,7 +125,7 @@ TEST_CASE("evaluate: text loss equals the PyTorch reference's (1e-4); tasks give
     r = run(kEvaluate, {"--model", kModel, "--tokenizer", kTok, "--task", boolq, "--limit", "4"});
     REQUIRE(r.code == 0);
     CHECK(r.out.rfind("accuracy ", 0) == 0);
-    CHECK(r.out.find("/4)") != std::string::npos);
+    CHECK(r.out.find("/4); chance 0.5000, majority ") != std::string::npos);
   }
 }
 

@@ -58,9 +58,13 @@ int main(int argc, char** argv) {
     const auto items = cg::models::read_task(task_path);
     const auto s = cg::models::score_task(*model, *tok, items, limit);
     if (json)
-      std::printf("%s\n", nlohmann::json{{"accuracy", s.accuracy()}, {"correct", s.correct}, {"items", s.items}, {"task", task_path}}.dump().c_str());
+      std::printf("%s\n", nlohmann::json{{"accuracy", s.accuracy()}, {"correct", s.correct}, {"items", s.items},
+                                         {"chance", s.chance}, {"majority", s.majority},
+                                         {"majority_answer", s.majority_answer}, {"task", task_path}}.dump().c_str());
     else
-      std::printf("accuracy %.4f (%lld/%lld)\n", s.accuracy(), static_cast<long long>(s.correct), static_cast<long long>(s.items));
+      std::printf("accuracy %.4f (%lld/%lld); chance %.4f, majority %.4f (always \"%s\")\n", s.accuracy(),
+                  static_cast<long long>(s.correct), static_cast<long long>(s.items), s.chance, s.majority,
+                  s.majority_answer.c_str());
     return 0;
   });
 }

@@ -3,8 +3,11 @@
 // GEMMs for the base). Saves the adapter (PEFT names), optionally a merged model, and a
 // JSON summary for comparison tables. Interrupted (Ctrl-C, SIGTERM), it saves its
 // checkpoint and outputs and exits 128 + signal with one line.
+// --flow records the adapters' gradient flow on the way (models/study/flow_recorder.h).
 #include <cstdio>
+#include <algorithm>
 #include <fstream>
+#include <optional>
 
 #include "engine/backend.h"
 #include "models/io/adapter_file.h"
@@ -13,6 +16,7 @@
 #include "models/llama/generation.h"
 #include "models/io/hf_llama.h"
 #include "models/llama/llama.h"
+#include "models/study/flow_recorder.h"
 #include "models/text/tokenizer.h"
 #include "models/text/tokenizer_json.h"
 #include "nn/adapters.h"
@@ -35,6 +39,7 @@ int main(int argc, char** argv) {
   tools::DataFlags data;
   tools::OptimFlags optf;
   tools::RunFlags run;
+  tools::FlowFlags flow;
   app.add_option("--model", model_path, "base model: llama2.c .bin, HF .safetensors or folder, or .gguf")->required();
   app.add_option("--adapter", adapter_kind, "lora, moslora or linchain")->capture_default_str();
   app.add_option("--rank", rank, "adapter rank r (≤ the smaller side of each adapted weight)")
@@ -51,6 +56,7 @@ int main(int argc, char** argv) {
   data.add(app, /*allow_text=*/true);
   optf.add(app);
   run.add(app);
+  flow.add(app, "--flow", "--flow-every");
   app.add_option("--out", out, "save the trained adapter here (safetensors, PEFT names)");
   app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors)");
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");
@@ -69,8 +75,10 @@ int main(int argc, char** argv) {
       inputs.insert(inputs.end(), {{model_path, "--model"}, {adapter_in, "--adapter-in"}});
       if (!models::same_file(run.resume, run.checkpoint)) inputs.emplace_back(run.resume, "--resume");
       tools::check_outputs(inputs, {{out, "--out"}, {merge_out, "--merge-out"}, {summary_path, "--summary"},
-                                    {run.metrics, "--metrics"}, {run.checkpoint, "--checkpoint"}});
+                                    {run.metrics, "--metrics"}, {run.checkpoint, "--checkpoint"},
+                                    {flow.path, "--flow"}});
     }
+    flow.validate();
     // The adapter flags are checked before the (possibly large) base model is read.
     nn::AdapterConfig flags_cfg;
     flags_cfg.kind = nn::parse_adapter_kind(adapter_kind);
@@ -109,6 +117,15 @@ int main(int argc, char** argv) {
         }
       adapters = nn::attach_adapters(model->linears(), flags_cfg, run.seed, run.device());
     }
+    std::optional<models::FlowRecorder> recorder;  // rank 0 records; off: no observer at all
+    if (comm.lead() && !flow.path.empty()) {  // before any output: a filter that matches nothing is a usage error
+      const int64_t last = run.stop_after > 0 ? std::min(run.steps, run.stop_after) : run.steps;
+      models::FlowOptions fo;
+      fo.path = flow.path;
+      fo.every = flow.every;
+      fo.modules = flow.modules;
+      recorder.emplace(adapters, fo, last - 1);
+    }
     const nn::AdapterConfig& ac = adapters.config;
     if (comm.lead()) {
       std::fprintf(stderr, "finetune: base %s (%lld parameters, frozen)\n", model->config().str().c_str(),
@@ -125,6 +142,7 @@ int main(int argc, char** argv) {
     to.data_seed = run.seed;
     to.comm = &comm;
     to.skip_nonfinite = run.skip_nonfinite;
+    if (recorder) to.observer = &*recorder;
     const nn::OptimConfig oc = optf.config(run.steps);
     models::Trainer trainer(*model, *adapters.store, oc, ds, to);
     if (comm.lead() && comm.size() > 1)
@@ -138,17 +156,24 @@ int main(int argc, char** argv) {
       loop.describe["adapter"] = nn::adapter_kind_name(ac.kind) + " r=" + std::to_string(ac.rank) + " n=" +
                                  std::to_string(ac.num_mixers()) + " alpha=" + std::to_string(ac.alpha) + " targets=" +
                                  nn::target_modules_csv(ac.targets) + " init=" + nn::mixer_init_name(ac.init) +
+                                 " chain_bias=" + (ac.chain_bias ? "on" : "off") +
                                  " adapter_in=" + (adapter_in.empty() ? "none" : "given");
       loop.describe["optimizer"] = tools::describe(oc);
       loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) + " accum=" +
                               std::to_string(optf.accum) + " seed=" + std::to_string(run.seed);
     }
+    if (comm.lead()) loop.sample = tools::sampler(*model, *tok, run);
     Backend& be = backend_for(model->device());
     be.stats().reset_peak();
     loop.run();
     const double peak_mb = static_cast<double>(be.stats().peak_bytes) / (1024.0 * 1024.0);
     if (loop.exit_code) return loop.exit_code;  // a non-finite loss/gradient: its line is printed
     const int stop_code = loop.signal ? 128 + loop.signal : 0;
+    if (recorder && comm.lead()) {
+      recorder->close();
+      std::fprintf(stderr, "finetune: wrote gradient flow %s (%lld rows, %zu modules)\n", flow.path.c_str(),
+                   static_cast<long long>(recorder->rows_written()), recorder->modules());
+    }
     if (!comm.lead()) return stop_code;  // rank 0 evaluates and writes the files
     double accuracy = -1;
     if (eval_arith > 0 && !loop.signal) {

@@ -1,9 +1,11 @@
 // tools/gradflow.cpp — gradient-flow runs of the adapters: trains an adapter on a task and
 // logs, per step and adapted module, factor gradient norms, update norms, the ΔW spectrum
 // and update cosines (models/study/gradflow.h) to JSONL; or checks the chain's preconditioner formula.
-// Tasks plug in through GradFlowTask: the built-in teacher–student layer (--task teacher,
-// models/study/teacher.h) and a fine-tune of a real model (--model with --data, --text or --arith;
-// the base frozen, the adapter from flags or --adapter-in). --dump-grads (with --model and
+// The teacher–student layer (--task teacher, models/study/teacher.h) trains in this file's
+// loop; a real model (--model with --data, --text or --arith; the base frozen, the adapter
+// from flags or --adapter-in) trains exactly as `finetune --flow` does — the same flags,
+// defaults, Trainer and recorder (models/study/flow_recorder.h) — so the rows are the same.
+// --check-preconditioner runs on either through GradFlowTask. --dump-grads (with --model and
 // --text) runs one forward/backward of the file encoded whole and writes the loss and every
 // adapter gradient under its PEFT name (models/io/adapter_file.h layout) instead of training.
 // Exit status: 0 done, 1 the loss diverged (or an internal error), 2 bad flags or input.
@@ -25,7 +27,9 @@
 #include "models/io/safetensors.h"
 #include "models/text/tokenizer.h"
 #include "nn/adapters.h"
+#include "models/study/flow_recorder.h"
 #include "models/study/gradflow.h"
+#include "models/train/trainer.h"
 #include "nn/optim.h"
 #include "models/study/teacher.h"
 #include "ops/ops.h"
@@ -243,6 +247,50 @@ int run_training(GradFlowTask& task, const RunOptions& o) {
   return 0;
 }
 
+// A real model: finetune's loop (models::Trainer, tools::TrainLoop) with the recorder on.
+int run_model_training(models::LlamaModel& model, const models::TokenDataset& ds, const std::string& source,
+                       const RunOptions& o, const tools::RunFlags& run, const tools::FlowFlags& flow, int64_t batch,
+                       int64_t accum) {
+  nn::AdapterSet set = !o.adapter_in.empty() ? models::load_adapter(o.adapter_in, model.linears(), o.device)
+                                             : nn::attach_adapters(model.linears(), o.adapter, o.seed, o.device);
+  models::FlowOptions fo;
+  fo.path = flow.path;
+  fo.every = flow.every;
+  fo.modules = flow.modules;
+  fo.top_k = o.top_k;
+  models::FlowRecorder recorder(set, fo, o.steps - 1);
+  const nn::AdapterConfig& c = set.config;
+  std::printf("model: %s; data %s: %lld training tokens, %lld validation tokens, windows of %lld, batch %lld\n",
+              model.config().str().c_str(), source.c_str(), static_cast<long long>(ds.train_tokens()),
+              static_cast<long long>(ds.val_tokens()), static_cast<long long>(ds.seq_len()),
+              static_cast<long long>(batch));
+  std::printf("adapter %s: rank %d, mixers %d, alpha %g, init %s, %zu module(s); trainable parameters: %lld\n",
+              nn::adapter_kind_name(c.kind).c_str(), c.rank, c.num_mixers(), c.alpha,
+              o.adapter_in.empty() ? nn::mixer_init_name(c.init).c_str() : ("from " + o.adapter_in).c_str(),
+              set.adapters.size(), static_cast<long long>(set.trainable_params()));
+  std::printf("optimizer %s: lr %g, warmup %d, %s, clip %g, weight decay %g, seed %llu\n", o.optim.name.c_str(),
+              o.optim.lr, o.optim.warmup, o.optim.total_steps > 0 ? "cosine decay" : "constant", o.optim.clip,
+              o.optim.weight_decay, static_cast<unsigned long long>(o.seed));
+  std::fflush(stdout);
+  models::TrainOptions to;
+  to.batch = batch;
+  to.accum = accum;
+  to.data_seed = o.seed;
+  to.observer = &recorder;
+  models::Trainer trainer(model, *set.store, o.optim, ds, to);
+  tools::TrainLoop loop(trainer, *set.store, run, "gradflow");
+  loop.run();
+  recorder.close();
+  if (!std::isfinite(loop.last_loss)) {
+    std::printf("diverged: the training loss is not finite (lr too high?)\n");
+    return 1;
+  }
+  std::printf("final: train loss %.6g, val_loss %.6g after %lld steps (%.3f ms/step); %lld gradient-flow rows\n",
+              loop.last_loss, loop.last_val_loss, static_cast<long long>(loop.steps_done), loop.mean_ms,
+              static_cast<long long>(recorder.rows_written()));
+  return 0;
+}
+
 int run_check(GradFlowTask& task, const RunOptions& o) {
   if (o.adapter_in.empty() && o.adapter.num_mixers() < 1)
     throw FormatError("--check-preconditioner needs mixers: use --adapter moslora or linchain");
@@ -338,42 +386,48 @@ int run_dump(models::LlamaModel& model, const models::Tokenizer& tok, const std:
 int main(int argc, char** argv) {
   CLI::App app{"Gradient flow through LoRA / MoSLoRA / LinChain adapters: per-factor gradient norms, updates, "
                "ΔW spectrum, and the chain-as-preconditioner check; on the teacher task or a real model "
-               "(--model), or one gradient dump (--dump-grads).",
+               "(--model), or one gradient dump (--dump-grads). With --model the flags and defaults are "
+               "finetune's (rank 16, alpha 32, AdamW lr 3e-4 with cosine decay, clip 1, 8 eval batches) and "
+               "the run is `finetune --flow`'s; the teacher's defaults are rank 8, alpha 2·rank, constant "
+               "lr 1e-2, clip 0.",
                "gradflow"};
   RunOptions o;
   nn::TeacherConfig tc;
   tools::DataFlags data;
+  tools::OptimFlags optf;
+  tools::FlowFlags flow;
   std::string task = "teacher", adapter = "linchain", init = "kaiming", targets, model_path, dump_path, device = "cpu";
   double alpha = 0;
   std::string check_lrs;
   bool check = false;
   double target_loss = NAN;
-  int64_t eval_batches = 4;
-  o.adapter.rank = 8;
-  o.optim.lr = 1e-2;
-  o.optim.clip = 0;
+  int64_t eval_batches = 8, eval_every = 50;
+  int rank = 0;
   app.add_option("--task", task, "task: teacher (default; ignored with --model)")->capture_default_str();
   app.add_option("--model", model_path, "fine-tune this base model (llama2.c .bin or HF .safetensors), frozen");
   data.add(app, /*allow_text=*/true);
   app.add_option("--adapter", adapter, "lora | moslora | linchain")->capture_default_str();
-  app.add_option("--rank", o.adapter.rank, "adapter rank r")->capture_default_str();
+  app.add_option("--rank", rank, "adapter rank r (default: 16 with --model, 8 for the teacher)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--chain", o.adapter.chain, "LinChain's number of r×r factors n")->capture_default_str();
-  app.add_option("--alpha", alpha, "alpha (scale s = alpha/r); default 2·rank");
+  app.add_option("--alpha", alpha, "alpha (scale s = alpha/r); default 32 with --model, 2·rank for the teacher");
   app.add_option("--targets", targets, "modules to adapt (default: q for the teacher, q,k,v,up,down for a model)");
   app.add_option("--init", init, "mixer init: kaiming | identity | orthogonal")->capture_default_str();
   app.add_flag("--chain-bias", o.adapter.chain_bias, "linchain: a bias on every chain factor (the authors' code)");
   app.add_option("--adapter-in", o.adapter_in, "start from this adapter file (it fixes kind, rank, chain, alpha, targets)");
-  app.add_option("--optimizer", o.optim.name, "adamw | sgd")->capture_default_str();
-  app.add_option("--lr", o.optim.lr, "learning rate (constant)")->capture_default_str();
-  app.add_option("--clip", o.optim.clip, "global grad-norm clipping (≤ 0: off)")->capture_default_str();
-  app.add_option("--weight-decay", o.optim.weight_decay, "decoupled weight decay")->capture_default_str();
+  optf.add(app);  // finetune's optimizer flags; the teacher overrides lr, clip and schedule unless given
   app.add_option("--steps", o.steps, "optimizer steps")->capture_default_str();
   app.add_option("--seed", o.seed, "seed of the adapter init and the training data stream")->capture_default_str();
-  app.add_option("--every", o.every, "log every K steps (and the last)")->capture_default_str();
+  flow.every = o.every;
+  app.add_option("--metrics,--flow", flow.path, "per-module gradient-flow JSONL (one row per logged step and module)");
+  app.add_option("--every,--flow-every", flow.every, "log every K steps (and the last)")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--flow-modules", flow.modules, "log only the modules matching this regex (default: all)");
   app.add_option("--top-k", o.top_k, "singular values of ΔW per row")->capture_default_str();
-  app.add_option("--metrics", o.metrics, "per-module gradient-flow JSONL (one row per logged step and module)");
   app.add_option("--log", o.log, "per-step JSONL: step, loss, eval fields, lr");
-  app.add_option("--eval-batches", eval_batches, "model: validation batches per logged step (0: none)")
+  app.add_option("--eval-every", eval_every, "model: validation loss every N steps (0: only at the end), as finetune")
+      ->capture_default_str();
+  app.add_option("--eval-batches", eval_batches, "model: validation batches per evaluation (0: none)")
       ->capture_default_str();
   app.add_option("--target-loss", target_loss, "report the first step where the held-out loss is below X");
   app.add_option("--dump-grads", dump_path, "with --model and --text: write the loss and every adapter gradient "
@@ -394,13 +448,23 @@ int main(int argc, char** argv) {
   app.add_option("--heldout", tc.heldout, "teacher: rows of the held-out batch")->capture_default_str();
   return tools::run_tool(app, argc, argv, [&] {
     const bool on_model = !model_path.empty();
+    auto given = [&](const char* name) { return app.get_option(name)->count() > 0; };
     if (!on_model && task != "teacher") throw FormatError("unknown --task '" + task + "' (expected teacher)");
     o.adapter.kind = nn::parse_adapter_kind(adapter);
     o.adapter.init = nn::parse_mixer_init(init);
     o.adapter.targets = nn::parse_targets(targets.empty() ? (on_model ? "q,k,v,up,down" : "q") : targets);
-    o.adapter.alpha = alpha != 0 ? alpha : 2.0 * o.adapter.rank;
+    o.adapter.rank = rank > 0 ? rank : on_model ? 16 : 8;
+    o.adapter.alpha = alpha != 0 ? alpha : on_model ? 32.0 : 2.0 * o.adapter.rank;
     o.adapter.validate();
-    if (o.steps < 0 || o.every < 1 || o.check_at < 0) throw FormatError("--steps, --check-at must be ≥ 0, --every ≥ 1");
+    if (!on_model) {  // the teacher's tuned settings (docs/05-gradient-flow.md), unless given
+      if (!given("--lr")) optf.lr = 1e-2;
+      if (!given("--clip")) optf.clip = 0;
+      if (!given("--min-lr-frac")) optf.min_lr_frac = 1.0;  // constant lr
+    }
+    o.optim = optf.config(o.steps);
+    o.every = flow.every;
+    o.metrics = flow.path;
+    if (o.steps < 0 || o.check_at < 0) throw FormatError("--steps and --check-at must be ≥ 0");
     if (!std::isnan(target_loss)) o.target_loss = target_loss;
     if (!check_lrs.empty()) {
       o.check_lrs.clear();
@@ -422,7 +486,9 @@ int main(int argc, char** argv) {
     if (!on_model) {
       if (data_given || !dump_path.empty() || !o.adapter_in.empty())
         throw FormatError("--data/--text/--arith, --dump-grads and --adapter-in need --model");
-      if (app.get_option("--batch")->count() > 0) tc.batch = data.batch;
+      if (!flow.modules.empty()) throw FormatError("--flow-modules needs --model (the teacher has one module)");
+      if (optf.accum != 1) throw FormatError("--accum needs --model (the teacher draws one batch per step)");
+      if (given("--batch")) tc.batch = data.batch;
       tc.data_seed = o.seed + 1;
       TeacherGradFlowTask t(tc);
       return check ? run_check(t, o) : run_training(t, o);
@@ -439,18 +505,27 @@ int main(int argc, char** argv) {
     {  // no output may overwrite an input
       auto inputs = data.inputs();
       inputs.insert(inputs.end(), {{model_path, "--model"}, {o.adapter_in, "--adapter-in"}});
-      tools::check_outputs(inputs, {{dump_path, "--dump-grads"}, {o.metrics, "--metrics"}});
+      tools::check_outputs(inputs, {{dump_path, "--dump-grads"}, {o.metrics, "--metrics"}, {o.log, "--log"}});
     }
+    flow.validate();
     const models::Checkpoint ck = models::read_checkpoint(model_path);
     auto model = models::LlamaModel::from_checkpoint(ck, o.device);
     model->params().set_trainable(false);  // the base stays frozen
     auto tok = models::load_tokenizer(data.tokenizer, static_cast<int>(model->config().vocab_size));
     if (!dump_path.empty()) return run_dump(*model, *tok, data.text, o, dump_path);
     if (!data_given) throw FormatError("no training data: give --data FILE, --text FILE or --arith add|sub");
-    if (app.get_option("--seq")->count() == 0) data.seq = std::min(data.seq, model->config().seq_len);
     models::TokenDataset ds = data.load(*tok, model->config().seq_len, o.seed);
     const std::string source = !data.text.empty() ? data.text : !data.data.empty() ? data.data : "arith " + data.arith;
-    ModelGradFlowTask t(*model, ds, source, data.batch, o.seed, eval_batches, o.every, o.steps);
-    return check ? run_check(t, o) : run_training(t, o);
+    if (check) {
+      ModelGradFlowTask t(*model, ds, source, data.batch, o.seed, eval_batches, o.every, o.steps);
+      return run_check(t, o);
+    }
+    tools::RunFlags run;  // finetune's run settings, from gradflow's flags
+    run.steps = o.steps;
+    run.seed = o.seed;
+    run.eval_every = eval_every;
+    run.eval_batches = eval_batches;
+    run.metrics = o.log;
+    return run_model_training(*model, ds, source, o, run, flow, data.batch, optf.accum);
   });
 }

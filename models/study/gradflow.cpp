@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "engine/backend.h"
 #include "engine/error.h"
@@ -239,9 +240,20 @@ GradFlowRow AdapterMonitor::after_step(bool full) {
 }
 
 // ---- GradFlowLogger -----------------------------------------------------------------------------
-GradFlowLogger::GradFlowLogger(const AdapterSet& set, const std::string& path, int every, int top_k)
+GradFlowLogger::GradFlowLogger(const AdapterSet& set, const std::string& path, int every, int top_k,
+                               const std::string& modules)
     : path_(path), every_(std::max(1, every)) {
-  for (const auto& a : set.adapters) monitors_.emplace_back(*a.adapter, a.module, top_k);
+  std::regex re;
+  try {
+    re = std::regex(modules);
+  } catch (const std::regex_error& e) {
+    throw FormatError("module filter '" + modules + "' is not a regular expression (" + e.what() + ")");
+  }
+  for (const auto& a : set.adapters)
+    if (modules.empty() || std::regex_search(a.module, re)) monitors_.emplace_back(*a.adapter, a.module, top_k);
+  if (monitors_.empty() && !modules.empty())
+    throw FormatError("module filter '" + modules + "' matches none of the " + std::to_string(set.adapters.size()) +
+                      " adapted modules" + (set.adapters.empty() ? "" : " (the first is " + set.adapters[0].module + ")"));
   if (!path_.empty()) {
     f_ = std::fopen((path_ + ".tmp").c_str(), "w");
     if (!f_) throw FormatError("cannot write gradflow metrics '" + path_ + ".tmp': " + std::strerror(errno));

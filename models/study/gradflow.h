@@ -91,10 +91,13 @@ class AdapterMonitor {
 // One JSON object per line per adapted module on every logged step: step % every == 0 and
 // the last step (set_last_step). The file is written to PATH.tmp and renamed to PATH by
 // close() (also on destruction), so a crashed run leaves no half-written PATH. An empty
-// path measures without writing (rows are still returned).
+// path measures without writing (rows are still returned). `modules`, when not empty, is an
+// ECMAScript regex: only the adapted modules whose name it matches (std::regex_search) are
+// measured; a bad regex or one that matches no module is a FormatError.
 class GradFlowLogger {
  public:
-  GradFlowLogger(const AdapterSet& set, const std::string& path, int every = 1, int top_k = 8);
+  GradFlowLogger(const AdapterSet& set, const std::string& path, int every = 1, int top_k = 8,
+                 const std::string& modules = "");
   ~GradFlowLogger();
   GradFlowLogger(const GradFlowLogger&) = delete;
   GradFlowLogger& operator=(const GradFlowLogger&) = delete;

@@ -2,6 +2,7 @@
 #include "models/train/evaluation.h"
 
 #include <algorithm>
+#include <map>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -145,10 +146,20 @@ ChoiceScores score_choices(LlamaModel& model, const Tokenizer& tokenizer, const 
 TaskScore score_task(LlamaModel& model, const Tokenizer& tokenizer, const std::vector<TaskItem>& items, int64_t limit) {
   TaskScore s;
   const size_t n = limit > 0 ? std::min(items.size(), static_cast<size_t>(limit)) : items.size();
+  std::map<std::string, int64_t> answers;
   for (size_t i = 0; i < n; ++i) {
     const ChoiceScores cs = score_choices(model, tokenizer, items[i]);
     s.correct += items[i].choices[static_cast<size_t>(cs.predicted)] == items[i].answer;
     s.items += 1;
+    s.chance += 1.0 / static_cast<double>(items[i].choices.size());
+    ++answers[items[i].answer];
+  }
+  int64_t most = 0;
+  for (const auto& [answer, count] : answers)
+    if (count > most) most = count, s.majority_answer = answer;
+  if (s.items > 0) {
+    s.chance /= static_cast<double>(s.items);
+    s.majority = static_cast<double>(most) / static_cast<double>(s.items);
   }
   return s;
 }

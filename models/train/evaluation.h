@@ -58,8 +58,13 @@ struct ChoiceScores {
 // seq_len, it is truncated from the left.
 ChoiceScores score_choices(LlamaModel& model, const Tokenizer& tokenizer, const TaskItem& item);
 
+// With the two baselines every accuracy needs: chance = the mean over the scored items of
+// 1/#choices (guessing uniformly), majority = the share of the most common gold answer
+// (always answering it; ties: the answer that comes first alphabetically).
 struct TaskScore {
   int64_t correct = 0, items = 0;
+  double chance = 0, majority = 0;
+  std::string majority_answer;
   double accuracy() const { return items ? static_cast<double>(correct) / static_cast<double>(items) : 0.0; }
 };
 // Scores the first `limit` items (limit ≤ 0: all).

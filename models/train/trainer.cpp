@@ -53,6 +53,8 @@ StepStats Trainer::step(bool want_stop) {
     s.stop = extra[1] > 0;
     comm_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
   }
+  const int64_t index = opt_.step_count();  // 0-based index of this optimizer step
+  if (options_.observer) options_.observer->after_backward(index);
   s.loss = loss_sum / static_cast<double>(options_.accum);
   nn::Optimizer::StepInfo info;
   if (std::isfinite(s.loss)) {
@@ -75,6 +77,7 @@ StepStats Trainer::step(bool want_stop) {
   s.ms = ms;
   s.comm_ms = comm_ms;
   s.tok_s = static_cast<double>(tokens_per_step()) / (ms / 1000.0);
+  if (options_.observer) options_.observer->after_update(index, s);  // outside the step's timing
   return s;
 }
 

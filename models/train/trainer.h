@@ -23,17 +23,6 @@
 
 namespace cg::models {
 
-struct TrainOptions {
-  int64_t batch = 8;   // sequences per micro-batch, over all ranks
-  int64_t accum = 1;   // micro-batches per optimizer step
-  uint64_t data_seed = 0;
-  nn::Communicator* comm = nullptr;  // the data-parallel group; null: this process alone
-  // A non-finite loss or gradient norm: false → the update is not taken and the step is
-  // reported (StepStats::nonfinite) for the caller to stop; true → it is skipped and
-  // counted as taken (Optimizer::skip), StepStats::skipped.
-  bool skip_nonfinite = false;
-};
-
 struct StepStats {
   int64_t step = 0;     // optimizer steps taken, this one included
   double loss = 0;      // mean training loss over the step's micro-batches (and ranks)
@@ -45,6 +34,30 @@ struct StepStats {
   bool stop = false;    // some rank asked to stop (step(want_stop)): all ranks see the same
   const char* nonfinite = nullptr;  // "loss" or "gradient norm" when one was NaN/inf, else null
   bool skipped = false;             // with skip_nonfinite: that update was skipped
+};
+
+// Watches the training steps from inside (models/study/flow_recorder.h records gradient
+// flow with it): after_backward sees the step's gradients (summed over micro-batches and
+// ranks) before the optimizer step, after_update the updated parameters. `step` is the
+// 0-based index of the optimizer step (StepStats::step − 1). Null in TrainOptions: nothing
+// is called and nothing is measured.
+class StepObserver {
+ public:
+  virtual ~StepObserver() = default;
+  virtual void after_backward(int64_t step) = 0;
+  virtual void after_update(int64_t step, const StepStats& stats) = 0;
+};
+
+struct TrainOptions {
+  int64_t batch = 8;   // sequences per micro-batch, over all ranks
+  int64_t accum = 1;   // micro-batches per optimizer step
+  uint64_t data_seed = 0;
+  nn::Communicator* comm = nullptr;  // the data-parallel group; null: this process alone
+  StepObserver* observer = nullptr;  // e.g. finetune --flow; null: off
+  // A non-finite loss or gradient norm: false → the update is not taken and the step is
+  // reported (StepStats::nonfinite) for the caller to stop; true → it is skipped and
+  // counted as taken (Optimizer::skip), StepStats::skipped.
+  bool skip_nonfinite = false;
 };
 
 class Trainer {

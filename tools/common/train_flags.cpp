@@ -11,9 +11,11 @@
 #include <cstdio>
 #include <fstream>
 #include <optional>
+#include <regex>
 
 #include "engine/backend.h"
 #include "engine/error.h"
+#include "models/llama/generation.h"
 #include "models/text/arith.h"
 #include "models/io/train_state.h"
 #include "models/io/file_io.h"
@@ -179,6 +181,34 @@ Device RunFlags::device() const {
   return Device::CPU;
 }
 
+void FlowFlags::add(CLI::App& app, const std::string& flag, const std::string& every_flag) {
+  app.add_option(flag, path, "record the adapters' gradient flow during the run: one JSON row per module every " +
+                                 every_flag + " steps (docs/05-gradient-flow.md lists the fields)");
+  app.add_option(every_flag, every, "gradient-flow row every N steps (and the last)")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--flow-modules", modules, "gradient flow of the modules matching this regex only (default: all)");
+}
+
+void FlowFlags::validate() const {
+  try {
+    std::regex re(modules);
+  } catch (const std::regex_error& e) {
+    throw FormatError("--flow-modules '" + modules + "' is not a regular expression (" + e.what() + ")");
+  }
+}
+
+std::function<std::string(int64_t)> sampler(models::LlamaModel& model, const models::Tokenizer& tok, const RunFlags& run) {
+  return [&model, &tok, &run](int64_t step) {
+    models::GenerateOptions go;
+    go.steps = run.sample_tokens;
+    go.temperature = 0.8;
+    go.seed = run.seed + static_cast<uint64_t>(step);
+    std::string text;
+    models::generate(model, tok, go, [&](const std::string& piece) { text += piece; });
+    return "sample @" + std::to_string(step) + ": " + text;
+  };
+}
+
 void check_writable(const std::string& path, const char* flag, bool atomic) {
   if (path.empty()) return;
   namespace fs = std::filesystem;
@@ -280,6 +310,13 @@ void TrainLoop::run() {
   int64_t ms_n = 0;
   steps_done = start;
   const int64_t last = run_.stop_after > 0 ? std::min(run_.steps, run_.stop_after) : run_.steps;
+  if (lead && start == 0 && run_.eval_batches > 0 && trainer_.has_val()) {
+    last_val_loss = trainer_.val_loss(run_.eval_batches);
+    metrics.write(nlohmann::json{{"step", 0}, {"val_loss", last_val_loss}});
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "%s: step 0  val loss %.4f (before training)", tool_.c_str(), last_val_loss);
+    progress->note(buf);
+  }
   for (int64_t step = start + 1; step <= last; ++step) {
     const models::StepStats s = trainer_.step(interrupted() != 0);
     if (s.nonfinite && !s.skipped) {  // the same on every rank: the loss and the norm are global

@@ -1,5 +1,5 @@
 // tools/common/train_flags.h — what train, finetune and gradflow share: their data,
-// optimizer and run flags, and TrainLoop, which drives a models::Trainer with progress,
+// optimizer, run and gradient-flow flags, a sampler for --sample-every, and TrainLoop, which drives a models::Trainer with progress,
 // JSONL metrics, validation, samples, atomic checkpoints and resume. Under mpirun every rank
 // runs the loop; rank 0 alone prints, evaluates, samples and writes metrics and checkpoints.
 // Every flag is checked by validate() before anything is loaded (one line, exit 2). The loop
@@ -20,6 +20,7 @@
 #include "models/io/train_state.h"
 #include "models/text/data.h"
 #include "models/text/tokenizer.h"
+#include "models/llama/llama.h"
 #include "models/train/trainer.h"
 #include "nn/optim.h"
 
@@ -75,6 +76,15 @@ struct RunFlags {
   Device device() const;
 };
 
+// finetune --flow / gradflow --metrics on a model: the gradient-flow recorder's options
+// (models/study/flow_recorder.h). `flag` names the file flag in --help and messages.
+struct FlowFlags {
+  std::string path, modules;
+  int every = 10;
+  void add(CLI::App& app, const std::string& flag, const std::string& every_flag);
+  void validate() const;  // --flow-modules must be a regex (checked before a model is read)
+};
+
 // Fails with FormatError unless `path` (when set) can be created (not a directory, its
 // folder exists and is writable); checked before a run starts so a bad --out does not
 // waste the run. atomic: the file will be replaced by rename, so an existing device or fifo
@@ -86,6 +96,10 @@ void check_writable(const std::string& path, const char* flag, bool atomic = tru
 void check_outputs(const std::vector<std::pair<std::string, const char*>>& inputs,
                    const std::vector<std::pair<std::string, const char*>>& outputs);
 
+// --sample-every's line: "sample @STEP: TEXT", --sample-tokens tokens at temperature 0.8
+// from BOS, seeded by --seed + STEP (the model as it is, adapters included).
+std::function<std::string(int64_t)> sampler(models::LlamaModel& model, const models::Tokenizer& tok, const RunFlags& run);
+
 class TrainLoop {
  public:
   TrainLoop(models::Trainer& trainer, nn::ParamStore& trained, const RunFlags& run, std::string tool);
@@ -94,6 +108,8 @@ class TrainLoop {
   // What run a checkpoint belongs to (model, base hash, adapter, optimizer, schedule,
   // data): saved with it, and --resume refuses a checkpoint whose entries differ.
   std::map<std::string, std::string> describe;
+  // Before the first step of a fresh run (not a resume), rank 0 logs the validation loss of
+  // the untrained parameters as step 0 (the base model's, for a fine-tune).
   void run();
 
   // After run(): what the summary table needs.
