@@ -89,12 +89,12 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
   // or [D, Tcap] when transposed. keys(n) is op-view [n, D] of the first n keys either way.
   const MatView qm = mat(q, BK, GT, D), vm = mat(v, BK, Tcap, D);
   const MatView km = kt ? mat(k, BK, D, Tcap) : mat(k, BK, Tcap, D);
-  auto keys = [km, kt, D](int64_t n) { return kt ? km.sub(0, D, 0, n).t() : km.rows_from(0, n); };
+  auto key_rows = [km, kt, D](int64_t n) { return kt ? km.sub(0, D, 0, n).t() : km.rows_from(0, n); };
   Tensor s = detail::empty_as(q, {B, H, Tq, Tk});  // s[BK, GT, Tk] = scale · q'·kᵀ (each block's keys)
   const MatView sm = mat(s, BK, GT, Tk);
   for (int64_t i = 0; i < bl.n; ++i) {
     const Block& b = bl.b[i];
-    be.gemm(qm.rows_from(b.row, b.rows), keys(b.keys).t(), sm.sub(b.row, b.rows, 0, b.keys), scale);
+    be.gemm(qm.rows_from(b.row, b.rows), key_rows(b.keys).t(), sm.sub(b.row, b.rows, 0, b.keys), scale);
   }
   Tensor p = detail::empty_like(s);  // p = softmax(s), row r at position r % Tq + (Tk − Tq); 0 where masked
   be.softmax(s, p, false, causal ? Tq : 0, causal ? Tk - Tq : 0);
@@ -110,7 +110,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
     const DType t = q.dtype();
     const MatView qm = mat(q, BK, GT, D), vm = mat(v, BK, Tcap, D);
     const MatView km = kt ? mat(k, BK, D, Tcap) : mat(k, BK, Tcap, D);
-    auto keys = [km, kt, D](int64_t n) { return kt ? km.sub(0, D, 0, n).t() : km.rows_from(0, n); };
+    auto key_rows = [km, kt, D](int64_t n) { return kt ? km.sub(0, D, 0, n).t() : km.rows_from(0, n); };
     const MatView pm = mat(p, BK, GT, Tk), gym = mat(gy, BK, GT, D);
     Blocks bl;  // the forward's blocks again (a few integers each; the closure stays small)
     make_blocks(staircase, G, GT / G, Tk, bl);
@@ -140,7 +140,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
       Tensor gq = detail::empty_like(q);
       for (int64_t i = 0; i < bl.n; ++i) {
         const Block& c = bl.b[i];
-        b.gemm(mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys), keys(c.keys),
+        b.gemm(mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys), key_rows(c.keys),
                mat(gq, BK, GT, D).rows_from(c.row, c.rows), scale);
       }
       accumulate(q, gq);
@@ -180,8 +180,9 @@ void kv_append(Tensor& cache_k, Tensor& cache_v, const Tensor& k, const Tensor& 
   const int64_t to_v[4] = {KV * S * D, D, S * D, 1};  // (b, t, kv, d) in cache_v from position pos
   const int64_t box[4] = {B, T, KV, D};
   Backend& be = backend(k);
-  be.copy_box(k.dtype(), k.raw(), src, row(cache_k, pos, 1), to_k, box, false);
-  be.copy_box(v.dtype(), v.raw(), src, row(cache_v, pos, D), to_v, box, false);
+  const int64_t es = static_cast<int64_t>(dtype_size(k.dtype()));
+  be.copy_box(k.dtype(), k.raw(), src, static_cast<char*>(cache_k.raw()) + pos * es, to_k, box, false);
+  be.copy_box(v.dtype(), v.raw(), src, static_cast<char*>(cache_v.raw()) + pos * D * es, to_v, box, false);
 }
 
 }  // namespace cg::ops
