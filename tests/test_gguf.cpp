@@ -208,13 +208,13 @@ TEST_CASE("gguf: the small valid file parses; hostile variants each give one For
 
 TEST_CASE("gguf: hostile files through evaluate and tokenize → exit 2 and one line") {
   if (!have("build/bin/evaluate") || !have("build/bin/tokenize")) return;
-  testing::TempDir d;
+  cg::testing::TempDir d;
   for (const Hostile& h : hostile_files()) {
     INFO(h.name);
     const std::string path = d.file(std::string(h.name) + ".gguf");
     write_file_atomic(path, h.bytes);
-    testing::check_usage_error(testing::run("build/bin/evaluate", {"--model", path, "--text", path}), "evaluate", h.needle);
-    testing::check_usage_error(testing::run("build/bin/tokenize", {"--tokenizer", path, "--file", path}), "tokenize", h.needle);
+    cg::testing::check_usage_error(cg::testing::run("build/bin/evaluate", {"--model", path, "--text", path}), "evaluate", h.needle);
+    cg::testing::check_usage_error(cg::testing::run("build/bin/tokenize", {"--tokenizer", path, "--file", path}), "tokenize", h.needle);
   }
 }
 
@@ -287,7 +287,7 @@ TEST_CASE("gguf: greedy chat replies and text losses equal transformers'") {
 TEST_CASE("gguf: an HF folder written from it (one file or sharded) reads back bit for bit") {
   if (!have(kGguf)) return;
   const Checkpoint ck = read_gguf_checkpoint(kGguf);
-  testing::TempDir d;
+  cg::testing::TempDir d;
   const std::string one = d.file("one");
   write_hf_folder(one, ck);
   const Checkpoint back = read_checkpoint(one);

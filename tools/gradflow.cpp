@@ -268,8 +268,10 @@ int run_model_training(models::LlamaModel& model, const models::TokenDataset& ds
               nn::adapter_kind_name(c.kind).c_str(), c.rank, c.num_mixers(), c.alpha,
               o.adapter_in.empty() ? nn::mixer_init_name(c.init).c_str() : ("from " + o.adapter_in).c_str(),
               set.adapters.size(), static_cast<long long>(set.trainable_params()));
-  std::printf("optimizer %s: lr %g, warmup %d, %s, clip %g, weight decay %g, seed %llu\n", o.optim.name.c_str(),
-              o.optim.lr, o.optim.warmup, o.optim.total_steps > 0 ? "cosine decay" : "constant", o.optim.clip,
+  std::printf("optimizer %s: lr %g, warmup %lld, %s, clip %g, weight decay %g, seed %llu\n", o.optim.name.c_str(),
+              o.optim.lr, static_cast<long long>(o.optim.warmup),
+              o.optim.total_steps > 0 && o.optim.schedule != "constant" ? (o.optim.schedule + " decay").c_str() : "constant",
+              o.optim.clip,
               o.optim.weight_decay, static_cast<unsigned long long>(o.seed));
   std::fflush(stdout);
   models::TrainOptions to;

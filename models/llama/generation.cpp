@@ -79,7 +79,7 @@ ContinueStats continue_tokens(LlamaModel& model, const Tokenizer& tokenizer, con
   st.prompt_tokens = P;
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
-  Tensor logits = model.forward_cached(Tensor::from_i32(std::vector<int32_t>(prompt.begin(), prompt.end()), {1, P}), cache);
+  Tensor logits = model.forward(Tensor::from_i32(std::vector<int32_t>(prompt.begin(), prompt.end()), {1, P}), &cache);
   Tensor last = logits.to(Device::CPU);
   const float* row = last.data<float>() + (P - 1) * V;
   int prev = prompt.back();
@@ -97,7 +97,7 @@ ContinueStats continue_tokens(LlamaModel& model, const Tokenizer& tokenizer, con
     prev = next;
     if (k + 1 == n_new) break;
     ids.data<int32_t>()[0] = next;
-    last = model.forward_cached(ids, cache).to(Device::CPU);
+    last = model.forward(ids, &cache).to(Device::CPU);
     row = last.data<float>();
   }
   st.decode_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
