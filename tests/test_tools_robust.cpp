@@ -28,11 +28,16 @@ bool have_tools() {
   return false;
 }
 
-std::vector<nlohmann::json> rows(const std::string& path) {
+// The metrics rows of optimizer steps (a fresh run also logs the untrained val loss as a
+// step-0 row, which has no "loss"); with all = true every row.
+std::vector<nlohmann::json> rows(const std::string& path, bool all = false) {
   std::vector<nlohmann::json> r;
   std::ifstream f(path);
-  for (std::string line; std::getline(f, line);)
-    if (!line.empty()) r.push_back(nlohmann::json::parse(line));
+  for (std::string line; std::getline(f, line);) {
+    if (line.empty()) continue;
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (all || j.contains("loss")) r.push_back(std::move(j));
+  }
   return r;
 }
 
@@ -83,6 +88,7 @@ TEST_CASE("finetune: SIGINT mid-run → exit 130, one line, checkpoint + adapter
   const auto a = rows(d.file("s.jsonl")), b = rows(metrics);
   REQUIRE(a.size() == static_cast<size_t>(k + 5));
   REQUIRE(b.size() == static_cast<size_t>(k + 5));  // the k rows kept, 5 appended
+  CHECK(rows(metrics, true).size() == static_cast<size_t>(k + 6));  // and one step-0 row, not repeated
   for (size_t j = 0; j < a.size(); ++j) {
     INFO("step " << a[j]["step"]);
     CHECK(b[j]["step"] == a[j]["step"]);
