@@ -150,18 +150,28 @@ def rope_interleaved(x, pos0, theta=10000.0):
     return out.reshape(T, H, hs)
 
 
-def forward(cfg, w, ids):
-    """ids: list of token ids (one sequence, positions 0..T−1) → logits [T, V] float64."""
+def forward(cfg, w, ids, lora=None):
+    """ids: list of token ids (one sequence, positions 0..T−1) → logits [T, V] float64.
+    lora: optional {(layer, weight name): (A [r, in], B [out, r], s)}: that projection
+    becomes h·Wᵀ + s·(h·Aᵀ)·Bᵀ (B's rows in this file's interleaved q/k order)."""
     T = len(ids)
     dim, nh, nkv = cfg["dim"], cfg["n_heads"], cfg["n_kv_heads"]
     hs = dim // nh
+
+    def proj(h, l, name):
+        y = h @ w[name][l].T
+        if lora and (l, name) in lora:
+            a, b, s = lora[(l, name)]
+            y = y + s * ((h @ a.T) @ b.T)
+        return y
+
     x = w["tok"][torch.tensor(ids)]
     mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
     for l in range(cfg["n_layers"]):
         h = rmsnorm(x, w["rms_att"][l])
-        q = (h @ w["wq"][l].T).view(T, nh, hs)
-        k = (h @ w["wk"][l].T).view(T, nkv, hs)
-        v = (h @ w["wv"][l].T).view(T, nkv, hs)
+        q = proj(h, l, "wq").view(T, nh, hs)
+        k = proj(h, l, "wk").view(T, nkv, hs)
+        v = proj(h, l, "wv").view(T, nkv, hs)
         q, k = rope_interleaved(q, 0), rope_interleaved(k, 0)
         rep = nh // nkv
         k = k.repeat_interleave(rep, dim=1)
@@ -169,9 +179,9 @@ def forward(cfg, w, ids):
         att = torch.einsum("thd,shd->hts", q, k) / math.sqrt(hs) + mask
         att = torch.softmax(att, dim=-1)
         o = torch.einsum("hts,shd->thd", att, v).reshape(T, dim)
-        x = x + o @ w["wo"][l].T
+        x = x + proj(o, l, "wo")
         h = rmsnorm(x, w["rms_ffn"][l])
-        x = x + (torch.nn.functional.silu(h @ w["w1"][l].T) * (h @ w["w3"][l].T)) @ w["w2"][l].T
+        x = x + proj(torch.nn.functional.silu(proj(h, l, "w1")) * proj(h, l, "w3"), l, "w2")
     x = rmsnorm(x, w["rms_final"])
     return x @ w["wcls"].T
 
@@ -212,9 +222,67 @@ def evaluate(cfg, w, tok, path):
     return total / count, count
 
 
+# HF module name (what chaingrad's adapter files use) → this file's weight name.
+HF_TO_LLAMA2C = {"self_attn.q_proj": "wq", "self_attn.k_proj": "wk", "self_attn.v_proj": "wv",
+                 "self_attn.o_proj": "wo", "mlp.gate_proj": "w1", "mlp.down_proj": "w2", "mlp.up_proj": "w3"}
+
+
+def hf_rows_to_interleaved(b, n_heads):
+    """HF's q/k rows are llama2.c's permuted per head: llama2.c row h·hs + 2i + j is HF row
+    h·hs + j·hs/2 + i. Returns b's rows in llama2.c's (interleaved) order."""
+    out_dim, r = b.shape
+    hs = out_dim // n_heads
+    return b.view(n_heads, 2, hs // 2, r).transpose(1, 2).reshape(out_dim, r)
+
+
+def sgd(cfg, w, tok, text_path, rank, alpha, lr, steps, seed, adapter_out):
+    """Plain SGD on a LoRA adapter over the whole file as one sequence (BOS first), as
+    `finetune --text F --optimizer sgd --schedule constant --warmup 0 --clip 0
+    --weight-decay 0 --adapter-in ADAPTER` runs it. The initial adapter (A ~ U(±1/√in),
+    B ~ N(0, 0.002²): non-zero, so both factors get gradients from step 1) is written to
+    adapter_out in chaingrad's adapter-file layout. Returns the loss before each update."""
+    from safetensors_writer import write_safetensors
+    ids = encode(open(text_path, "rb").read(), tok)[:cfg["seq_len"] + 1]
+    g = torch.Generator().manual_seed(seed)
+    targets = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.up_proj", "mlp.down_proj"]
+    s = alpha / rank
+    params, lora, tensors = [], {}, []
+    for l in range(cfg["n_layers"]):
+        for t in targets:
+            wt = w[HF_TO_LLAMA2C[t]][l]
+            out_dim, in_dim = wt.shape
+            a = ((torch.rand(rank, in_dim, generator=g, dtype=torch.float64) * 2 - 1) / math.sqrt(in_dim))
+            b_hf = torch.randn(out_dim, rank, generator=g, dtype=torch.float64) * 0.002
+            # chaingrad rounds the file to float32: start from exactly those values.
+            a, b_hf = a.float().double().requires_grad_(), b_hf.float().double().requires_grad_()
+            name = f"base_model.model.model.layers.{l}.{t}"
+            tensors += [(name + ".lora_A.weight", a), (name + ".lora_B.weight", b_hf)]
+            params += [a, b_hf]
+            lora[(l, HF_TO_LLAMA2C[t])] = (a, b_hf, s)
+    write_safetensors(adapter_out, tensors, {
+        "format": "pt", "peft_type": "LORA", "r": rank, "lora_alpha": f"{alpha:g}", "chain_length": 0,
+        "chain_bias": 0, "init": "kaiming", "target_modules": ",".join(t.split(".")[1] for t in targets)})
+    nh, nkv = cfg["n_heads"], cfg["n_kv_heads"]
+    losses = []
+    tgt = torch.tensor(ids[1:])
+    for _ in range(steps):
+        view = {k: (a, hf_rows_to_interleaved(b, nh if k[1] == "wq" else nkv) if k[1] in ("wq", "wk") else b, s)
+                for k, (a, b, s) in lora.items()}
+        logits = forward(cfg, w, ids[:-1], view)
+        loss = torch.nn.functional.cross_entropy(logits, tgt)
+        for p in params:
+            p.grad = None
+        loss.backward()
+        losses.append(float(loss))
+        with torch.no_grad():
+            for p in params:
+                p -= lr * p.grad
+    return losses, len(ids)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("mode", choices=["generate", "evaluate", "logits"])
+    ap.add_argument("mode", choices=["generate", "evaluate", "logits", "sgd"])
     ap.add_argument("--model", required=True)
     ap.add_argument("--tokenizer")
     ap.add_argument("--prompt", default="")
@@ -223,9 +291,21 @@ def main():
     ap.add_argument("--tokens", help="comma-separated token ids (logits mode)")
     ap.add_argument("--out")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rank", type=int, default=2, help="sgd: LoRA rank")
+    ap.add_argument("--alpha", type=float, default=32.0, help="sgd: LoRA alpha (s = alpha/rank)")
+    ap.add_argument("--lr", type=float, default=0.05, help="sgd: learning rate")
+    ap.add_argument("--seed", type=int, default=0, help="sgd: seed of the initial adapter")
+    ap.add_argument("--adapter-out", help="sgd: write the initial adapter here")
     a = ap.parse_args()
     cfg, w = read_checkpoint(a.model)
     tok = read_tokenizer(a.tokenizer, cfg["vocab_size"]) if a.tokenizer else None
+    if a.mode == "sgd":
+        losses, n = sgd(cfg, w, tok, a.text, a.rank, a.alpha, a.lr, a.steps, a.seed, a.adapter_out)
+        with open(a.out, "w") as f:
+            json.dump({"mode": "sgd", "rank": a.rank, "alpha": a.alpha, "lr": a.lr, "steps": a.steps,
+                       "seed": a.seed, "tokens": n, "losses": losses}, f, indent=1)
+            f.write("\n")
+        return
     with torch.no_grad():
         if a.mode == "generate":
             sys.stdout.buffer.write(generate(cfg, w, tok, a.prompt, a.steps))
