@@ -2,16 +2,21 @@
 # The Hugging Face interop check on the CPU: a model written by build/bin/train (GQA) and
 # one merged by build/bin/finetune --merge-out each load in `transformers` unchanged and gives the loss of
 # build/bin/evaluate on a short text (scripts/hf_check.py). Needs the venv of
-# scripts/make-venv.sh at $CG_VENV (default .venv); without one it prints a skip (CI does not
-# build the venv: torch and transformers from PyPI are gigabytes). Prints
+# scripts/make-venv.sh (`scripts/make-venv.sh --path` says where); without one it prints a
+# skip, and under CI=true it fails (.ci/run makes the venv first). Prints
 # "hf: N passed, M failed[, K skipped]"; exit status non-zero on a failure.
 # Usage: scripts/test-hf.sh [BIN_DIR]   (default build/bin)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 bin=${1:-build/bin}
-py=${CG_VENV:-.venv}/bin/python
+venv=$(scripts/make-venv.sh --path)
+py=$venv/bin/python
 if [ ! -x "$py" ] || ! "$py" -c "import torch, transformers" 2>/dev/null; then
-  echo "hf: 0 passed, 0 failed, 1 skipped (no venv with torch and transformers at ${CG_VENV:-.venv}: scripts/make-venv.sh)"
+  if [ "${CI:-}" = true ]; then
+    echo "hf: 0 passed, 1 failed (CI=true: no venv with torch and transformers at $venv; run scripts/make-venv.sh)"
+    exit 1
+  fi
+  echo "hf: 0 passed, 0 failed, 1 skipped (no venv with torch and transformers at $venv: scripts/make-venv.sh)"
   exit 0
 fi
 tmp=$(mktemp -d)
