@@ -11,15 +11,20 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 root=$(pwd)
 list=$(realpath "${1:-scripts/mutations.txt}")
-report=${2:-}
+report=${2:+$(realpath -m "$2")}
 [ -f "$list" ] || { echo "mutate: no such list $list" >&2; exit 2; }
 cxx=g++
 command -v ccache >/dev/null && cxx="ccache g++"
 jobs=${JOBS:-2}
 timeout_s=${MUTATE_TIMEOUT:-600}
 
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
+top=$(mktemp -d)
+trap 'rm -rf "$top"' EXIT
+# The copy sits beside a link to ../shared, so the tests that read ../shared/data run (a
+# missing data file is a skip, and a skipped test would let every mutation it guards survive).
+scratch=$top/chaingrad
+mkdir "$scratch"
+[ -d ../shared ] && ln -s "$(realpath ../shared)" "$top/shared"
 echo "mutate: copying the tree to $scratch and building it once"
 tar --exclude=./build --exclude=./.git --exclude=./.venv -cf - . | tar -xf - -C "$scratch"
 # the normal build's outputs (not build/san, build/portable, ...): objects newer than the
@@ -28,8 +33,8 @@ mkdir -p "$scratch/build"
 for d in obj bin tests examples; do [ -d "build/$d" ] && cp -a "build/$d" "$scratch/build/"; done
 cd "$scratch" || exit 2
 # Only what the selectors run is rebuilt: the test binary and gradcheck (docs= needs everything).
-build() { make -j"$jobs" CUDA=0 CXX="$cxx" "$@" >"$scratch/build.log" 2>&1; }
-build all || { echo "mutate: the unmutated tree does not build:"; tail -20 "$scratch/build.log"; exit 2; }
+build() { make -j"$jobs" CUDA=0 CXX="$cxx" "$@" >"$top/build.log" 2>&1; }
+build all || { echo "mutate: the unmutated tree does not build:"; tail -20 "$top/build.log"; exit 2; }
 
 rows=() survived=0 n=0
 while IFS= read -r line; do
@@ -40,9 +45,9 @@ while IFS= read -r line; do
   sedx=$(awk -F' [|] ' '{for (i = 4; i <= NF; i++) printf "%s%s", $i, (i < NF ? " | " : "")}' <<<"$line")
   n=$((n + 1))
   echo "== [$n] $file: $desc"
-  cp -p "$file" "$scratch/orig"
+  cp -p "$file" "$top/orig"
   sed -i -e "$sedx" "$file"
-  if cmp -s "$file" "$scratch/orig"; then
+  if cmp -s "$file" "$top/orig"; then
     echo "   NOT APPLIED: the sed script no longer matches $file"
     rows+=("| $n | \`$file\` | $desc | not applied (update the list) |")
     survived=$((survived + 1))
@@ -79,7 +84,7 @@ while IFS= read -r line; do
   fi
   echo "   $result by $caught_by"
   rows+=("| $n | \`$file\` | $desc | $result: $caught_by |")
-  cp -p "$scratch/orig" "$file"
+  cp -p "$top/orig" "$file"
   touch "$file"
 done <"$list"
 
@@ -89,6 +94,6 @@ done <"$list"
   printf '%s\n' "${rows[@]}"
   echo
   echo "mutate: $n mutations, $((n - survived)) caught, $survived survived or not applied"
-} | tee "$scratch/report.md"
-[ -n "$report" ] && cp "$scratch/report.md" "$root/$report"
+} | tee "$top/report.md"
+[ -n "$report" ] && cp "$top/report.md" "$report"
 [ "$survived" -eq 0 ]
