@@ -169,6 +169,10 @@ TEST_CASE("train and finetune: hostile flags are one line, exit 2, before anythi
   }
   check_usage_error(run(kTrain, with(kModel, {"--steps", "2", "--out", d.path.string()})), "train", "is a directory");
   check_usage_error(run(kTrain, with(kModel, {"--steps", "2", "--modle", "x"})), "train", "unknown flag");
+  // Checked against the loaded model, but still before the first info line.
+  const Run seq = run(kFinetune, {"--model", base, "--arith", "sub", "--seq", "100000", "--steps", "2"});
+  check_usage_error(seq, "finetune", "exceeds the model's context");
+  CHECK(seq.err.find("base ") == std::string::npos);
   // --text longer than the model's context is refused (not cut to --seq).
   {
     std::ofstream f(d.file("long.txt"));

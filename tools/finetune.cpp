@@ -127,6 +127,8 @@ int main(int argc, char** argv) {
       recorder.emplace(adapters, fo, last - 1);
     }
     const nn::AdapterConfig& ac = adapters.config;
+    // The data is checked against the model (context, tokens) before the first info line.
+    models::TokenDataset ds = data.load(*tok, model->config().seq_len, run.seed);
     if (comm.lead()) {
       std::fprintf(stderr, "finetune: base %s (%lld parameters, frozen)\n", model->config().str().c_str(),
                    static_cast<long long>(model->params().numel()));
@@ -135,7 +137,6 @@ int main(int argc, char** argv) {
                    ac.num_mixers(), ac.alpha, adapters.adapters.size(),
                    static_cast<long long>(adapters.trainable_params()));
     }
-    models::TokenDataset ds = data.load(*tok, model->config().seq_len, run.seed);
     models::TrainOptions to;
     to.batch = data.batch;
     to.accum = optf.accum;
