@@ -32,7 +32,7 @@ tar --exclude=./build --exclude=./.git --exclude=./.venv -cf - . | tar -xf - -C 
 mkdir -p "$scratch/build"
 for d in obj bin tests examples; do [ -d "build/$d" ] && cp -a "build/$d" "$scratch/build/"; done
 cd "$scratch" || exit 2
-# Only what the selectors run is rebuilt: the test binary and gradcheck (docs= needs everything).
+# Only what the selectors run is rebuilt: the test binary and the tools (docs= needs everything).
 build() { make -j"$jobs" CUDA=0 CXX="$cxx" "$@" >"$top/build.log" 2>&1; }
 build all || { echo "mutate: the unmutated tree does not build:"; tail -20 "$top/build.log"; exit 2; }
 
@@ -55,7 +55,7 @@ while IFS= read -r line; do
   fi
   touch "$file"
   result="" caught_by=""
-  targets=(build/tests/test_all build/bin/gradcheck)
+  targets=(build/tests/test_all tools)  # tools: the tool tests run build/bin/*, gradcheck among them
   case " $tests" in *" docs="*) targets=(all) ;; esac
   if ! build "${targets[@]}"; then
     result="caught"; caught_by="the build"
