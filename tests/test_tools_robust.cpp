@@ -144,6 +144,8 @@ TEST_CASE("train and finetune: hostile flags are one line, exit 2, before anythi
     std::vector<std::string> args;
     std::string needle;
   };
+  std::filesystem::create_directories(d.file("dir.safetensors"));
+  std::ofstream(d.file("plain")) << "x";
   const std::vector<Case> cases{
       {{"--rank", "0"}, "--rank must be ≥ 1, got 0"},
       {{"--rank", "1e6"}, "--rank must be ≤ 4096"},
@@ -155,7 +157,9 @@ TEST_CASE("train and finetune: hostile flags are one line, exit 2, before anythi
       {{"--modle", "x"}, "unknown flag --modle; did you mean --model?"},
       {{"--schedule", "step"}, "--schedule"},
       {{"--arith-max", "2", "--eval-arith", "3"}, "no held-out operand pair"},
-      {{"--out", d.path.string()}, "is a directory"},
+      {{"--out", d.file("dir.safetensors")}, "is a directory"},                  // a file path that is a folder
+      {{"--out", d.file("plain")}, "exists and is not a folder"},                 // a folder path that is a file
+      {{"--export-lora", d.file("plain")}, "exists and is not a folder"},
       {{"--out", base}, "is the same file as --model"},
       {{"--merge-out", d.file("./base.safetensors")}, "is the same file as --model"},
       {{"--out", d.file("a.st"), "--summary", d.file("a.st")}, "is the same file as --out"},
