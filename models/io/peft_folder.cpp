@@ -139,8 +139,11 @@ AdapterFile read_peft_folder(const std::string& dir) {
   if (is_true(field(j, "lora_bias"))) refuse("lora_bias: a bias on lora_B is not supported");
   if (const json* b = field(j, "bias"); b && !(b->is_string() && b->get<std::string>() == "none"))
     refuse("bias must be \"none\" (trained base biases are not supported)");
-  for (const char* key : {"modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform"})
-    if (!is_empty(field(j, key))) refuse(std::string(key) + " is set: only one r and alpha for every module of every layer is supported");
+  for (const char* key : {"modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform", "layer_replication",
+                          "target_parameters", "trainable_token_indices", "alora_invocation_tokens"})
+    if (!is_empty(field(j, key)))
+      refuse(std::string(key) + " is set: only the same r and alpha on whole Linear modules of every layer are supported");
+  if (is_true(field(j, "use_bdlora"))) refuse("use_bdlora is not supported");
   const json* tm = field(j, "target_modules");
   if (!tm) refuse("lacks target_modules");
   cfg.targets = targets_of(*tm, st, cfg_path);

@@ -18,7 +18,8 @@
 //
 // Reading accepts any LoraConfig whose meaning we reproduce exactly and refuses, naming the
 // field, those we do not: use_dora, fan_in_fan_out, bias other than "none", lora_bias,
-// modules_to_save, rank_pattern / alpha_pattern, layers_to_transform. use_rslora (s = alpha/√r)
+// modules_to_save, rank_pattern / alpha_pattern, layers_to_transform, layer_replication,
+// target_parameters, trainable_token_indices, alora_invocation_tokens. use_rslora (s = alpha/√r)
 // is converted to our s = alpha/r by alpha ← alpha·√r. target_modules may be a list, a
 // single name, "all-linear", or a regex (then the modules present in the tensors are the
 // targets). The kind comes from lora_use_mixer and the tensors (lora_AB: MoSLoRA,
