@@ -1,6 +1,7 @@
 // tools/evaluate.cpp — score a Llama checkpoint: next-token loss and perplexity on a text
 // file (context-sized, non-overlapping windows; see models/train/evaluation.h), or accuracy on
-// an LLM-Adapters multiple-choice task file.
+// an LLM-Adapters multiple-choice task file; with --adapter-in, through an adapter (PEFT folder
+// or .safetensors file) run unmerged.
 #include <cstdio>
 #include <optional>
 #include <nlohmann/json.hpp>

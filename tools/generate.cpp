@@ -3,6 +3,7 @@
 // through the KV cache, stop at --steps positions or at BOS. --chat renders the model's chat
 // template for one user turn (with its default system message, or --system) and prints only
 // the assistant's reply, stopping at end-of-turn/EOS or after --steps new tokens.
+// --adapter-in runs an adapter (PEFT folder or .safetensors file) unmerged.
 // The text goes to stdout as it is produced; speeds go to stderr.
 #include <cstdio>
 #include <optional>
