@@ -482,6 +482,23 @@ TEST_CASE("tools: --adapter-in reads both layouts; --export-lora; hostile adapte
     j.insert(1, "\"r\": 4,");  // r twice
     std::ofstream(d.file("dupkey") + "/adapter_config.json") << j;
   }
+  // Tensors: one unknown, one mis-shaped, one missing (a copy of lc with its weights edited).
+  const SafeTensors lc = read_safetensors(d.file("lc") + "/adapter_model.safetensors");
+  const std::string q0 = "base_model.model.model.layers.0.self_attn.q_proj";
+  auto edited = [&](const std::string& name, auto edit) {
+    fs::create_directories(d.file(name));
+    fs::copy_file(d.file("lc") + "/adapter_config.json", d.file(name) + "/adapter_config.json");
+    std::vector<std::pair<std::string, Tensor>> ts;
+    for (const std::string& n : lc.names) ts.emplace_back(n, lc.tensors.at(n));
+    edit(ts);
+    write_safetensors(d.file(name) + "/adapter_model.safetensors", ts, {{"format", "pt"}});
+  };
+  edited("unknown", [&](auto& ts) { ts.emplace_back(q0 + ".lora_magnitude_vector", Tensor::zeros({32})); });
+  edited("wrongshape", [&](auto& ts) {
+    for (auto& p : ts)
+      if (p.first == q0 + ".lora_B.weight") p.second = Tensor::zeros({32, 5});
+  });
+  edited("missing", [&](auto& ts) { std::erase_if(ts, [&](auto& p) { return p.first == q0 + ".lora_mixer.2.weight"; }); });
   // An adapter of another model: rank 4 on a base of width 64.
   const std::string wide = d.file("wide.safetensors");
   r = cg::testing::run(train, {"--arith", "add", "--arith-lines", "500", "--dim", "64", "--layers", "2", "--heads", "4",
@@ -490,7 +507,9 @@ TEST_CASE("tools: --adapter-in reads both layouts; --export-lora; hostile adapte
   const std::vector<std::pair<std::string, std::string>> hostile{
       {d.file("pickle"), "execute"},          {d.file("pickle") + "/adapter_model.bin", "execute"},
       {d.file("noconfig"), "adapter_config.json"}, {d.file("badjson"), "adapter_config.json"},
-      {d.file("dupkey"), "'r' appears twice"},            {d.file("absent"), "absent"}};
+      {d.file("dupkey"), "'r' appears twice"},            {d.file("absent"), "absent"},
+      {d.file("unknown"), "lora_magnitude_vector"},       {d.file("wrongshape"), "rank r = 4"},
+      {d.file("missing"), "lora_mixer.2.weight"}};
   for (const auto& [path, needle] : hostile) {
     INFO(path);
     cg::testing::check_usage_error(cg::testing::run(evaluate, {"--model", base, "--tokenizer", "byte", "--text", text, "--adapter-in", path}),

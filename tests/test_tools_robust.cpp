@@ -244,11 +244,11 @@ TEST_CASE("finetune: --optimizer sgd --schedule constant --warmup 0 --clip 0 --w
   CHECK(ml[3]["lr"].get<double>() == doctest::Approx(0.05 * (1 - 3.0 / 6)));
 }
 
-TEST_CASE("adapter files: LoRA/LinChain load without chain_length; lora_alpha 1e308 is refused") {
+TEST_CASE("adapter files: LoRA/MoSLoRA/LinChain load without chain_length; lora_alpha 1e308 is refused") {
   if (!have_tools()) return;
   TempDir d;
   const std::string base = make_base(d);
-  for (const std::string kind : {"lora", "linchain"}) {
+  for (const std::string kind : {"lora", "moslora", "linchain"}) {
     INFO(kind);
     const std::string ad = d.file(kind + ".safetensors");
     Run r = run(kFinetune, {"--model", base, "--arith", "sub", "--seq", "32", "--batch", "4", "--steps", "1",
@@ -265,7 +265,7 @@ TEST_CASE("adapter files: LoRA/LinChain load without chain_length; lora_alpha 1e
       return p;
     };
     const auto f = cg::models::read_adapter_file(rewrite("chain_length", nullptr));
-    CHECK(f.config.num_mixers() == (kind == "lora" ? 0 : 2));
+    CHECK(f.config.num_mixers() == (kind == "lora" ? 0 : kind == "moslora" ? 1 : 2));
     const std::string huge = "1e308";
     CHECK_THROWS_WITH_AS(cg::models::read_adapter_file(rewrite("lora_alpha", &huge)), doctest::Contains("out of range"),
                          cg::FormatError);
