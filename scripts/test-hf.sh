@@ -6,7 +6,9 @@
 # trained here loads with PeftModel.from_pretrained on the HF folder of its base
 # (build/bin/convert --save-hf) with the same loss; LoRA adapters made by PEFT (plain, and
 # use_rslora on all-linear) load here with the same loss; the plain LoRA exported from a
-# LinChain adapter (finetune --export-lora) gives in PEFT the LinChain adapter's loss here.
+# LinChain adapter (finetune --export-lora) gives in PEFT the LinChain adapter's loss here;
+# LinChain (with chain biases) and MoSLoRA folders as the authors' forks write them, from a
+# PyTorch layer written as their forward is, load here with the same loss.
 # Needs the venv of scripts/make-venv.sh at $CG_VENV (default .venv); without one it prints a
 # skip (CI does not build the venv: torch and transformers from PyPI are gigabytes). Prints
 # "hf: N passed, M failed[, K skipped]"; exit status non-zero on a failure.
@@ -78,15 +80,16 @@ else
       failed=$((failed + 1))
     fi
   }
-  # made NAME [--rslora]: PEFT makes a LoRA and its loss; evaluate here and compare.
+  # made NAME HOW [FLAG]: peft_check.py HOW (make: PEFT makes a LoRA; make-authors: a forks'
+  # folder) writes an adapter and its loss; evaluate here and compare.
   made() {
-    local name=$1 out=""
-    shift
-    if "$py" scripts/peft_check.py make "$tmp/base_hf" "$tmp/made" "$tmp/ids.json" "$@" 2>"$tmp/py.log" | tail -1 >"$tmp/theirs.json" &&
+    local name=$1 how=$2 out=""
+    shift 2
+    if "$py" scripts/peft_check.py "$how" "$tmp/base_hf" "$tmp/made" "$tmp/ids.json" "$@" 2>"$tmp/py.log" | tail -1 >"$tmp/theirs.json" &&
        "$bin/evaluate" --model "$m" --tokenizer "$tok" --text "$tmp/story.txt" --json --adapter-in "$tmp/made" \
          >"$tmp/ours.json" 2>"$tmp/eval.log" &&
        out=$("$py" -c "import json,sys; t=json.load(open(sys.argv[1]))['loss']; o=json.load(open(sys.argv[2]))['loss']
-r=abs(t-o)/abs(t); print(f'peft loss {t:.7f}, chaingrad loss {o:.7f}, relative difference {r:.2e}'); sys.exit(r>1e-5)" \
+r=abs(t-o)/abs(t); print(f'reference loss {t:.7f}, chaingrad loss {o:.7f}, relative difference {r:.2e}'); sys.exit(r>1e-5)" \
          "$tmp/theirs.json" "$tmp/ours.json"); then
       echo "  ok    $name: $out"
       passed=$((passed + 1))
@@ -102,8 +105,10 @@ r=abs(t-o)/abs(t); print(f'peft loss {t:.7f}, chaingrad loss {o:.7f}, relative d
      "$bin/finetune" "${ft[@]}" --adapter linchain --chain 3 --out "$tmp/linchain" --export-lora "$tmp/linchain_lora" \
        >>"$tmp/ft.log" 2>&1; then
     peft "LoRA trained here, PeftModel.from_pretrained" "$tmp/lora"
-    made "LoRA made by PEFT (random non-zero B), loaded here"
-    made "LoRA made by PEFT with use_rslora on all-linear, loaded here" --rslora
+    made "LoRA made by PEFT (random non-zero B), loaded here" make
+    made "LoRA made by PEFT with use_rslora on all-linear, loaded here" make --rslora
+    made "LinChain folder as the authors' fork writes it (chain biases), loaded here" make-authors
+    made "MoSLoRA folder as its authors' fork writes it, loaded here" make-authors --moslora
     peft "LinChain here vs its --export-lora plain LoRA in PEFT" "$tmp/linchain_lora" "$tmp/linchain"
   else
     echo "  FAIL  peft setup: $(tail -3 "$tmp/conv.log" | tr '\n' ' ') $(tail -3 "$tmp/ft.log" 2>/dev/null | tr '\n' ' ')"
