@@ -144,6 +144,8 @@ TEST_CASE("train and finetune: hostile flags are one line, exit 2, before anythi
     std::vector<std::string> args;
     std::string needle;
   };
+  std::filesystem::create_directories(d.file("dir.safetensors"));
+  std::ofstream(d.file("plain")) << "x";
   const std::vector<Case> cases{
       {{"--rank", "0"}, "--rank must be ≥ 1, got 0"},
       {{"--rank", "1e6"}, "--rank must be ≤ 4096"},
@@ -155,7 +157,9 @@ TEST_CASE("train and finetune: hostile flags are one line, exit 2, before anythi
       {{"--modle", "x"}, "unknown flag --modle; did you mean --model?"},
       {{"--schedule", "step"}, "--schedule"},
       {{"--arith-max", "2", "--eval-arith", "3"}, "no held-out operand pair"},
-      {{"--out", d.path.string()}, "is a directory"},
+      {{"--out", d.file("dir.safetensors")}, "is a directory"},                  // a file path that is a folder
+      {{"--out", d.file("plain")}, "exists and is not a folder"},                 // a folder path that is a file
+      {{"--export-lora", d.file("plain")}, "exists and is not a folder"},
       {{"--out", base}, "is the same file as --model"},
       {{"--merge-out", d.file("./base.safetensors")}, "is the same file as --model"},
       {{"--out", d.file("a.st"), "--summary", d.file("a.st")}, "is the same file as --out"},
@@ -244,11 +248,11 @@ TEST_CASE("finetune: --optimizer sgd --schedule constant --warmup 0 --clip 0 --w
   CHECK(ml[3]["lr"].get<double>() == doctest::Approx(0.05 * (1 - 3.0 / 6)));
 }
 
-TEST_CASE("adapter files: LoRA/LinChain load without chain_length; lora_alpha 1e308 is refused") {
+TEST_CASE("adapter files: LoRA/MoSLoRA/LinChain load without chain_length; lora_alpha 1e308 is refused") {
   if (!have_tools()) return;
   TempDir d;
   const std::string base = make_base(d);
-  for (const std::string kind : {"lora", "linchain"}) {
+  for (const std::string kind : {"lora", "moslora", "linchain"}) {
     INFO(kind);
     const std::string ad = d.file(kind + ".safetensors");
     Run r = run(kFinetune, {"--model", base, "--arith", "sub", "--seq", "32", "--batch", "4", "--steps", "1",
@@ -265,7 +269,7 @@ TEST_CASE("adapter files: LoRA/LinChain load without chain_length; lora_alpha 1e
       return p;
     };
     const auto f = cg::models::read_adapter_file(rewrite("chain_length", nullptr));
-    CHECK(f.config.num_mixers() == (kind == "lora" ? 0 : 2));
+    CHECK(f.config.num_mixers() == (kind == "lora" ? 0 : kind == "moslora" ? 1 : 2));
     const std::string huge = "1e308";
     CHECK_THROWS_WITH_AS(cg::models::read_adapter_file(rewrite("lora_alpha", &huge)), doctest::Contains("out of range"),
                          cg::FormatError);

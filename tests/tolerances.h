@@ -33,4 +33,11 @@ constexpr double kDecodeRel = 3e-5;
 // tests/test_model.cpp: stories260K logits vs llama_ref.py (golden printed as text), abs
 constexpr double kStoriesLogitsAbs = 1e-4;  // 1.5e-5 (|logit| up to ≈ 15)
 
+// tests/test_peft_folder.cpp: a PEFT-layout adapter folder run by our float32 adapted Linear
+// vs the authors' forks' formula evaluated in float64 from the same tensors, relative to max|y|
+constexpr double kPeftForwardRel = 3e-6;   // 1.7e-7
+// tests/test_peft_folder.cpp: ΔW of the plain LoRA exported from a MoSLoRA / LinChain chain
+// (A' = A·W₁⋯Wₙ rounded to float32) vs the chain's ΔW, relative to max|ΔW|
+constexpr double kExportDeltaRel = 3e-6;   // 2.3e-7
+
 }  // namespace cg::testing::tol

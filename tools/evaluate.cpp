@@ -1,10 +1,13 @@
 // tools/evaluate.cpp — score a Llama checkpoint: next-token loss and perplexity on a text
 // file (context-sized, non-overlapping windows; see models/train/evaluation.h), or accuracy on
-// an LLM-Adapters multiple-choice task file.
+// an LLM-Adapters multiple-choice task file; with --adapter-in, through an adapter (PEFT folder
+// or .safetensors file) run unmerged.
 #include <cstdio>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "engine/backend.h"
+#include "models/io/adapter_file.h"
 #include "models/io/checkpoint.h"
 #include "models/train/evaluation.h"
 #include "models/io/file_io.h"
@@ -23,13 +26,15 @@ int main(int argc, char** argv) {
       "    ### Instruction:\\n{instruction}\\n\\n### Response:\\nthe correct answer is \" (contexts longer than\n"
       "    seq_len are cut from the left); the prediction is the highest-scoring choice.",
       "evaluate"};
-  std::string model_path, tok_path, text_path, task_path, device = "cpu";
+  std::string model_path, tok_path, text_path, task_path, adapter_in, device = "cpu";
   int64_t limit = 0;
   int threads = 0;
   bool json = false;
   app.add_option("--model", model_path, "checkpoint: llama2.c .bin, HF .safetensors or folder, or .gguf")->required();
   app.add_option("--tokenizer", tok_path,
                  "tokenizer (tok*.bin, tokenizer.json, .gguf, HF folder, 'byte'); default: the model's own");
+  app.add_option("--adapter-in", adapter_in,
+                 "run with this adapter, unmerged (a PEFT folder or .safetensors file: LoRA, MoSLoRA, LinChain)");
   auto* text_opt = app.add_option("--text", text_path, "text file to score");
   auto* task_opt = app.add_option("--task", task_path, "LLM-Adapters multiple-choice task (.json)");
   text_opt->excludes(task_opt);
@@ -43,8 +48,13 @@ int main(int argc, char** argv) {
     if (text_path.empty() && task_path.empty()) throw cg::FormatError("give --text FILE or --task FILE.json");
     if (threads > 0) cg::set_num_threads(threads);
     const cg::Device dev = device == "cuda" ? cg::Device::CUDA : cg::Device::CPU;
+    // The adapter is read and checked before the (possibly large) model.
+    std::optional<cg::models::AdapterFile> adapter;
+    if (!adapter_in.empty()) adapter = cg::models::read_adapter_file(adapter_in);
     const cg::models::Checkpoint ckpt = cg::models::read_checkpoint(model_path);
     auto model = cg::models::LlamaModel::from_checkpoint(ckpt, dev);
+    cg::nn::AdapterSet adapters;  // attached to the model's Linear modules, run unmerged
+    if (adapter) adapters = cg::models::attach_adapter_file(*adapter, model->linears(), dev, adapter_in);
     auto tok = cg::models::tokenizer_for(tok_path, model_path, static_cast<int>(model->config().vocab_size));
     if (!text_path.empty()) {
       const std::vector<uint8_t> bytes = cg::models::read_file_bytes(text_path);

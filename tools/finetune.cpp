@@ -1,11 +1,13 @@
 // tools/finetune.cpp — fine-tune a frozen base model with a LoRA, MoSLoRA or LinChain
 // adapter: only the adapter store trains (no gradients, optimizer state or weight-gradient
-// GEMMs for the base). Saves the adapter (PEFT names), optionally a merged model, and a
-// JSON summary for comparison tables. Interrupted (Ctrl-C, SIGTERM), it saves its
+// GEMMs for the base). Saves the adapter (a PEFT folder, or one .safetensors file),
+// optionally as a plain LoRA (--export-lora) and a merged model, and a JSON summary for
+// comparison tables. Interrupted (Ctrl-C, SIGTERM), it saves its
 // checkpoint and outputs and exits 128 + signal with one line.
 // --flow records the adapters' gradient flow on the way (models/study/flow_recorder.h).
 #include <cstdio>
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 
@@ -15,6 +17,7 @@
 #include "models/io/checkpoint.h"
 #include "models/llama/generation.h"
 #include "models/io/hf_llama.h"
+#include "models/io/peft_folder.h"
 #include "models/llama/llama.h"
 #include "models/study/flow_recorder.h"
 #include "models/text/tokenizer.h"
@@ -31,7 +34,7 @@ using namespace cg;
 int main(int argc, char** argv) {
   CLI::App app{"Fine-tune a frozen base model with a LoRA, MoSLoRA or LinChain adapter.", "finetune"};
   std::string model_path, adapter_kind = "linchain", targets = "q,k,v,up,down", init = "kaiming", adapter_in, out,
-                                 merge_out, summary_path;
+                                 export_lora, merge_out, summary_path;
   int rank = 16, chain = 3;
   bool chain_bias = false;
   double alpha = 32;
@@ -52,12 +55,18 @@ int main(int argc, char** argv) {
   app.add_flag("--chain-bias", chain_bias,
                "linchain: a bias on every chain factor, as the authors' code (nn.Linear(r, r)); default: the paper's "
                "linear chain");
-  app.add_option("--adapter-in", adapter_in, "start from this adapter file (it fixes kind, rank, chain, alpha, targets)");
+  app.add_option("--adapter-in", adapter_in,
+                 "start from this adapter (a PEFT folder or .safetensors file; it fixes kind, rank, chain, alpha, targets)");
   data.add(app, /*allow_text=*/true);
   optf.add(app);
   run.add(app);
   flow.add(app, "--flow", "--flow-every");
-  app.add_option("--out", out, "save the trained adapter here (safetensors, PEFT names)");
+  app.add_option("--out", out,
+                 "save the trained adapter here: a PEFT folder (adapter_config.json + adapter_model.safetensors), or "
+                 "one file when the path ends in .safetensors");
+  app.add_option("--export-lora", export_lora,
+                 "also save it as a plain LoRA, the MoSLoRA/LinChain chain folded into A (same update; not with "
+                 "chain biases): a PEFT folder, or one .safetensors file");
   app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors)");
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");
   app.add_option("--eval-arith", eval_arith, "with --arith: exact-match accuracy on N held-out problems at the end")
@@ -73,8 +82,16 @@ int main(int argc, char** argv) {
     if (comm.lead()) {
       auto inputs = data.inputs();
       inputs.insert(inputs.end(), {{model_path, "--model"}, {adapter_in, "--adapter-in"}});
+      if (!adapter_in.empty() && std::filesystem::is_directory(adapter_in))  // a PEFT folder: the files in it
+        for (const char* f : {models::kPeftWeightsName, models::kPeftConfigName})
+          inputs.emplace_back((std::filesystem::path(adapter_in) / f).string(), "--adapter-in");
       if (!models::same_file(run.resume, run.checkpoint)) inputs.emplace_back(run.resume, "--resume");
-      tools::check_outputs(inputs, {{out, "--out"}, {merge_out, "--merge-out"}, {summary_path, "--summary"},
+      const std::vector<std::string> peft_files{models::kPeftWeightsName, models::kPeftConfigName};
+      auto adapter_out = [&](const std::string& p, const char* flag) {
+        return tools::Output{p, flag, models::is_adapter_folder_path(p) ? peft_files : std::vector<std::string>{}};
+      };
+      tools::check_outputs(inputs, {adapter_out(out, "--out"), adapter_out(export_lora, "--export-lora"),
+                                    {merge_out, "--merge-out"}, {summary_path, "--summary"},
                                     {run.metrics, "--metrics"}, {run.checkpoint, "--checkpoint"},
                                     {flow.path, "--flow"}});
     }
@@ -89,6 +106,11 @@ int main(int argc, char** argv) {
     flags_cfg.init = nn::parse_mixer_init(init);
     flags_cfg.chain_bias = chain_bias;
     flags_cfg.validate();
+    // An adapter to start from is read (and validated) before the model too.
+    std::optional<models::AdapterFile> start;
+    if (!adapter_in.empty()) start = models::read_adapter_file(adapter_in);
+    if (!export_lora.empty() && (start ? start->config.chain_bias : chain_bias))
+      models::export_plain_lora(start ? *start : models::AdapterFile{flags_cfg, {}, {}});  // throws: says why
     if (chain_bias && !merge_out.empty())
       throw FormatError("--merge-out: a LinChain with chain biases adds an output bias s·B·β that the model's "
                         "bias-free projections cannot hold; save the adapter with --out and run it unmerged");
@@ -102,8 +124,8 @@ int main(int argc, char** argv) {
     if (!tok) tok = models::load_tokenizer(data.tokenizer, static_cast<int>(model->config().vocab_size));
     model->params().set_trainable(false);  // the base stays frozen
     nn::AdapterSet adapters;
-    if (!adapter_in.empty()) {
-      adapters = models::load_adapter(adapter_in, model->linears(), run.device());
+    if (start) {
+      adapters = models::attach_adapter_file(*start, model->linears(), run.device(), adapter_in);
     } else {
       for (const auto& [name, lin] : model->linears())  // rank ≤ min(in, out) of every adapted weight
         for (const auto& t : flags_cfg.targets) {
@@ -184,10 +206,16 @@ int main(int argc, char** argv) {
                    static_cast<long long>(eval_arith), 100 * accuracy);
     }
     std::string wrote;  // for the one line of an interrupted run
+    const models::AdapterWriteInfo info{model_path, 0.0};
     if (!out.empty()) {
-      models::save_adapter(out, adapters);
+      models::save_adapter(out, adapters, info);
       if (!loop.signal) std::fprintf(stderr, "finetune: wrote adapter %s\n", out.c_str());
       wrote += "adapter " + out;
+    }
+    if (!export_lora.empty()) {
+      models::write_adapter(export_lora, models::export_plain_lora(models::adapter_file_of(adapters)), info);
+      if (!loop.signal) std::fprintf(stderr, "finetune: wrote plain LoRA %s\n", export_lora.c_str());
+      wrote += std::string(wrote.empty() ? "" : ", ") + "plain LoRA " + export_lora;
     }
     if (!merge_out.empty()) {
       adapters.merge_all();

@@ -3,10 +3,13 @@
 // through the KV cache, stop at --steps positions or at BOS. --chat renders the model's chat
 // template for one user turn (with its default system message, or --system) and prints only
 // the assistant's reply, stopping at end-of-turn/EOS or after --steps new tokens.
+// --adapter-in runs an adapter (PEFT folder or .safetensors file) unmerged.
 // The text goes to stdout as it is produced; speeds go to stderr.
 #include <cstdio>
+#include <optional>
 
 #include "engine/backend.h"
+#include "models/io/adapter_file.h"
 #include "models/io/checkpoint.h"
 #include "models/llama/generation.h"
 #include "models/text/chat_template.h"
@@ -14,12 +17,14 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"Generate text from a Llama checkpoint (greedy with --temperature 0).", "generate"};
-  std::string model_path, tok_path, device = "cpu", chat, system, chat_template;
+  std::string model_path, tok_path, adapter_in, device = "cpu", chat, system, chat_template;
   cg::models::GenerateOptions opt;
   int threads = 0;
   app.add_option("--model", model_path, "checkpoint: llama2.c .bin, HF .safetensors or folder, or .gguf")->required();
   app.add_option("--tokenizer", tok_path,
                  "tokenizer (tok*.bin, tokenizer.json, .gguf, HF folder, 'byte'); default: the model's own");
+  app.add_option("--adapter-in", adapter_in,
+                 "run with this adapter, unmerged (a PEFT folder or .safetensors file: LoRA, MoSLoRA, LinChain)");
   auto* prompt_opt = app.add_option("--prompt", opt.prompt, "text to start from (encoded after BOS)");
   auto* chat_opt = app.add_option("--chat", chat, "one user message: reply as the model's chat template says");
   chat_opt->excludes(prompt_opt);
@@ -39,8 +44,13 @@ int main(int argc, char** argv) {
   return cg::tools::run_tool(app, argc, argv, [&] {
     if (threads > 0) cg::set_num_threads(threads);
     const cg::Device dev = device == "cuda" ? cg::Device::CUDA : cg::Device::CPU;
+    // The adapter is read and checked before the (possibly large) model.
+    std::optional<cg::models::AdapterFile> adapter;
+    if (!adapter_in.empty()) adapter = cg::models::read_adapter_file(adapter_in);
     const cg::models::Checkpoint ckpt = cg::models::read_checkpoint(model_path);
     auto model = cg::models::LlamaModel::from_checkpoint(ckpt, dev);
+    cg::nn::AdapterSet adapters;  // attached to the model's Linear modules, run unmerged
+    if (adapter) adapters = cg::models::attach_adapter_file(*adapter, model->linears(), dev, adapter_in);
     auto tok = cg::models::tokenizer_for(tok_path, model_path, static_cast<int>(model->config().vocab_size));
     auto emit = [](const std::string& piece) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);

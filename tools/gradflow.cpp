@@ -416,7 +416,8 @@ int main(int argc, char** argv) {
   app.add_option("--targets", targets, "modules to adapt (default: q for the teacher, q,k,v,up,down for a model)");
   app.add_option("--init", init, "mixer init: kaiming | identity | orthogonal")->capture_default_str();
   app.add_flag("--chain-bias", o.adapter.chain_bias, "linchain: a bias on every chain factor (the authors' code)");
-  app.add_option("--adapter-in", o.adapter_in, "start from this adapter file (it fixes kind, rank, chain, alpha, targets)");
+  app.add_option("--adapter-in", o.adapter_in,
+                 "start from this adapter (a PEFT folder or .safetensors file; it fixes kind, rank, chain, alpha, targets)");
   optf.add(app);  // finetune's optimizer flags; the teacher overrides lr, clip and schedule unless given
   app.add_option("--steps", o.steps, "optimizer steps")->capture_default_str();
   app.add_option("--seed", o.seed, "seed of the adapter init and the training data stream")->capture_default_str();

@@ -231,19 +231,45 @@ void check_writable(const std::string& path, const char* flag, bool atomic) {
   ::unlink(probe.c_str());
 }
 
-void check_outputs(const std::vector<std::pair<std::string, const char*>>& inputs,
-                   const std::vector<std::pair<std::string, const char*>>& outputs) {
+void check_writable_folder(const std::string& path, const char* flag, const std::vector<std::string>& files) {
+  if (path.empty()) return;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string at = std::string(flag) + " " + path;
+  if (!fs::exists(path, ec)) {  // created by the writer: its parent must take it
+    check_writable(path, flag);
+    return;
+  }
+  if (!fs::is_directory(path, ec))
+    throw FormatError(at + ": exists and is not a folder (a path ending in .safetensors writes one file)");
+  for (const std::string& f : files) check_writable((fs::path(path) / f).string(), flag);
+}
+
+void check_outputs(const std::vector<std::pair<std::string, const char*>>& inputs, const std::vector<Output>& outputs) {
+  namespace fs = std::filesystem;
+  // What each output writes: the file, or the folder and the files in it.
+  auto written = [](const Output& o) {
+    std::vector<std::string> w{o.path};
+    for (const std::string& f : o.folder_files) w.push_back((fs::path(o.path) / f).string());
+    return w;
+  };
   for (size_t i = 0; i < outputs.size(); ++i) {
-    const auto& [path, flag] = outputs[i];
-    if (path.empty()) continue;
-    check_writable(path, flag, std::string(flag) != "--metrics");
-    for (const auto& [in, in_flag] : inputs)
-      if (models::same_file(path, in))
-        throw FormatError(std::string(flag) + " " + path + " is the same file as " + in_flag +
-                          " (refusing to overwrite an input)");
-    for (size_t j = 0; j < i; ++j)
-      if (models::same_file(path, outputs[j].first))
-        throw FormatError(std::string(flag) + " " + path + " is the same file as " + outputs[j].second);
+    const Output& o = outputs[i];
+    if (o.path.empty()) continue;
+    if (o.folder_files.empty())
+      check_writable(o.path, o.flag, std::string(o.flag) != "--metrics");
+    else
+      check_writable_folder(o.path, o.flag, o.folder_files);
+    for (const std::string& w : written(o)) {
+      for (const auto& [in, in_flag] : inputs)
+        if (models::same_file(w, in))
+          throw FormatError(std::string(o.flag) + " " + o.path + " is the same file as " + in_flag +
+                            " (refusing to overwrite an input)");
+      for (size_t j = 0; j < i; ++j)
+        for (const std::string& v : written(outputs[j]))
+          if (!outputs[j].path.empty() && models::same_file(w, v))
+            throw FormatError(std::string(o.flag) + " " + o.path + " is the same file as " + outputs[j].flag);
+    }
   }
 }
 

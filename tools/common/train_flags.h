@@ -10,6 +10,7 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <utility>
 #include <vector>
 #include <string>
 
@@ -90,11 +91,23 @@ struct FlowFlags {
 // waste the run. atomic: the file will be replaced by rename, so an existing device or fifo
 // is refused; otherwise (a stream such as --metrics) it may be one.
 void check_writable(const std::string& path, const char* flag, bool atomic = true);
-// check_writable for each output, and no output the same file as an input or as another
-// output (models::same_file). Pairs are (path, flag); empty paths are skipped; --metrics is
-// checked as a stream, the rest as atomic outputs.
-void check_outputs(const std::vector<std::pair<std::string, const char*>>& inputs,
-                   const std::vector<std::pair<std::string, const char*>>& outputs);
+// The same for an output folder (a PEFT adapter folder): an existing folder must be
+// writable, a new one must be creatable; the files it will hold must not be other than
+// regular files.
+void check_writable_folder(const std::string& path, const char* flag, const std::vector<std::string>& files);
+// An output of a tool: a file, or (folder_files non-empty) a folder and the files written in it.
+struct Output {
+  Output(std::string p, const char* f, std::vector<std::string> files = {})
+      : path(std::move(p)), flag(f), folder_files(std::move(files)) {}
+  std::string path;
+  const char* flag;
+  std::vector<std::string> folder_files;
+};
+// check_writable (check_writable_folder) for each output, and no output (or file in an
+// output folder) the same file as an input or as another output (models::same_file). Inputs
+// are (path, flag); empty paths are skipped; --metrics is checked as a stream, the rest as
+// atomic outputs.
+void check_outputs(const std::vector<std::pair<std::string, const char*>>& inputs, const std::vector<Output>& outputs);
 
 // --sample-every's line: "sample @STEP: TEXT", --sample-tokens tokens at temperature 0.8
 // from BOS, seeded by --seed + STEP (the model as it is, adapters included).
