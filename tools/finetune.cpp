@@ -64,6 +64,10 @@ int main(int argc, char** argv) {
   app.add_option("--out", out, "save the trained adapter here (safetensors, PEFT names)");
   app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors)");
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");
+  std::string config_path;
+  app.add_option("--config", config_path,
+                 "read flags from this JSON object ({\"lr\": 3e-4, \"chain-bias\": true, ...}; keys are these flags "
+                 "without --; flags on the command line win; recipes/ has the papers' settings)");
   app.add_option("--eval-arith", eval_arith, "with --arith: exact-match accuracy on N held-out problems at the end")
       ->capture_default_str()
       ->check(tools::int_range(0, 1000000));
