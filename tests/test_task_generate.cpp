@@ -72,6 +72,27 @@ TEST_CASE("extract_answer: the first LLM-Adapters pattern in the reply, the last
   CHECK(extract_answer(aqua, "Answer: C") == "A");
 }
 
+TEST_CASE("extract_answer equals Python re on LLM-Adapters' patterns (tests/golden/extract_answer.json)") {
+  std::ifstream f("tests/golden/extract_answer.json");
+  REQUIRE(f.good());
+  const auto rows = nlohmann::json::parse(f);
+  REQUIRE(rows.size() >= 100);
+  for (const auto& r : rows) {
+    TaskItem t = item(r.at("choices").get<std::vector<std::string>>(), r.at("gold").get<std::string>());
+    const std::string reply = r.at("reply").get<std::string>();
+    CAPTURE(r.dump());
+    const std::string got = extract_answer(t, reply);
+    if (r.at("extracted").is_string()) {
+      CHECK(got == r.at("extracted").get<std::string>());
+    } else if (r.at("number").is_null()) {
+      CHECK(got.empty());
+    } else {
+      REQUIRE_FALSE(got.empty());
+      CHECK(std::strtod(got.c_str(), nullptr) == r.at("number").get<double>());
+    }
+  }
+}
+
 TEST_CASE("parse_hellaswag_text: 6-line records become LLM-Adapters' hellaswag items; damage is refused") {
   const auto items = parse_hellaswag_text("Roof: A man is on a roof. he\n3\nis a.\nis b.\nis c.\nis d.\n", "hs");
   REQUIRE(items.size() == 1);
