@@ -40,6 +40,15 @@ TaskItem item(std::vector<std::string> choices, std::string answer) {
   return t;
 }
 
+// A two-item multiple-choice task (every item has choices, so the likelihood mode reads it).
+std::string mc_task(const TempDir& d) {
+  const std::string p = d.file("mc.json");
+  std::ofstream(p) << R"([
+    {"instruction": "Is the sky blue?\n\nAnswer format: true/false", "input": "", "output": "", "answer": "true"},
+    {"instruction": "Which?\n\nAnswer format: answer1/answer2", "input": "", "output": "", "answer": "answer2"}])";
+  return p;
+}
+
 }  // namespace
 
 TEST_CASE("extract_answer: the first LLM-Adapters pattern in the reply, the last number for arithmetic") {
@@ -210,6 +219,20 @@ TEST_CASE("evaluate --mode generate: JSON accuracy, --items-out lines, HellaSwag
   CHECK(r.out.rfind("accuracy ", 0) == 0);
   CHECK(r.out.find("generate, ") != std::string::npos);
   CHECK(r.out.find(" items/s") != std::string::npos);
+
+  // The likelihood mode writes its items too: each choice's log-probability and the pick.
+  r = run(kEvaluate, {"--model", kModel, "--tokenizer", kTok, "--task", mc_task(d), "--items-out", items});
+  REQUIRE(r.code == 0);
+  {
+    std::ifstream li(items);
+    int rows = 0;
+    for (std::string l; std::getline(li, l); ++rows) {
+      const auto row = nlohmann::json::parse(l);
+      CHECK(row.at("logprob").size() == row.at("choices").size());
+      CHECK(row.at("prompt").get<std::string>().find("the correct answer is ") != std::string::npos);
+    }
+    CHECK(rows == 2);
+  }
 
   const std::string hs = d.file("hs.txt");
   std::ofstream(hs) << "Roof: A man is on a roof. he\n3\nis a.\nis b.\nis c.\nis d.\n"

@@ -136,7 +136,7 @@ std::string describe(const nn::OptimConfig& c) {
 void RunFlags::add(CLI::App& app) {
   app.add_option("--steps", steps, "optimizer steps")->capture_default_str()->check(int_range(1, int64_t{1} << 53));
   app.add_option("--seed", seed, "seed for initialisation and data order")->capture_default_str();
-  app.add_option("--eval-every", eval_every, "validation loss every N steps (0: only at the end)")->capture_default_str();
+  app.add_option("--eval-every", eval_every, "validation loss (and finetune's --eval-task accuracy) every N steps (0: only at the end)")->capture_default_str();
   app.add_option("--eval-batches", eval_batches, "validation batches per evaluation")->capture_default_str();
   app.add_option("--sample-every", sample_every, "print a generated sample every N steps (0: never)")->capture_default_str();
   app.add_option("--sample-tokens", sample_tokens, "length of those samples")->capture_default_str();
