@@ -218,6 +218,7 @@ golden:
 	/usr/bin/python3 tests/reference/adapters_ref.py --out tests/golden
 	/usr/bin/python3 tests/reference/adapters_ref.py --variant alt --out tests/golden
 	/usr/bin/python3 tests/reference/dump_grads_ref.py --out tests/golden
+	/usr/bin/python3 tests/reference/extract_answer_ref.py --out tests/golden
 
 clean:
 	rm -rf $(BUILD)

@@ -17,7 +17,7 @@
 #                                   the output (stdout and stderr together) of the sh block
 #                                   just above it. Compared line by line after normalising:
 #                                   trailing blanks dropped; a number with a time unit
-#                                   (12.3 ms, 0.4 s, 0s, 5120 tok/s, ms/step) becomes <t>; an
+#                                   (12.3 ms, 0.4 s, 0s, 5120 tok/s, 3.1 items/s, ms/step) becomes <t>; an
 #                                   expected line "..." matches any run of lines (none included).
 #                                   With approx, numbers also match when within a relative 1e-3
 #                                   or both at most 1e-6 in size (rounding noise).
@@ -38,7 +38,7 @@ exec /usr/bin/python3 - "$@" <<'PY'
 import os, re, subprocess, sys, time
 
 NUM = r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?"
-TIME = re.compile(r"(?<![\w.])" + NUM + r" ?(?:ms/step|ms|us|µs|s|tok/s|rows/s|it/s)(?![\w/])")
+TIME = re.compile(r"(?<![\w.])" + NUM + r" ?(?:ms/step|ms|us|µs|s|tok/s|rows/s|it/s|items/s)(?![\w/])")
 TOKEN = re.compile(r"(" + NUM + r")")
 FENCE = re.compile(r"^```(\S*)(.*)$")
 LINK = re.compile(r"\[([^\]]*)\]\(([^)\s#]+)#L(\d+)(?:-L(\d+))?(?:\s+\"([^\"]*)\")?\)")

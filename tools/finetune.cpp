@@ -14,6 +14,8 @@
 #include "engine/backend.h"
 #include "models/io/adapter_file.h"
 #include "models/train/arith_eval.h"
+#include "models/train/evaluation.h"
+#include "models/train/task_generate.h"
 #include "models/io/checkpoint.h"
 #include "models/llama/generation.h"
 #include "models/io/hf_llama.h"
@@ -43,6 +45,7 @@ int main(int argc, char** argv) {
   tools::OptimFlags optf;
   tools::RunFlags run;
   tools::FlowFlags flow;
+  tools::EvalFlags evalf;
   app.add_option("--model", model_path, "base model: llama2.c .bin, HF .safetensors or folder, or .gguf")->required();
   app.add_option("--adapter", adapter_kind, "lora, moslora or linchain")->capture_default_str();
   app.add_option("--rank", rank, "adapter rank r (≤ the smaller side of each adapted weight)")
@@ -61,6 +64,7 @@ int main(int argc, char** argv) {
   optf.add(app);
   run.add(app);
   flow.add(app, "--flow", "--flow-every");
+  evalf.add(app);
   app.add_option("--out", out,
                  "save the trained adapter here: a PEFT folder (adapter_config.json + adapter_model.safetensors), or "
                  "one file when the path ends in .safetensors");
@@ -69,6 +73,10 @@ int main(int argc, char** argv) {
                  "chain biases): a PEFT folder, or one .safetensors file");
   app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors)");
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");
+  std::string config_path;
+  app.add_option("--config", config_path,
+                 "read flags from this JSON object ({\"lr\": 3e-4, \"chain-bias\": true, ...}; keys are these flags "
+                 "without --; flags on the command line win; recipes/ has the papers' settings)");
   app.add_option("--eval-arith", eval_arith, "with --arith: exact-match accuracy on N held-out problems at the end")
       ->capture_default_str()
       ->check(tools::int_range(0, 1000000));
@@ -77,11 +85,13 @@ int main(int argc, char** argv) {
     if (eval_arith > 0 && data.arith.empty()) throw FormatError("--eval-arith needs --arith");
     data.validate(eval_arith > 0);
     run.validate();
+    evalf.validate(out);
+    const std::string best_out = evalf.keep_best.empty() ? "" : tools::best_path(out);
     nn::Communicator& comm = nn::world();  // under mpirun: data parallel, rank 0 reports
     run.apply();
     if (comm.lead()) {
       auto inputs = data.inputs();
-      inputs.insert(inputs.end(), {{model_path, "--model"}, {adapter_in, "--adapter-in"}});
+      inputs.insert(inputs.end(), {{model_path, "--model"}, {adapter_in, "--adapter-in"}, {evalf.task, "--eval-task"}});
       if (!adapter_in.empty() && std::filesystem::is_directory(adapter_in))  // a PEFT folder: the files in it
         for (const char* f : {models::kPeftWeightsName, models::kPeftConfigName})
           inputs.emplace_back((std::filesystem::path(adapter_in) / f).string(), "--adapter-in");
@@ -93,9 +103,12 @@ int main(int argc, char** argv) {
       tools::check_outputs(inputs, {adapter_out(out, "--out"), adapter_out(export_lora, "--export-lora"),
                                     {merge_out, "--merge-out"}, {summary_path, "--summary"},
                                     {run.metrics, "--metrics"}, {run.checkpoint, "--checkpoint"},
-                                    {flow.path, "--flow"}});
+                                    {flow.path, "--flow"}, {best_out, "--keep-best (OUT.best)"}});
     }
     flow.validate();
+    // The task is read before the model, so a damaged file costs no loading time.
+    const std::vector<models::TaskItem> eval_items =
+        evalf.task.empty() ? std::vector<models::TaskItem>{} : models::read_task(evalf.task, evalf.mode == "likelihood");
     // The adapter flags are checked before the (possibly large) base model is read.
     nn::AdapterConfig flags_cfg;
     flags_cfg.kind = nn::parse_adapter_kind(adapter_kind);
@@ -186,6 +199,16 @@ int main(int argc, char** argv) {
                               std::to_string(optf.accum) + " seed=" + std::to_string(run.seed);
     }
     if (comm.lead()) loop.sample = tools::sampler(*model, *tok, run);
+    if (!eval_items.empty())
+      loop.accuracy = [&] {
+        if (evalf.mode == "likelihood") return models::score_task(*model, *tok, eval_items, evalf.limit).accuracy();
+        models::GenerateEvalOptions go;
+        go.limit = evalf.limit;
+        return models::score_task_generate(*model, *tok, eval_items, go).accuracy();
+      };
+    loop.keep_best = evalf.keep_best;
+    loop.patience = evalf.patience;
+    if (!best_out.empty()) loop.save_best = [&] { models::save_adapter(best_out, adapters); };
     Backend& be = backend_for(model->device());
     be.stats().reset_peak();
     loop.run();
@@ -235,6 +258,14 @@ int main(int argc, char** argv) {
                            {"ms_per_step", loop.mean_ms},
                            {"peak_tensor_mb", peak_mb}};
     if (accuracy >= 0) summary["accuracy"] = accuracy;
+    if (loop.last_accuracy >= 0) summary["task_accuracy"] = loop.last_accuracy;
+    if (!evalf.keep_best.empty()) {
+      summary["best_metric"] = evalf.keep_best;
+      summary["best_step"] = loop.best_step;
+      if (loop.best_step >= 0) summary["best_value"] = loop.best_value;
+      summary["best_out"] = best_out;
+    }
+    if (evalf.patience > 0) summary["stopped_early"] = loop.stopped_early;
     if (loop.skipped) summary["skipped_updates"] = loop.skipped;
     if (loop.signal) summary["interrupted"] = tools::signal_name(loop.signal);
     if (!summary_path.empty()) {

@@ -104,4 +104,44 @@ ContinueStats continue_tokens(LlamaModel& model, const Tokenizer& tokenizer, con
   return st;
 }
 
+std::vector<GreedyRow> greedy_batch(LlamaModel& model, const std::vector<std::vector<int>>& prompts, int64_t max_new,
+                                    const std::vector<int>& stop) {
+  const int64_t B = static_cast<int64_t>(prompts.size()), V = model.config().vocab_size;
+  if (B < 1) return {};
+  const int64_t P = static_cast<int64_t>(prompts[0].size());
+  for (const auto& p : prompts)
+    if (static_cast<int64_t>(p.size()) != P) throw ShapeError("greedy_batch: the prompts differ in length");
+  if (P < 1 || max_new < 1 || P + max_new > model.config().seq_len)
+    throw ShapeError("greedy_batch: " + std::to_string(P) + " prompt tokens + " + std::to_string(max_new) +
+                     " new ones do not fit the context " + std::to_string(model.config().seq_len));
+  NoGrad ng;
+  auto cache = model.make_cache(B, P + max_new);
+  std::vector<int32_t> in;
+  in.reserve(static_cast<size_t>(B * P));
+  for (const auto& p : prompts) in.insert(in.end(), p.begin(), p.end());
+  Tensor logits = model.forward(Tensor::from_i32(in, {B, P}), &cache).to(Device::CPU);  // [B,P,V]
+  int64_t row_stride = P * V, row_offset = (P - 1) * V;  // where row b's last logits start
+  std::vector<GreedyRow> out(static_cast<size_t>(B));
+  std::vector<int32_t> next(static_cast<size_t>(B), 0);
+  for (int64_t k = 0; k < max_new; ++k) {
+    bool all_done = true;
+    for (int64_t b = 0; b < B; ++b) {
+      GreedyRow& r = out[static_cast<size_t>(b)];
+      const int32_t t = argmax(logits.data<float>() + b * row_stride + row_offset, V);
+      next[static_cast<size_t>(b)] = t;  // a finished row is fed along; its tokens are ignored
+      if (r.stopped) continue;
+      if (std::find(stop.begin(), stop.end(), t) != stop.end()) {
+        r.stopped = true;
+        continue;
+      }
+      r.new_tokens.push_back(t);
+      all_done = false;
+    }
+    if (all_done || k + 1 == max_new) break;
+    logits = model.forward(Tensor::from_i32(next, {B, 1}), &cache).to(Device::CPU);  // [B,1,V]
+    row_stride = V, row_offset = 0;
+  }
+  return out;
+}
+
 }  // namespace cg::models

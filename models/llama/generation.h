@@ -53,4 +53,16 @@ ContinueStats continue_tokens(LlamaModel& model, const Tokenizer& tokenizer, con
                               int64_t max_new, const std::vector<int>& stop, double temperature, double top_p,
                               uint64_t seed, const std::function<void(const std::string&)>& emit);
 
+// Greedy continuation of B prompts of the same length at once: one forward of [B, P] ids
+// through a batch-B KV cache, then one [B, 1] forward per new token. Rows never interact (each
+// attends to its own cache row), so row b's tokens equal a batch of one's up to float rounding
+// (tests/test_task_generate.cpp checks it). A row stops at a token in `stop` (not kept); the
+// batch ends when every row stopped or after max_new tokens (1 ≤ max_new, P + max_new ≤ seq_len).
+struct GreedyRow {
+  std::vector<int> new_tokens;  // stop token excluded
+  bool stopped = false;
+};
+std::vector<GreedyRow> greedy_batch(LlamaModel& model, const std::vector<std::vector<int>>& prompts, int64_t max_new,
+                                    const std::vector<int>& stop);
+
 }  // namespace cg::models

@@ -55,7 +55,7 @@ TextScore score_text(LlamaModel& model, const Tokenizer& tokenizer, const std::s
   return score_tokens(model, tokenizer.encode(text, tokenizer.add_bos(), false));
 }
 
-std::vector<TaskItem> parse_task(const std::string& json_text, const std::string& what) {
+std::vector<TaskItem> parse_task(const std::string& json_text, const std::string& what, bool need_choices) {
   const nlohmann::json j = parse_json_limited(json_text, what);
   if (!j.is_array()) throw FormatError(what + ": expected a JSON list of {instruction, input, output, answer}");
   if (j.size() > kMaxTaskItems)
@@ -80,8 +80,13 @@ std::vector<TaskItem> parse_task(const std::string& json_text, const std::string
     t.input = field("input", false);
     t.answer = trim(field("answer", true));
     const size_t p = t.instruction.rfind("Answer format:");
-    if (p == std::string::npos)
-      throw FormatError(at + " has no \"Answer format:\" line (only multiple-choice tasks can be scored)");
+    if (p == std::string::npos) {
+      if (need_choices)
+        throw FormatError(at + " has no \"Answer format:\" line (only multiple-choice tasks can be scored by "
+                               "likelihood; --mode generate scores the others)");
+      items.push_back(std::move(t));
+      continue;
+    }
     std::string line = t.instruction.substr(p + 14);
     line = trim(line.substr(0, line.find('\n')));
     size_t a = 0;
@@ -104,12 +109,49 @@ std::vector<TaskItem> parse_task(const std::string& json_text, const std::string
   return items;
 }
 
-std::vector<TaskItem> read_task(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path, kMaxTaskBytes);
-  return parse_task(std::string(bytes.begin(), bytes.end()), path);
+std::vector<TaskItem> parse_hellaswag_text(const std::string& text, const std::string& what) {
+  std::vector<std::string> lines;
+  for (size_t a = 0; a < text.size();) {
+    size_t b = text.find('\n', a);
+    if (b == std::string::npos) b = text.size();
+    std::string line = text.substr(a, b - a);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(std::move(line));
+    a = b + 1;
+  }
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();
+  if (lines.empty() || lines.size() % 6 != 0)
+    throw FormatError(what + ": neither a JSON list nor HellaSwag text (6 lines per item: context, label 0..3, "
+                             "4 endings); it has " + std::to_string(lines.size()) + " lines");
+  if (lines.size() / 6 > kMaxTaskItems)
+    throw FormatError(what + ": more than " + std::to_string(kMaxTaskItems) + " items");
+  std::vector<TaskItem> items;
+  for (size_t i = 0; i < lines.size(); i += 6) {
+    const std::string& label = lines[i + 1];
+    if (label.size() != 1 || label[0] < '0' || label[0] > '3')
+      throw FormatError(what + ": line " + std::to_string(i + 2) + " should be the gold label 0..3, got \"" +
+                        (label.size() > 20 ? label.substr(0, 20) + "…" : label) + "\"");
+    TaskItem t;
+    t.instruction = "Please choose the correct ending to complete the given sentence: " + lines[i] + "\n\n";
+    for (int e = 0; e < 4; ++e)
+      t.instruction += (e ? " Ending" : "Ending") + std::to_string(e + 1) + ": " + lines[i + 2 + static_cast<size_t>(e)];
+    t.instruction += "\n\nAnswer format: ending1/ending2/ending3/ending4";
+    t.choices = {"ending1", "ending2", "ending3", "ending4"};
+    t.answer = "ending" + std::to_string(label[0] - '0' + 1);
+    items.push_back(std::move(t));
+  }
+  return items;
 }
 
-std::string task_prompt(const TaskItem& item) {
+std::vector<TaskItem> read_task(const std::string& path, bool need_choices) {
+  const std::vector<uint8_t> bytes = read_file_bytes(path, kMaxTaskBytes);
+  const std::string text(bytes.begin(), bytes.end());
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && text[first] != '[' && text[first] != '{') return parse_hellaswag_text(text, path);
+  return parse_task(text, path, need_choices);
+}
+
+std::string alpaca_prompt(const TaskItem& item) {
   std::string p;
   if (item.input.empty())
     p = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
@@ -118,8 +160,10 @@ std::string task_prompt(const TaskItem& item) {
     p = "Below is an instruction that describes a task, paired with an input that provides further context. "
         "Write a response that appropriately completes the request.\n\n### Instruction:\n" + item.instruction +
         "\n\n### Input:\n" + item.input + "\n\n### Response:\n";
-  return p + "the correct answer is ";
+  return p;
 }
+
+std::string task_prompt(const TaskItem& item) { return alpaca_prompt(item) + "the correct answer is "; }
 
 ChoiceScores score_choices(LlamaModel& model, const Tokenizer& tokenizer, const TaskItem& item) {
   NoGrad ng;
@@ -143,17 +187,13 @@ ChoiceScores score_choices(LlamaModel& model, const Tokenizer& tokenizer, const 
   return out;
 }
 
-TaskScore score_task(LlamaModel& model, const Tokenizer& tokenizer, const std::vector<TaskItem>& items, int64_t limit) {
-  TaskScore s;
-  const size_t n = limit > 0 ? std::min(items.size(), static_cast<size_t>(limit)) : items.size();
-  std::map<std::string, int64_t> answers;
-  for (size_t i = 0; i < n; ++i) {
-    const ChoiceScores cs = score_choices(model, tokenizer, items[i]);
-    s.correct += items[i].choices[static_cast<size_t>(cs.predicted)] == items[i].answer;
-    s.items += 1;
-    s.chance += 1.0 / static_cast<double>(items[i].choices.size());
-    ++answers[items[i].answer];
-  }
+void count_baselines(TaskScore& s, std::map<std::string, int64_t>& answers, const TaskItem& item) {
+  s.items += 1;
+  if (!item.choices.empty()) s.chance += 1.0 / static_cast<double>(item.choices.size());
+  ++answers[item.answer];
+}
+
+void finish_baselines(TaskScore& s, const std::map<std::string, int64_t>& answers) {
   int64_t most = 0;
   for (const auto& [answer, count] : answers)
     if (count > most) most = count, s.majority_answer = answer;
@@ -161,6 +201,22 @@ TaskScore score_task(LlamaModel& model, const Tokenizer& tokenizer, const std::v
     s.chance /= static_cast<double>(s.items);
     s.majority = static_cast<double>(most) / static_cast<double>(s.items);
   }
+}
+
+TaskScore score_task(LlamaModel& model, const Tokenizer& tokenizer, const std::vector<TaskItem>& items, int64_t limit,
+                     const std::function<void(size_t, const ChoiceScores&)>& on_item) {
+  TaskScore s;
+  const size_t n = limit > 0 ? std::min(items.size(), static_cast<size_t>(limit)) : items.size();
+  std::map<std::string, int64_t> answers;
+  for (size_t i = 0; i < n; ++i) {
+    if (items[i].choices.empty())
+      throw FormatError("evaluate: item " + std::to_string(i) + " has no \"Answer format:\" choices to score");
+    const ChoiceScores cs = score_choices(model, tokenizer, items[i]);
+    s.correct += items[i].choices[static_cast<size_t>(cs.predicted)] == items[i].answer;
+    count_baselines(s, answers, items[i]);
+    if (on_item) on_item(i, cs);
+  }
+  finish_baselines(s, answers);
   return s;
 }
 

@@ -3,6 +3,8 @@
 // scored by the log-likelihood of each candidate answer. The evaluate tool wraps these.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,26 +28,36 @@ TextScore score_tokens(LlamaModel& model, const std::vector<int>& ids);
 TextScore score_text(LlamaModel& model, const Tokenizer& tokenizer, const std::string& text);
 
 // One LLM-Adapters item: {"instruction", "input", "output", "answer"}; choices come from
-// the instruction's last "Answer format:" line, split on '/'.
+// the instruction's last "Answer format:" line, split on '/'. Items without that line (the
+// arithmetic sets: a number, or AQuA's letter A–E) have no choices and can only be scored by
+// generation (models/train/task_generate.h).
 struct TaskItem {
   std::string instruction, input, answer;
   std::vector<std::string> choices;
 };
-// Parses a JSON list of items; malformed JSON, a missing field, an item without an
-// "Answer format:" line or whose answer is not one of its choices → FormatError naming
-// the item. `what` names the source in messages. Limits (the LLM-Adapters sets have ≤ 5
+// Parses a JSON list of items; malformed JSON, a missing field, an item whose answer is not
+// one of its choices, or (need_choices) an item without an "Answer format:" line → FormatError
+// naming the item. `what` names the source in messages. Limits (the LLM-Adapters sets have ≤ 5
 // choices and ≤ 170k items): JSON depth kMaxJsonDepth, kMaxTaskBytes, kMaxTaskItems items,
 // kMaxTaskChoices choices per item.
 constexpr uint64_t kMaxTaskBytes = 512u << 20;
 constexpr size_t kMaxTaskItems = 1000000;
 constexpr size_t kMaxTaskChoices = 64;
-std::vector<TaskItem> parse_task(const std::string& json_text, const std::string& what);
-std::vector<TaskItem> read_task(const std::string& path);
+std::vector<TaskItem> parse_task(const std::string& json_text, const std::string& what, bool need_choices = true);
+// HellaSwag in 6-line records (`activity_label: context`, the 0-based gold label 0..3, then the
+// four endings), turned into LLM-Adapters' hellaswag items: "Please choose the correct ending to
+// complete the given sentence: {context}\n\nEnding1: {e1} Ending2: {e2} Ending3: {e3} Ending4:
+// {e4}\n\nAnswer format: ending1/ending2/ending3/ending4", answer "ending{label+1}".
+std::vector<TaskItem> parse_hellaswag_text(const std::string& text, const std::string& what);
+// A JSON list (the first non-blank byte is '[') or else the HellaSwag text format.
+std::vector<TaskItem> read_task(const std::string& path, bool need_choices = true);
 
-// The LLM-Adapters (Alpaca-style) evaluation prompt, ending in "the correct answer is ".
-// Without input: "Below is an instruction that describes a task. Write a response that
-// appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
-// With input, Alpaca's variant with an "### Input:\n{input}\n\n" section.
+// The LLM-Adapters (Alpaca-style) prompt, ending at "### Response:\n" (the generation mode
+// starts there). Without input: "Below is an instruction that describes a task. Write a
+// response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n
+// ### Response:\n". With input, Alpaca's variant with an "### Input:\n{input}\n\n" section.
+std::string alpaca_prompt(const TaskItem& item);
+// The likelihood mode's prompt: alpaca_prompt(item) + "the correct answer is ".
 std::string task_prompt(const TaskItem& item);
 
 struct ChoiceScores {
@@ -67,8 +79,14 @@ struct TaskScore {
   std::string majority_answer;
   double accuracy() const { return items ? static_cast<double>(correct) / static_cast<double>(items) : 0.0; }
 };
-// Scores the first `limit` items (limit ≤ 0: all).
+// Adds item `item`'s gold answer and choice count to the baselines' running sums;
+// finish_baselines turns them into chance and majority (called once, after the last item).
+void count_baselines(TaskScore& s, std::map<std::string, int64_t>& answers, const TaskItem& item);
+void finish_baselines(TaskScore& s, const std::map<std::string, int64_t>& answers);
+// Scores the first `limit` items (limit ≤ 0: all). on_item (optional) sees each item's index
+// and scores as they come (evaluate --items-out).
 TaskScore score_task(LlamaModel& model, const Tokenizer& tokenizer, const std::vector<TaskItem>& items,
-                     int64_t limit = 0);
+                     int64_t limit = 0,
+                     const std::function<void(size_t, const ChoiceScores&)>& on_item = nullptr);
 
 }  // namespace cg::models

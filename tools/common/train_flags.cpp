@@ -136,7 +136,7 @@ std::string describe(const nn::OptimConfig& c) {
 void RunFlags::add(CLI::App& app) {
   app.add_option("--steps", steps, "optimizer steps")->capture_default_str()->check(int_range(1, int64_t{1} << 53));
   app.add_option("--seed", seed, "seed for initialisation and data order")->capture_default_str();
-  app.add_option("--eval-every", eval_every, "validation loss every N steps (0: only at the end)")->capture_default_str();
+  app.add_option("--eval-every", eval_every, "validation loss (and finetune's --eval-task accuracy) every N steps (0: only at the end)")->capture_default_str();
   app.add_option("--eval-batches", eval_batches, "validation batches per evaluation")->capture_default_str();
   app.add_option("--sample-every", sample_every, "print a generated sample every N steps (0: never)")->capture_default_str();
   app.add_option("--sample-tokens", sample_tokens, "length of those samples")->capture_default_str();
@@ -179,6 +179,38 @@ Device RunFlags::device() const {
     return Device::CUDA;
   }
   return Device::CPU;
+}
+
+void EvalFlags::add(CLI::App& app) {
+  app.add_option("--eval-task", task,
+                 "at each evaluation, also score this LLM-Adapters task (as evaluate --task does) and log its accuracy");
+  app.add_option("--eval-limit", limit, "--eval-task: the first K items")->capture_default_str()
+      ->check(int_range(1, 1000000));
+  app.add_option("--eval-mode", mode, "--eval-task scoring: likelihood or generate (greedy, 32 new tokens)")
+      ->capture_default_str()->check(CLI::IsMember({"likelihood", "generate"}));
+  app.add_option("--keep-best", keep_best,
+                 "val_loss or accuracy: also write the adapter of the best evaluation to OUT with .best before "
+                 "its extension")
+      ->check(CLI::IsMember({"val_loss", "accuracy"}));
+  app.add_option("--patience", patience,
+                 "stop after N evaluations in a row without improving the --keep-best metric (0: never)")
+      ->capture_default_str()->check(int_range(0, int64_t{1} << 53));
+}
+
+void EvalFlags::validate(const std::string& out) const {
+  if (task.empty() && (limit != 100 || mode != "likelihood"))
+    throw FormatError("--eval-limit and --eval-mode need --eval-task");
+  if (keep_best == "accuracy" && task.empty()) throw FormatError("--keep-best accuracy needs --eval-task");
+  if (!keep_best.empty() && out.empty()) throw FormatError("--keep-best needs --out (the best goes beside it)");
+  if (patience > 0 && keep_best.empty()) throw FormatError("--patience needs --keep-best (the metric it watches)");
+  if (!task.empty() && !std::filesystem::is_regular_file(task))
+    throw FormatError("--eval-task " + task + ": no such file");
+}
+
+std::string best_path(const std::string& out) {
+  const std::filesystem::path p(out);
+  const std::string ext = p.extension().string();
+  return (p.parent_path() / (p.stem().string() + ".best" + ext)).string();
 }
 
 void FlowFlags::add(CLI::App& app, const std::string& flag, const std::string& every_flag) {
@@ -281,6 +313,13 @@ void TrainLoop::save(int64_t step) {
   st.data_position = trainer_.data_position();
   st.meta = describe;
   st.meta["tool"] = tool_;
+  if (best_step >= 0) {  // the --keep-best record, so that --resume keeps it
+    char v[32];
+    std::snprintf(v, sizeof v, "%.17g", best_value);
+    st.meta["best.step"] = std::to_string(best_step);
+    st.meta["best.value"] = v;
+    st.meta["best.bad_evals"] = std::to_string(bad_evals);
+  }
   models::save_train_state(run_.checkpoint, trained_, trainer_.optimizer(), st);
   (void)step;
 }
@@ -325,6 +364,15 @@ void TrainLoop::run() {
     start = trainer_.optimizer().step_count();
     check_resume(st, start);
     trainer_.set_data_position(st.data_position);
+    if (const auto it = st.meta.find("best.step"); it != st.meta.end() && !keep_best.empty()) {
+      try {
+        best_step = std::stoll(it->second);
+        best_value = std::stod(st.meta.at("best.value"));
+        bad_evals = std::stoll(st.meta.at("best.bad_evals"));
+      } catch (const std::exception&) {
+        throw FormatError("--resume " + run_.resume + ": a damaged best-so-far record");
+      }
+    }
     if (lead)
       std::fprintf(stderr, "%s: resumed from %s at step %lld\n", tool_.c_str(), run_.resume.c_str(), static_cast<long long>(start));
   }
@@ -336,12 +384,48 @@ void TrainLoop::run() {
   int64_t ms_n = 0;
   steps_done = start;
   const int64_t last = run_.stop_after > 0 ? std::min(run_.steps, run_.stop_after) : run_.steps;
-  if (lead && start == 0 && run_.eval_batches > 0 && trainer_.has_val()) {
-    last_val_loss = trainer_.val_loss(run_.eval_batches);
-    metrics.write(nlohmann::json{{"step", 0}, {"val_loss", last_val_loss}});
-    char buf[128];
-    std::snprintf(buf, sizeof buf, "%s: step 0  val loss %.4f (before training)", tool_.c_str(), last_val_loss);
-    progress->note(buf);
+  if (patience > 0 && trainer_.comm().size() > 1)
+    throw FormatError("--patience under mpirun is not supported (rank 0 alone evaluates)");
+  if (keep_best == "val_loss" && (run_.eval_batches == 0 || !trainer_.has_val()))
+    throw FormatError("--keep-best val_loss needs validation data (--val-frac > 0 and --eval-batches > 0)");
+  // Validation loss and task accuracy into `row` and one progress line; the --keep-best record.
+  auto evaluate = [&](int64_t step, nlohmann::json& row) {
+    std::string line = tool_ + ": step " + std::to_string(step);
+    char buf[64];
+    const bool val = run_.eval_batches > 0 && trainer_.has_val();
+    if (val) {
+      last_val_loss = trainer_.val_loss(run_.eval_batches);
+      row["val_loss"] = last_val_loss;
+      std::snprintf(buf, sizeof buf, "  val loss %.4f", last_val_loss);
+      line += buf;
+    }
+    if (accuracy) {
+      last_accuracy = accuracy();
+      row["accuracy"] = last_accuracy;
+      std::snprintf(buf, sizeof buf, "  accuracy %.4f", last_accuracy);
+      line += buf;
+    }
+    if (step == 0) line += " (before training)";
+    if (step > 0 && !keep_best.empty()) {
+      const double v = keep_best == "accuracy" ? last_accuracy : last_val_loss;
+      const bool better = best_step < 0 || (keep_best == "accuracy" ? v > best_value : v < best_value);
+      if (better) {
+        best_step = step, best_value = v, bad_evals = 0;
+        if (save_best) save_best();
+        line += "  (best)";
+      } else {
+        ++bad_evals;
+        std::snprintf(buf, sizeof buf, "  (best %.4f at step %lld)", best_value, static_cast<long long>(best_step));
+        line += buf;
+      }
+      row["best_step"] = best_step;
+    }
+    if (val || accuracy) progress->note(line);
+  };
+  if (lead && start == 0 && ((run_.eval_batches > 0 && trainer_.has_val()) || accuracy)) {
+    nlohmann::json row{{"step", 0}};
+    evaluate(0, row);
+    metrics.write(row);
   }
   for (int64_t step = start + 1; step <= last; ++step) {
     const models::StepStats s = trainer_.step(interrupted() != 0);
@@ -375,18 +459,18 @@ void TrainLoop::run() {
       continue;
     }
     const bool eval_now = !s.stop && ((run_.eval_every > 0 && step % run_.eval_every == 0) || step == run_.steps);
-    if (eval_now && run_.eval_batches > 0 && trainer_.has_val()) {
-      last_val_loss = trainer_.val_loss(run_.eval_batches);
-      row["val_loss"] = last_val_loss;
-      char buf[128];
-      std::snprintf(buf, sizeof buf, "%s: step %lld  val loss %.4f", tool_.c_str(), static_cast<long long>(step), last_val_loss);
-      progress->note(buf);
-    }
+    if (eval_now) evaluate(step, row);
     if (extra) extra(row);
     metrics.write(row);
     progress->update(step, s.loss, s.tok_s);
     if (sample && !s.stop && run_.sample_every > 0 && step % run_.sample_every == 0) progress->note(sample(step));
-    if (save_now) save(step);
+    stopped_early = eval_now && patience > 0 && bad_evals >= patience && step < last;
+    if (save_now || (stopped_early && !run_.checkpoint.empty())) save(step);
+    if (stopped_early) {
+      progress->note(tool_ + ": stopped early at step " + std::to_string(step) + ": " + std::to_string(bad_evals) +
+                     " evaluations without a better " + keep_best + " (--patience " + std::to_string(patience) + ")");
+      break;
+    }
     if (s.stop) break;
   }
   if (progress) progress->finish();

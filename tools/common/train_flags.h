@@ -77,6 +77,18 @@ struct RunFlags {
   Device device() const;
 };
 
+// finetune's evaluation during training: task accuracy at each evaluation (--eval-task, with
+// --eval-every's cadence), keeping the best parameters (--keep-best) and stopping early
+// (--patience evaluations without improvement of the --keep-best metric).
+struct EvalFlags {
+  std::string task, mode = "likelihood", keep_best;
+  int64_t limit = 100, patience = 0;
+  void add(CLI::App& app);
+  void validate(const std::string& out) const;  // --keep-best needs --out, accuracy needs --eval-task, ...
+};
+// OUT with ".best" before its extension: "a/x.safetensors" → "a/x.best.safetensors".
+std::string best_path(const std::string& out);
+
 // finetune --flow / gradflow --metrics on a model: the gradient-flow recorder's options
 // (models/study/flow_recorder.h). `flag` names the file flag in --help and messages.
 struct FlowFlags {
@@ -118,6 +130,15 @@ class TrainLoop {
   TrainLoop(models::Trainer& trainer, nn::ParamStore& trained, const RunFlags& run, std::string tool);
   std::function<std::string(int64_t step)> sample;  // optional: a line of generated text (rank 0 only)
   std::function<void(nlohmann::json& row)> extra;   // optional: add fields to each metrics row (rank 0 only)
+  // Optional: task accuracy, computed (rank 0) at each evaluation beside the validation loss.
+  std::function<double()> accuracy;
+  // keep_best "val_loss" or "accuracy": at each evaluation after a training step, a better
+  // value (lower loss, higher accuracy; strictly) becomes the best and save_best writes the
+  // parameters; patience > 0 stops the run after that many evaluations in a row without one
+  // (the checkpoint is saved). The record travels in the checkpoint, so --resume keeps it.
+  std::string keep_best;
+  std::function<void()> save_best;
+  int64_t patience = 0;
   // What run a checkpoint belongs to (model, base hash, adapter, optimizer, schedule,
   // data): saved with it, and --resume refuses a checkpoint whose entries differ.
   std::map<std::string, std::string> describe;
@@ -126,7 +147,10 @@ class TrainLoop {
   void run();
 
   // After run(): what the summary table needs.
-  double last_loss = 0, last_val_loss = -1, mean_ms = 0;
+  double last_loss = 0, last_val_loss = -1, mean_ms = 0, last_accuracy = -1;
+  int64_t best_step = -1, bad_evals = 0;  // best_step −1: no evaluation yet
+  double best_value = 0;
+  bool stopped_early = false;  // --patience ran out
   int64_t steps_done = 0, skipped = 0;
   int signal = 0;     // SIGINT/SIGTERM stopped the run after steps_done (checkpoint saved)
   int exit_code = 0;  // 0, or 3 after a non-finite loss/gradient (its line already printed)
