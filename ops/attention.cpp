@@ -12,10 +12,16 @@
 // see. The score GEMMs then cover a staircase instead of the whole Tq×Tk square, about 5/8
 // of it for four blocks. Score entries right of a block's keys are never computed and
 // never read: softmax looks only at each row's unmasked columns and writes 0 to the
-// others. On the GPU the many smaller launches cost more than they save: on an H200 a
+// others.
+//
+// Packed rows (segments given): the scores get an additive mask of 0 / −∞ (key in the
+// query's sample or not), built once per call as [B,1,T,T] and broadcast over the heads,
+// before the causal softmax. Masked probabilities are then exact zeros, so the backward
+// needs nothing more: softmax_backward gives zero score gradients wherever p is zero. On the GPU the many smaller launches cost more than they save: on an H200 a
 // `base` pretraining step went from 62 to 73 ms. So CUDA keeps one block.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "ops/detail.h"
 #include "ops/ops.h"
@@ -56,10 +62,26 @@ void make_blocks(bool staircase, int64_t G, int64_t Tq, int64_t Tk, Blocks& out)
 }
 
 
+// mask[b,0,i,j] = 0 when segments[b,i] = segments[b,j], else −∞ (host, then `device`).
+template <class F>
+Tensor segment_mask(const Tensor& segments, DType dtype, Device device) {
+  const Tensor sh = segments.to(Device::CPU);
+  const int32_t* sg = sh.data<int32_t>();
+  const int64_t B = sh.dim(0), T = sh.dim(1);
+  Tensor m = Tensor::empty({B, 1, T, T}, dtype, Device::CPU);
+  F* pm = m.data<F>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < T; ++i)
+      for (int64_t j = 0; j < T; ++j)
+        pm[(b * T + i) * T + j] = sg[b * T + i] == sg[b * T + j] ? F(0) : -std::numeric_limits<F>::infinity();
+  return m.to(device);
+}
+
 }  // namespace
 
-// out[B,H,Tq,D] = softmax(q·kᵀ/√D + causal mask) · v
-Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t kv_len, Keys keys) {
+// out[B,H,Tq,D] = softmax(q·kᵀ/√D + causal mask [+ segment mask]) · v
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t kv_len, Keys keys,
+                 const Tensor& segments) {
   detail::check_same("attention", {&q, &k, &v});
   detail::check_float("attention", q);
   detail::check_rank("attention", q, 4, 4, "q [B,H,Tq,D]");
@@ -77,6 +99,13 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
   const int64_t Tk = kv_len < 0 ? Tcap : kv_len;
   if (Tk > Tcap || Tk < 1) throw ShapeError("attention: kv_len " + std::to_string(kv_len) + " outside k " + k.desc());
   if (causal && Tk < Tq) throw ShapeError("attention: causal needs kv_len ≥ Tq, got q " + q.desc() + ", kv_len " + std::to_string(Tk));
+  if (segments.defined()) {
+    if (segments.dtype() != DType::I32 || segments.shape() != Shape{B, Tq})
+      throw ShapeError("attention: segments must be i32 [B,Tq] for q " + q.desc() + ", got " + segments.desc());
+    if (!causal || Tk != Tq)
+      throw ShapeError("attention: segments need causal attention over the row itself (kv_len = Tq), got q " +
+                       q.desc() + ", kv_len " + std::to_string(Tk));
+  }
   const int64_t G = H / KV, BK = B * KV, GT = G * Tq;
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   Backend& be = backend(q);
@@ -95,6 +124,11 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
   for (int64_t i = 0; i < bl.n; ++i) {
     const Block& b = bl.b[i];
     be.gemm(qm.rows_from(b.row, b.rows), key_rows(b.keys).t(), sm.sub(b.row, b.rows, 0, b.keys), scale);
+  }
+  if (segments.defined()) {  // s += mask[B,1,T,T] (entries right of a block's keys are never read)
+    const Tensor mask = q.dtype() == DType::F64 ? segment_mask<double>(segments, q.dtype(), q.device())
+                                                : segment_mask<float>(segments, q.dtype(), q.device());
+    be.binary(BinaryOp::Add, s, mask, s);
   }
   Tensor p = detail::empty_like(s);  // p = softmax(s), row r at position r % Tq + (Tk − Tq); 0 where masked
   be.softmax(s, p, false, causal ? Tq : 0, causal ? Tk - Tq : 0);

@@ -135,7 +135,8 @@ int main(int argc, char** argv) {
                    ac.num_mixers(), ac.alpha, adapters.adapters.size(),
                    static_cast<long long>(adapters.trainable_params()));
     }
-    models::TokenDataset ds = data.load(*tok, model->config().seq_len, run.seed);
+    const std::unique_ptr<models::Dataset> ds = data.load(*tok, model->config().seq_len, run.seed);
+    if (comm.lead()) std::fprintf(stderr, "finetune: data %s\n", ds->describe().c_str());
     models::TrainOptions to;
     to.batch = data.batch;
     to.accum = optf.accum;
@@ -144,7 +145,7 @@ int main(int argc, char** argv) {
     to.skip_nonfinite = run.skip_nonfinite;
     if (recorder) to.observer = &*recorder;
     const nn::OptimConfig oc = optf.config(run.steps);
-    models::Trainer trainer(*model, *adapters.store, oc, ds, to);
+    models::Trainer trainer(*model, *adapters.store, oc, *ds, to);
     if (comm.lead() && comm.size() > 1)
       std::fprintf(stderr, "finetune: data parallel over %d processes (%s), %lld sequences per rank per micro-batch\n",
                    comm.size(), comm.name().c_str(), static_cast<long long>(data.batch / comm.size()));

@@ -8,6 +8,7 @@
 
 #include "engine/tape.h"
 #include "models/io/file_io.h"
+#include "models/text/instruct_data.h"
 #include "ops/ops.h"
 
 namespace cg::models {
@@ -110,15 +111,7 @@ std::vector<TaskItem> read_task(const std::string& path) {
 }
 
 std::string task_prompt(const TaskItem& item) {
-  std::string p;
-  if (item.input.empty())
-    p = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\n" + item.instruction + "\n\n### Response:\n";
-  else
-    p = "Below is an instruction that describes a task, paired with an input that provides further context. "
-        "Write a response that appropriately completes the request.\n\n### Instruction:\n" + item.instruction +
-        "\n\n### Input:\n" + item.input + "\n\n### Response:\n";
-  return p + "the correct answer is ";
+  return alpaca_prompt(item.instruction, item.input) + "the correct answer is ";
 }
 
 ChoiceScores score_choices(LlamaModel& model, const Tokenizer& tokenizer, const TaskItem& item) {

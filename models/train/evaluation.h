@@ -42,10 +42,8 @@ constexpr size_t kMaxTaskChoices = 64;
 std::vector<TaskItem> parse_task(const std::string& json_text, const std::string& what);
 std::vector<TaskItem> read_task(const std::string& path);
 
-// The LLM-Adapters (Alpaca-style) evaluation prompt, ending in "the correct answer is ".
-// Without input: "Below is an instruction that describes a task. Write a response that
-// appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
-// With input, Alpaca's variant with an "### Input:\n{input}\n\n" section.
+// The LLM-Adapters (Alpaca-style) evaluation prompt: alpaca_prompt (models/text/instruct_data.h,
+// the one training renders too) followed by "the correct answer is ".
 std::string task_prompt(const TaskItem& item);
 
 struct ChoiceScores {
