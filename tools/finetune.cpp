@@ -100,6 +100,8 @@ int main(int argc, char** argv) {
       throw FormatError(model_path + ": its tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, the model " +
                         std::to_string(model->config().vocab_size));
     if (!tok) tok = models::load_tokenizer(data.tokenizer, static_cast<int>(model->config().vocab_size));
+    // The data before any line is printed: a bad records file is one line.
+    const std::unique_ptr<models::Dataset> ds = data.load(*tok, model->config().seq_len, run.seed);
     model->params().set_trainable(false);  // the base stays frozen
     nn::AdapterSet adapters;
     if (!adapter_in.empty()) {
@@ -134,9 +136,8 @@ int main(int argc, char** argv) {
                    nn::adapter_kind_name(ac.kind).c_str(), ac.chain_bias ? " (chain biases)" : "", ac.rank,
                    ac.num_mixers(), ac.alpha, adapters.adapters.size(),
                    static_cast<long long>(adapters.trainable_params()));
+      std::fprintf(stderr, "finetune: data %s\n", ds->describe().c_str());
     }
-    const std::unique_ptr<models::Dataset> ds = data.load(*tok, model->config().seq_len, run.seed);
-    if (comm.lead()) std::fprintf(stderr, "finetune: data %s\n", ds->describe().c_str());
     models::TrainOptions to;
     to.batch = data.batch;
     to.accum = optf.accum;

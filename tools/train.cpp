@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
     if (cfg.hidden_dim == 0) cfg.hidden_dim = (8 * cfg.dim / 3 + 7) / 8 * 8;
     cfg.tied_embeddings = false;
     cfg.validate("flags");
-    if (data.records()) cfg.seq_len = data.cutoff - 1;  // rows of instruction records
+    if (data.records()) cfg.seq_len = (data.cutoff > 0 ? data.cutoff : tools::DataFlags::kDefaultCutoff) - 1;  // rows of records
     const std::unique_ptr<models::Dataset> ds = data.load(*tok, cfg.seq_len, run.seed);
     models::LlamaModel model(cfg, run.seed, run.device());
     model.params().set_trainable(true);

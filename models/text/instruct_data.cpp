@@ -186,7 +186,9 @@ InstructDataset::InstructDataset(const std::vector<Sample>& train, const std::ve
   int64_t val_kept = 0;
   train_rows_ = make_rows(train, row_len, pack, &train_samples_);
   val_rows_ = make_rows(val, row_len, pack, &val_kept);
-  if (train_rows_.empty()) throw FormatError("dataset: no training sample has a token to learn");
+  if (train_rows_.empty())
+    throw FormatError("dataset: no training sample has a token to learn (with --mask-prompt, a sample cut at the "
+                      "cutoff inside its prompt has none: raise --cutoff)");
 }
 
 int64_t InstructDataset::row_of(uint64_t seed, int64_t sample) const {

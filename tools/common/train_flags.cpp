@@ -49,12 +49,12 @@ void DataFlags::add(CLI::App& app, bool allow_text) {
   app.add_option("--arith-lines", arith_lines, "lines of arithmetic to generate")->capture_default_str();
   app.add_option("--arith-max", arith_max, "largest arithmetic operand")->capture_default_str();
   app.add_option("--tokenizer", tokenizer, "tokenizer: a llama2.c tok*.bin, tokenizer.json, .gguf, HF folder or 'byte' (finetune: default the model's own when it carries one)")->capture_default_str();
-  app.add_option("--seq", seq, "sequence length (with --text: the file's length)")->capture_default_str()->check(int_range(1, 1 << 20));
+  app.add_option("--seq", seq, "sequence length (with --text: the file's length; records: rows of --cutoff − 1 instead)")->capture_default_str()->check(int_range(1, 1 << 20));
   app.add_option("--batch", batch, "sequences per micro-batch (over all ranks under mpirun)")->capture_default_str()->check(int_range(1, 1 << 20));
   app.add_option("--val-frac", val_frac, "fraction of the text (or of the records) held out for validation, in [0, 1)")->capture_default_str()->check(real_range(0, 0.999999));
   app.add_option("--cutoff", cutoff, "records: tokens per sample at most, EOS included (LLM-Adapters' cutoff_len); rows "
-                                     "hold cutoff − 1 positions and must fit the model's context")
-      ->capture_default_str()
+                                     "hold cutoff − 1 positions and must fit the model's context (default: 256, or the "
+                                     "context + 1 when shorter)")
       ->check(int_range(2, 1 << 20));
   app.add_flag("--mask-prompt", mask_prompt,
                "records: loss on the response tokens only (default: on every token, as the papers' scripts do)");
@@ -126,6 +126,7 @@ std::unique_ptr<models::Dataset> DataFlags::load(const models::Tokenizer& tok, i
 }
 
 std::unique_ptr<models::Dataset> DataFlags::load_records(const models::Tokenizer& tok, int64_t max_seq) {
+  if (cutoff == 0) cutoff = std::min(kDefaultCutoff, max_seq + 1);
   if (cutoff - 1 > max_seq)
     throw FormatError("--cutoff " + std::to_string(cutoff) + ": samples of up to " + std::to_string(cutoff) +
                       " tokens need " + std::to_string(cutoff - 1) + " positions, more than the model's context of " +

@@ -39,7 +39,8 @@ struct DataFlags {
   double val_frac = 0.05;
   // Instruction records: cutoff (tokens per sample), loss on the response only, packing,
   // a validation file instead of the --val-frac split, the chat template family.
-  int64_t cutoff = 256;
+  static constexpr int64_t kDefaultCutoff = 256;  // LLM-Adapters' cutoff_len
+  int64_t cutoff = 0;  // 0: kDefaultCutoff, or the model's context + 1 when that is shorter
   bool mask_prompt = false, pack = false;
   std::string val_data, chat_template;
   bool records() const;  // --data names a .json / .jsonl file
