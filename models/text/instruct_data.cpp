@@ -185,6 +185,7 @@ InstructDataset::InstructDataset(const std::vector<Sample>& train, const std::ve
   if (row_len < 1) throw FormatError("dataset: row length must be positive");
   int64_t val_kept = 0;
   train_rows_ = make_rows(train, row_len, pack, &train_samples_);
+  train_dropped_ = static_cast<int64_t>(train.size()) - train_samples_;
   val_rows_ = make_rows(val, row_len, pack, &val_kept);
   if (train_rows_.empty())
     throw FormatError("dataset: no training sample has a token to learn (with --mask-prompt, a sample cut at the "
@@ -230,7 +231,9 @@ Batch InstructDataset::make(const std::vector<const Row*>& rows, Device device) 
     }
   }
   Batch out{ids.to(device), tg.to(device), Tensor()};
-  if (pack_) out.segments = sg.to(device);
+  bool several = false;  // a row with a sample boundary: only then is the block mask needed
+  for (const Row* r : rows) several |= !r->segments.empty() && r->segments.back() > 0;
+  if (pack_ && several) out.segments = sg.to(device);
   return out;
 }
 
@@ -249,7 +252,9 @@ Batch InstructDataset::val_batch(int64_t first_window, int64_t batch, Device dev
 }
 
 std::string InstructDataset::describe() const {
-  return std::to_string(train_samples_) + " training samples in " + std::to_string(train_rows()) + " rows" +
+  return std::to_string(train_samples_) + " training samples" +
+         (train_dropped_ ? " (" + std::to_string(train_dropped_) + " more had no token to learn within the cutoff)" : "") +
+         " in " + std::to_string(train_rows()) + " rows" +
          (pack_ ? " (packed)" : " (padded)") + ", " + std::to_string(val_windows()) + " validation rows, rows of up to " +
          std::to_string(row_len_) + " positions";
 }

@@ -5,6 +5,9 @@
 // appended as LLM-Adapters' finetune.py does; and InstructDataset, which serves them to the
 // Trainer one per row padded to the longest row of the batch, or packed several per row.
 //
+// Packed batches carry segment ids (Batch::segments) when some row holds more than one
+// sample; otherwise they take the plain causal path, exactly as padded ones.
+//
 // Row order: the rows are shuffled once per epoch by a seeded permutation, and global
 // sample i is row perm_e[i mod R] of epoch e = i / R, so the data position is the number
 // of rows consumed, as for TokenDataset. Packing is fixed (greedy, file order) and does
@@ -95,7 +98,7 @@ class InstructDataset : public Dataset {
   std::vector<Row> train_rows_, val_rows_;
   int64_t row_len_;
   bool pack_;
-  int64_t train_samples_ = 0;
+  int64_t train_samples_ = 0, train_dropped_ = 0;
   mutable std::vector<int64_t> perm_;  // the permutation of the epoch last asked for
   mutable int64_t perm_epoch_ = -1;
   mutable uint64_t perm_seed_ = 0;
