@@ -64,8 +64,9 @@ enum class Keys { Rows, Transposed };
 // [B,KV,D,Tk] with Keys::Transposed) with H a multiple of KV (query head h reads KV head
 // h / (H/KV)). Only the first kv_len positions of k and v are read (kv_len < 0: all of
 // them), so a KV cache can be passed whole. causal: query t sees keys ≤ t + (kv_len − Tq).
-// segments (i32 [B,T], needs causal and Tq = Tk = T): several samples packed in a row;
-// query t sees only keys s ≤ t with segments[b,s] = segments[b,t] (block-diagonal causal).
+// segments (i32 [B,T], needs causal and Tq = Tk = T): several samples packed in a row, a
+// sample being a run of equal ids; query t sees only the keys s ≤ t of its own run
+// (block-diagonal causal).
 // Returns [B,H,Tq,D].
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true,
                  int64_t kv_len = -1, Keys keys = Keys::Rows, const Tensor& segments = Tensor());

@@ -64,8 +64,8 @@ class LlamaModel {
   // the tape. With a cache: positions cache->len .. cache->len+T−1; their keys and values
   // are appended to the cache and cache->len advances. Decoding needs a NoGrad scope
   // (throws otherwise). Linears with unmerged adapters include them.
-  // segments (i32 [B,T], no cache): several samples packed in each row, one id per
-  // sample; a position attends only to its own sample, and RoPE positions restart at 0
+  // segments (i32 [B,T], no cache): several samples packed in each row, a run of equal
+  // ids per sample; a position attends only to its own sample, and RoPE positions restart at 0
   // where the id changes, so each sample sees exactly what it would alone.
   Tensor forward(const Tensor& ids, KVCache* cache = nullptr, const Tensor& segments = Tensor());
   // Mean next-token cross-entropy; targets i32 [B,T], −1 = ignored. Shape [1].

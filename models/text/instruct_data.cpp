@@ -205,8 +205,8 @@ int64_t InstructDataset::row_of(uint64_t seed, int64_t sample) const {
   return perm_[static_cast<size_t>(sample % R)];
 }
 
-// Rows padded to the longest: id 0 and target −1 after a row's end, each padding position
-// its own segment (it sees only itself and is never scored).
+// Rows padded to the longest: id 0 and target −1 after a row's end, the padding one more
+// segment (it sees only itself and is never scored).
 Batch InstructDataset::make(const std::vector<const Row*>& rows, Device device) const {
   const int64_t B = static_cast<int64_t>(rows.size());
   int64_t T = 1;
@@ -226,7 +226,7 @@ Batch InstructDataset::make(const std::vector<const Row*>& rows, Device device) 
         sv[i] = r.segments[static_cast<size_t>(t)];
       } else {
         tv[i] = -1;
-        sv[i] = static_cast<int32_t>(t);  // past every sample id of the row
+        sv[i] = r.segments.empty() ? 0 : r.segments.back() + 1;
       }
     }
   }
