@@ -319,3 +319,18 @@ TEST_CASE("instruct: the same seed gives bit-identical training losses, padded a
     CHECK(runs[0] == runs[1]);
   }
 }
+
+TEST_CASE("instruct: LLM-Adapters' training files load as records") {
+  const std::string dir = "../shared/data/llm_adapters/dataset/";
+  if (!cg::testing::have_file(dir)) return;
+  const std::vector<std::pair<std::string, size_t>> files{
+      {"boolq/train.json", 9427}, {"ARC-Easy/train.json", 2251}, {"ARC-Challenge/train.json", 1119},
+      {"openbookqa/train.json", 4957}, {"openbookqa/test.json", 500}};
+  for (const auto& [f, n] : files) {
+    INFO(f);
+    const std::vector<InstructRecord> r = read_instruct_records(dir + f);
+    CHECK(r.size() == n);
+    CHECK(r[0].messages.empty());
+    CHECK(r[0].output.rfind("the correct answer is ", 0) == 0);
+  }
+}
