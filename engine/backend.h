@@ -115,11 +115,12 @@ class Backend {
                                   const Tensor& rstd, const Tensor& gy, Tensor* gx, Tensor* gw,
                                   Tensor* gb) = 0;
   // Rotary embedding, rotate-half convention, on x[B,T,H,D]: for i < D/2 at position
-  // p = pos_offset + t, angle a = p · theta^(−2i/D):
+  // p = pos_offset + t, or p = positions[b,t] when positions (i32 [B,T], on x's device,
+  // values ≥ 0) is given, angle a = p · theta^(−2i/D):
   //   y[i] = x[i]·cos a − x[i+D/2]·sin a,  y[i+D/2] = x[i+D/2]·cos a + x[i]·sin a.
   // inverse rotates by −a (the backward).
   virtual void rope(const Tensor& x, Tensor& y, int64_t pos_offset, double theta,
-                    bool inverse) = 0;
+                    bool inverse, const Tensor* positions) = 0;
   // out[n,:] = table[ids[n],:]   (ids i32, checked in range by the op)
   virtual void embedding(const Tensor& table, const Tensor& ids, Tensor& out) = 0;
   // gtable[ids[n],:] += gy[n,:]  in token order (deterministic).

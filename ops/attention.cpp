@@ -12,10 +12,16 @@
 // see. The score GEMMs then cover a staircase instead of the whole Tq×Tk square, about 5/8
 // of it for four blocks. Score entries right of a block's keys are never computed and
 // never read: softmax looks only at each row's unmasked columns and writes 0 to the
-// others. On the GPU the many smaller launches cost more than they save: on an H200 a
+// others.
+//
+// Packed rows (segments given): before the causal softmax, the scores of keys that precede
+// the query's own sample are set to −∞ (block-diagonal causal). Those probabilities are then
+// exact zeros, so the backward needs nothing more: softmax_backward gives zero score
+// gradients wherever p is zero. On the GPU the many smaller launches cost more than they save: on an H200 a
 // `base` pretraining step went from 62 to 73 ms. So CUDA keeps one block.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "ops/detail.h"
 #include "ops/ops.h"
@@ -56,10 +62,35 @@ void make_blocks(bool staircase, int64_t G, int64_t Tq, int64_t Tk, Blocks& out)
 }
 
 
+// Packed rows: a row's segment ids change only where a sample starts, so query t of the
+// run [a, e) sees keys [a, t]; the causal softmax already hides keys > t, and this writes
+// −∞ into the scores of keys [0, a) for the rows of every run with a > 0 (all heads at
+// once: one strided box per run, its source one −∞ scalar with zero strides).
+void mask_segments(Backend& be, Tensor& s, const Tensor& segments) {  // s[B,H,T,T]
+  const Tensor sh = segments.to(Device::CPU);
+  const int32_t* sg = sh.data<int32_t>();
+  const int64_t B = s.dim(0), H = s.dim(1), T = s.dim(2);
+  Tensor minus_inf = Tensor::empty({1}, s.dtype(), Device::CPU);
+  if (s.dtype() == DType::F64) minus_inf.data<double>()[0] = -std::numeric_limits<double>::infinity();
+  else minus_inf.data<float>()[0] = -std::numeric_limits<float>::infinity();
+  minus_inf = minus_inf.to(s.device());
+  const int64_t es = static_cast<int64_t>(dtype_size(s.dtype()));
+  const int64_t zero[4] = {0, 0, 0, 0}, to[4] = {0, T * T, T, 1};  // (·, head, query, key) in s[b]
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t a = 0, e = 0; a < T; a = e) {
+      for (e = a + 1; e < T && sg[b * T + e] == sg[b * T + a];) ++e;
+      if (a == 0) continue;
+      const int64_t box[4] = {1, H, e - a, a};  // all heads, the run's queries, keys [0, a)
+      be.copy_box(s.dtype(), minus_inf.raw(), zero, static_cast<char*>(s.raw()) + (b * H * T * T + a * T) * es, to, box,
+                  false);
+    }
+}
+
 }  // namespace
 
-// out[B,H,Tq,D] = softmax(q·kᵀ/√D + causal mask) · v
-Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t kv_len, Keys keys) {
+// out[B,H,Tq,D] = softmax(q·kᵀ/√D + causal mask [+ segment mask]) · v
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t kv_len, Keys keys,
+                 const Tensor& segments) {
   detail::check_same("attention", {&q, &k, &v});
   detail::check_float("attention", q);
   detail::check_rank("attention", q, 4, 4, "q [B,H,Tq,D]");
@@ -77,6 +108,13 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
   const int64_t Tk = kv_len < 0 ? Tcap : kv_len;
   if (Tk > Tcap || Tk < 1) throw ShapeError("attention: kv_len " + std::to_string(kv_len) + " outside k " + k.desc());
   if (causal && Tk < Tq) throw ShapeError("attention: causal needs kv_len ≥ Tq, got q " + q.desc() + ", kv_len " + std::to_string(Tk));
+  if (segments.defined()) {
+    if (segments.dtype() != DType::I32 || segments.shape() != Shape{B, Tq})
+      throw ShapeError("attention: segments must be i32 [B,Tq] for q " + q.desc() + ", got " + segments.desc());
+    if (!causal || Tk != Tq)
+      throw ShapeError("attention: segments need causal attention over the row itself (kv_len = Tq), got q " +
+                       q.desc() + ", kv_len " + std::to_string(Tk));
+  }
   const int64_t G = H / KV, BK = B * KV, GT = G * Tq;
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   Backend& be = backend(q);
@@ -96,6 +134,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
     const Block& b = bl.b[i];
     be.gemm(qm.rows_from(b.row, b.rows), key_rows(b.keys).t(), sm.sub(b.row, b.rows, 0, b.keys), scale);
   }
+  if (segments.defined()) mask_segments(be, s, segments);  // −∞ left of each sample's first key
   Tensor p = detail::empty_like(s);  // p = softmax(s), row r at position r % Tq + (Tk − Tq); 0 where masked
   be.softmax(s, p, false, causal ? Tq : 0, causal ? Tk - Tq : 0);
   Tensor out = detail::empty_like(q);  // out[BK, GT, D] = p · v (each block's keys)

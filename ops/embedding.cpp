@@ -5,16 +5,27 @@
 
 namespace cg::ops {
 
-// y[B,T,H,D] = rotate(x, angle(pos_offset + t))
-Tensor rope(const Tensor& x, int64_t pos_offset, double theta) {
+// y[B,T,H,D] = rotate(x, angle(pos_offset + t)), or angle(positions[b,t])
+Tensor rope(const Tensor& x, int64_t pos_offset, double theta, const Tensor& positions) {
   detail::check_float("rope", x);
   detail::check_rank("rope", x, 4, 4, "input [B,T,H,D]");
   if (x.dim(3) % 2 != 0) throw ShapeError("rope: head dim must be even, got " + x.desc());
+  const Tensor* pos = positions.defined() ? &positions : nullptr;
+  if (pos) {
+    if (pos->dtype() != DType::I32 || pos->shape() != Shape{x.dim(0), x.dim(1)})
+      throw ShapeError("rope: positions must be i32 [B,T] for x " + x.desc() + ", got " + pos->desc());
+    if (pos->device() != x.device())
+      throw DeviceError("rope: x " + x.desc() + " and positions " + pos->desc() + " on different devices");
+    const Tensor host = pos->to(Device::CPU);
+    const int32_t* p = host.data<int32_t>();
+    for (int64_t i = 0; i < host.numel(); ++i)
+      if (p[i] < 0) throw ShapeError("rope: negative position " + std::to_string(p[i]));
+  }
   Tensor y = detail::empty_like(x);
-  backend(x).rope(x, y, pos_offset, theta, false);
-  record("rope", y, {x}, [x, pos_offset, theta](const Tensor& gy) {  // gx = rotate(gy, −angle)
+  backend(x).rope(x, y, pos_offset, theta, false, pos);
+  record("rope", y, {x}, [x, pos_offset, theta, positions](const Tensor& gy) {  // gx = rotate(gy, −angle)
     Tensor gx = detail::empty_like(x);
-    backend(x).rope(gy, gx, pos_offset, theta, true);
+    backend(x).rope(gy, gx, pos_offset, theta, true, positions.defined() ? &positions : nullptr);
     accumulate(x, gx);
   });
   return y;

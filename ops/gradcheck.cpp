@@ -206,7 +206,10 @@ std::vector<GradOp> make_registry() {
   }});
   r.push_back({"rope", [](Rng& g) {
     return std::vector<GradCase>{{"rope", "[2,3,2,4]", {rnd(g, {2, 3, 2, 4})}, [](const V& in) { return rope(in[0], 0); }},
-                                 {"rope", "[1,4,3,6] offset 5", {rnd(g, {1, 4, 3, 6})}, [](const V& in) { return rope(in[0], 5); }}};
+                                 {"rope", "[1,4,3,6] offset 5", {rnd(g, {1, 4, 3, 6})}, [](const V& in) { return rope(in[0], 5); }},
+                                 {"rope", "[2,4,2,4] per-token positions", {rnd(g, {2, 4, 2, 4})}, [](const V& in) {
+                                    return rope(in[0], 0, 10000.0, Tensor::from_i32({0, 1, 0, 1, 2, 3, 4, 0}, {2, 4}));
+                                  }}};
   }});
   r.push_back({"embedding", [](Rng& g) {
     return std::vector<GradCase>{{"embedding", "table[7,3] ids[2,5]", {rnd(g, {7, 3}), ids(g, {2, 5}, 7)},
@@ -235,6 +238,18 @@ std::vector<GradOp> make_registry() {
     at(1, 4, 2, 1, 5, 4, true, 3, Keys::Transposed);    // a KV cache's layout: one query, 3 of 5 slots
     at(2, 4, 2, 3, 6, 3, true, -1, Keys::Transposed);   // grouped, Tq < Tk
     at(1, 2, 1, 70, 80, 2, true, 75, Keys::Transposed); // staircase over transposed keys
+    // Packed rows: block-diagonal causal masks from per-token segment ids.
+    auto packed = [&](int64_t B, int64_t H, int64_t KV, int64_t T, int64_t D, std::vector<int32_t> seg) {
+      const Tensor sg = Tensor::from_i32(seg, {B, T});
+      cs.push_back({"attention", "q[" + std::to_string(B) + "," + std::to_string(H) + "," + std::to_string(T) + "," +
+                                     std::to_string(D) + "] kv heads " + std::to_string(KV) + " causal, packed segments",
+                    {rnd(g, {B, H, T, D}), rnd(g, {B, KV, T, D}), rnd(g, {B, KV, T, D})},
+                    [sg](const V& in) { return attention(in[0], in[1], in[2], true, -1, Keys::Rows, sg); }});
+    };
+    packed(2, 4, 2, 6, 3, {0, 0, 1, 1, 1, 2, 0, 0, 0, 0, 1, 1});  // three and two samples
+    std::vector<int32_t> long_seg(70);  // staircase (2 row blocks) with a sample boundary inside each block
+    for (int32_t t = 0; t < 70; ++t) long_seg[static_cast<size_t>(t)] = t < 30 ? 0 : t < 66 ? 1 : 2;
+    packed(1, 2, 1, 70, 2, long_seg);
     return cs;
   }});
   r.push_back({"reshape", [](Rng& g) {

@@ -51,8 +51,10 @@ Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps =
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
 
 // ---- transformer pieces ------------------------------------------------------------------
-// Rotary embedding (rotate-half) on x[B,T,H,D], positions pos_offset + t.
-Tensor rope(const Tensor& x, int64_t pos_offset = 0, double theta = 10000.0);
+// Rotary embedding (rotate-half) on x[B,T,H,D], positions pos_offset + t; or, when
+// positions (i32 [B,T], ≥ 0, on x's device) is given, positions[b,t] (packed samples
+// restart at 0).
+Tensor rope(const Tensor& x, int64_t pos_offset = 0, double theta = 10000.0, const Tensor& positions = Tensor());
 // out[..., D] = table[V,D][ids[...]]
 Tensor embedding(const Tensor& table, const Tensor& ids);
 // How attention's keys are laid out: as rows k[B,KV,Tk,D] like the values, or transposed
@@ -62,9 +64,12 @@ enum class Keys { Rows, Transposed };
 // [B,KV,D,Tk] with Keys::Transposed) with H a multiple of KV (query head h reads KV head
 // h / (H/KV)). Only the first kv_len positions of k and v are read (kv_len < 0: all of
 // them), so a KV cache can be passed whole. causal: query t sees keys ≤ t + (kv_len − Tq).
+// segments (i32 [B,T], needs causal and Tq = Tk = T): several samples packed in a row, a
+// sample being a run of equal ids; query t sees only the keys s ≤ t of its own run
+// (block-diagonal causal).
 // Returns [B,H,Tq,D].
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true,
-                 int64_t kv_len = -1, Keys keys = Keys::Rows);
+                 int64_t kv_len = -1, Keys keys = Keys::Rows, const Tensor& segments = Tensor());
 // Writes new keys and values k,v[B,T,KV,D] into a KV cache at positions pos .. pos+T−1:
 // keys into cache_k[B,KV,D,S] (transposed, see Keys), values into cache_v[B,KV,S,D]. The
 // cache is written in place and is not on the tape: k and v must not need gradients.

@@ -143,12 +143,25 @@ std::vector<ops::GradCase> large_cases(Rng& g) {
   cs.push_back({"cross_entropy", "[300,2000] every 7th ignored", {rnd(g, {300, 2000}, -3, 3), ids(g, {300}, 2000, false, 7)},
                 [](const V& in) { return cross_entropy(in[0], in[1]); }});
   cs.push_back({"rope", "[2,50,4,64] offset 100", {rnd(g, {2, 50, 4, 64})}, [](const V& in) { return rope(in[0], 100); }});
+  {  // packed rows: positions restart per sample
+    std::vector<int32_t> pos(100);
+    for (int32_t t = 0; t < 100; ++t) pos[static_cast<size_t>(t)] = t < 50 ? t % 20 : (t - 50) % 33;
+    cs.push_back({"rope", "[2,50,4,64] per-token positions", {rnd(g, {2, 50, 4, 64}), Tensor::from_i32(pos, {2, 50})},
+                  [](const V& in) { return rope(in[0], 0, 10000.0, in[1]); }});
+  }
   cs.push_back({"embedding", "table[500,96] ids[40,50] skewed", {rnd(g, {500, 96}), ids(g, {40, 50}, 500, true)},
                 [](const V& in) { return embedding(in[0], in[1]); }});
   cs.push_back({"attention", "q[2,8,128,32] kv[2,2,128,32] causal", {rnd(g, {2, 8, 128, 32}), rnd(g, {2, 2, 128, 32}), rnd(g, {2, 2, 128, 32})},
                 [](const V& in) { return attention(in[0], in[1], in[2], true); }});
   cs.push_back({"attention", "q[1,4,3,16] kv[1,4,40,16] kv_len 20", {rnd(g, {1, 4, 3, 16}), rnd(g, {1, 4, 40, 16}), rnd(g, {1, 4, 40, 16})},
                 [](const V& in) { return attention(in[0], in[1], in[2], true, 20); }});
+  {  // packed rows: block-diagonal causal attention
+    std::vector<int32_t> seg(256);
+    for (int32_t t = 0; t < 256; ++t) seg[static_cast<size_t>(t)] = t < 128 ? t / 40 : (t - 128) / 70;
+    cs.push_back({"attention", "q[2,8,128,32] kv[2,2,128,32] causal, packed segments",
+                  {rnd(g, {2, 8, 128, 32}), rnd(g, {2, 2, 128, 32}), rnd(g, {2, 2, 128, 32}), Tensor::from_i32(seg, {2, 128})},
+                  [](const V& in) { return attention(in[0], in[1], in[2], true, -1, Keys::Rows, in[3]); }});
+  }
   cs.push_back({"dropout", "[1000,300] p=0.1", {rnd(g, {1000, 300})}, [](const V& in) { return dropout(in[0], 0.1, 7); }});
   cs.push_back({"transpose", "[8,64,16,32] 1<->2", {rnd(g, {8, 64, 16, 32})}, [](const V& in) { return transpose(in[0], 1, 2); }});
   cs.push_back({"slice", "[40,300,20] axis 1", {rnd(g, {40, 300, 20})}, [](const V& in) { return slice(in[0], 1, 17, 200); }});

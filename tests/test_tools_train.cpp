@@ -124,3 +124,36 @@ TEST_CASE("train and finetune: bad flags and files give exit 2, one line, no out
   CHECK_FALSE(fs::exists(d.file("ad.st")));
   check_usage_error(run(kFinetune, {"--model", d.file("x"), "--adapter", "dora", "--arith", "sub"}), "finetune", "dora");
 }
+
+TEST_CASE("finetune on instruction records (chat, --pack --mask-prompt): 10 steps straight = 5 + resume + 5, bitwise") {
+  if (!have_tools()) return;
+  TempDir d;
+  Run base = run(kTrain, {"--arith", "add", "--arith-lines", "500", "--dim", "32", "--layers", "2", "--heads", "4",
+                          "--seq", "96", "--batch", "2", "--steps", "2", "--threads", "2", "--out", d.file("base.safetensors")});
+  REQUIRE_MESSAGE(base.code == 0, base.err);
+  {
+    std::ofstream f(d.file("chat.jsonl"));
+    for (int i = 0; i < 40; ++i)
+      f << R"({"messages": [{"role": "user", "content": ")" << i << "+" << i % 7 << R"("}, {"role": "assistant", "content": ")"
+        << i + i % 7 << "\"}]}\n";
+  }
+  const std::vector<std::string> ft{"--model", d.file("base.safetensors"), "--data", d.file("chat.jsonl"), "--chat-template",
+                                    "chatml", "--cutoff", "64", "--pack", "--mask-prompt", "--val-frac", "0.1",
+                                    "--adapter", "lora", "--rank", "4", "--batch", "2", "--lr", "1e-2", "--eval-every", "5",
+                                    "--threads", "2", "--seed", "5"};
+  Run a = run(kFinetune, with(ft, {"--steps", "10", "--metrics", d.file("a.jsonl")}));
+  REQUIRE_MESSAGE(a.code == 0, a.err);
+  CHECK(a.err.find("36 training samples in") != std::string::npos);
+  CHECK(a.err.find("(packed)") != std::string::npos);
+  check_stop_and_resume(kFinetune, ft, d);
+  // Hostile records: one line, exit 2.
+  {
+    std::ofstream f(d.file("bad.json"));
+    f << R"([{"instruction": "i", "output": 7}])";
+  }
+  check_usage_error(run(kFinetune, {"--model", d.file("base.safetensors"), "--data", d.file("bad.json"), "--steps", "1"}),
+                    "finetune", "not a string");
+  check_usage_error(run(kFinetune, {"--model", d.file("base.safetensors"), "--data", d.file("chat.jsonl"), "--cutoff", "200",
+                                    "--steps", "1"}),
+                    "finetune", "context");
+}

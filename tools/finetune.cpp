@@ -135,6 +135,8 @@ int main(int argc, char** argv) {
       throw FormatError(model_path + ": its tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, the model " +
                         std::to_string(model->config().vocab_size));
     if (!tok) tok = models::load_tokenizer(data.tokenizer, static_cast<int>(model->config().vocab_size));
+    // The data before any line is printed: a bad records file is one line.
+    const std::unique_ptr<models::Dataset> ds = data.load(*tok, model->config().seq_len, run.seed);
     model->params().set_trainable(false);  // the base stays frozen
     nn::AdapterSet adapters;
     if (start) {
@@ -171,6 +173,7 @@ int main(int argc, char** argv) {
                    nn::adapter_kind_name(ac.kind).c_str(), ac.chain_bias ? " (chain biases)" : "", ac.rank,
                    ac.num_mixers(), ac.alpha, adapters.adapters.size(),
                    static_cast<long long>(adapters.trainable_params()));
+      std::fprintf(stderr, "finetune: data %s\n", ds->describe().c_str());
     }
     models::TrainOptions to;
     to.batch = data.batch;
@@ -180,7 +183,7 @@ int main(int argc, char** argv) {
     to.skip_nonfinite = run.skip_nonfinite;
     if (recorder) to.observer = &*recorder;
     const nn::OptimConfig oc = optf.config(run.steps);
-    models::Trainer trainer(*model, *adapters.store, oc, ds, to);
+    models::Trainer trainer(*model, *adapters.store, oc, *ds, to);
     if (comm.lead() && comm.size() > 1)
       std::fprintf(stderr, "finetune: data parallel over %d processes (%s), %lld sequences per rank per micro-batch\n",
                    comm.size(), comm.name().c_str(), static_cast<long long>(data.batch / comm.size()));

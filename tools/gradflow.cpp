@@ -83,13 +83,13 @@ class TeacherGradFlowTask : public GradFlowTask {
   nn::TeacherTask task_;
 };
 
-// A frozen base model fine-tuned through its adapters on a TokenDataset: the training loss
+// A frozen base model fine-tuned through its adapters on a Dataset: the training loss
 // of the next batch (the same deterministic batch order as models::Trainer: sample indices
 // advance by `batch` per step under `data_seed`), and the validation loss (eval_batches
 // batches) on the steps that are logged — cached in between, so evaluate() stays cheap.
 class ModelGradFlowTask : public GradFlowTask {
  public:
-  ModelGradFlowTask(models::LlamaModel& model, const models::TokenDataset& data, std::string source, int64_t batch,
+  ModelGradFlowTask(models::LlamaModel& model, const models::Dataset& data, std::string source, int64_t batch,
                     uint64_t data_seed, int64_t eval_batches, int every, int64_t steps)
       : model_(model), data_(data), source_(std::move(source)), batch_(batch), seed_(data_seed),
         eval_batches_(eval_batches), every_(std::max(1, every)), steps_(steps) {}
@@ -99,7 +99,7 @@ class ModelGradFlowTask : public GradFlowTask {
   Tensor train_loss() override {
     models::Batch b = data_.train_batch(seed_, position_, batch_, model_.device());
     position_ += batch_;
-    return model_.loss(b.ids, b.targets);
+    return model_.loss(b.ids, b.targets, b.segments);
   }
   std::vector<std::pair<std::string, double>> evaluate() override {
     if (data_.val_windows() == 0 || eval_batches_ <= 0) return {};
@@ -110,7 +110,7 @@ class ModelGradFlowTask : public GradFlowTask {
       int64_t n = 0;
       for (int64_t w = 0; w < data_.val_windows() && n < eval_batches_; w += batch_, ++n) {
         models::Batch b = data_.val_batch(w, batch_, model_.device());
-        sum += model_.loss(b.ids, b.targets).item();
+        sum += model_.loss(b.ids, b.targets, b.segments).item();
       }
       val_ = sum / static_cast<double>(n);
       evaluated_at_ = step_;
@@ -119,16 +119,14 @@ class ModelGradFlowTask : public GradFlowTask {
   }
   std::string describe() const override {
     std::ostringstream s;
-    s << "model: " << model_.config().str() << "; data " << source_ << ": " << data_.train_tokens()
-      << " training tokens, " << data_.val_tokens() << " validation tokens, windows of " << data_.seq_len()
-      << ", batch " << batch_;
+    s << "model: " << model_.config().str() << "; data " << source_ << ": " << data_.describe() << ", batch " << batch_;
     return s.str();
   }
   int64_t rows_per_step() const override { return batch_ * data_.seq_len(); }
 
  private:
   models::LlamaModel& model_;
-  const models::TokenDataset& data_;
+  const models::Dataset& data_;
   std::string source_;
   int64_t batch_;
   uint64_t seed_;
@@ -248,7 +246,7 @@ int run_training(GradFlowTask& task, const RunOptions& o) {
 }
 
 // A real model: finetune's loop (models::Trainer, tools::TrainLoop) with the recorder on.
-int run_model_training(models::LlamaModel& model, const models::TokenDataset& ds, const std::string& source,
+int run_model_training(models::LlamaModel& model, const models::Dataset& ds, const std::string& source,
                        const RunOptions& o, const tools::RunFlags& run, const tools::FlowFlags& flow, int64_t batch,
                        int64_t accum) {
   nn::AdapterSet set = !o.adapter_in.empty() ? models::load_adapter(o.adapter_in, model.linears(), o.device)
@@ -260,10 +258,8 @@ int run_model_training(models::LlamaModel& model, const models::TokenDataset& ds
   fo.top_k = o.top_k;
   models::FlowRecorder recorder(set, fo, o.steps - 1);
   const nn::AdapterConfig& c = set.config;
-  std::printf("model: %s; data %s: %lld training tokens, %lld validation tokens, windows of %lld, batch %lld\n",
-              model.config().str().c_str(), source.c_str(), static_cast<long long>(ds.train_tokens()),
-              static_cast<long long>(ds.val_tokens()), static_cast<long long>(ds.seq_len()),
-              static_cast<long long>(batch));
+  std::printf("model: %s; data %s: %s, batch %lld\n", model.config().str().c_str(), source.c_str(),
+              ds.describe().c_str(), static_cast<long long>(batch));
   std::printf("adapter %s: rank %d, mixers %d, alpha %g, init %s, %zu module(s); trainable parameters: %lld\n",
               nn::adapter_kind_name(c.kind).c_str(), c.rank, c.num_mixers(), c.alpha,
               o.adapter_in.empty() ? nn::mixer_init_name(c.init).c_str() : ("from " + o.adapter_in).c_str(),
@@ -517,7 +513,8 @@ int main(int argc, char** argv) {
     auto tok = models::load_tokenizer(data.tokenizer, static_cast<int>(model->config().vocab_size));
     if (!dump_path.empty()) return run_dump(*model, *tok, data.text, o, dump_path);
     if (!data_given) throw FormatError("no training data: give --data FILE, --text FILE or --arith add|sub");
-    models::TokenDataset ds = data.load(*tok, model->config().seq_len, o.seed);
+    const std::unique_ptr<models::Dataset> loaded = data.load(*tok, model->config().seq_len, o.seed);
+    const models::Dataset& ds = *loaded;
     const std::string source = !data.text.empty() ? data.text : !data.data.empty() ? data.data : "arith " + data.arith;
     if (check) {
       ModelGradFlowTask t(*model, ds, source, data.batch, o.seed, eval_batches, o.every, o.steps);

@@ -58,13 +58,13 @@ int main(int argc, char** argv) {
     if (cfg.hidden_dim == 0) cfg.hidden_dim = (8 * cfg.dim / 3 + 7) / 8 * 8;
     cfg.tied_embeddings = false;
     cfg.validate("flags");
-    models::TokenDataset ds = data.load(*tok, cfg.seq_len, run.seed);
+    if (data.records()) cfg.seq_len = (data.cutoff > 0 ? data.cutoff : tools::DataFlags::kDefaultCutoff) - 1;  // rows of records
+    const std::unique_ptr<models::Dataset> ds = data.load(*tok, cfg.seq_len, run.seed);
     models::LlamaModel model(cfg, run.seed, run.device());
     model.params().set_trainable(true);
     if (comm.lead())
-      std::fprintf(stderr, "train: %s\ntrain: %lld trainable parameters (the whole model), %lld train / %lld val tokens\n",
-                   cfg.str().c_str(), static_cast<long long>(model.params().numel()),
-                   static_cast<long long>(ds.train_tokens()), static_cast<long long>(ds.val_tokens()));
+      std::fprintf(stderr, "train: %s\ntrain: %lld trainable parameters (the whole model); data %s\n",
+                   cfg.str().c_str(), static_cast<long long>(model.params().numel()), ds->describe().c_str());
     models::TrainOptions to;
     to.batch = data.batch;
     to.accum = optf.accum;
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     to.comm = &comm;
     to.skip_nonfinite = run.skip_nonfinite;
     const nn::OptimConfig oc = optf.config(run.steps);
-    models::Trainer trainer(model, model.params(), oc, ds, to);
+    models::Trainer trainer(model, model.params(), oc, *ds, to);
     if (comm.lead() && comm.size() > 1)
       std::fprintf(stderr, "train: data parallel over %d processes (%s), %lld sequences per rank per micro-batch\n",
                    comm.size(), comm.name().c_str(), static_cast<long long>(data.batch / comm.size()));

@@ -203,11 +203,19 @@ void CpuBackend::layernorm_backward(const Tensor& x, const Tensor& w, const Tens
   });
 }
 
-void CpuBackend::rope(const Tensor& x, Tensor& y, int64_t pos_offset, double theta, bool inverse) {
+void CpuBackend::rope(const Tensor& x, Tensor& y, int64_t pos_offset, double theta, bool inverse,
+                      const Tensor* positions) {
   dispatch_float(x.dtype(), "rope", [&](auto tag) {
     using T = decltype(tag);
     const int64_t B = x.dim(0), Tn = x.dim(1), H = x.dim(2), D = x.dim(3), half = D / 2;
-    // cos/sin table [T, D/2], computed like HF (inverse frequencies in the working type).
+    // Per-token positions (packed rows): the table of positions 0..max, row bt at positions[bt].
+    const int32_t* pp = positions ? positions->data<int32_t>() : nullptr;
+    int64_t rows = Tn, first = pos_offset;
+    if (pp) {
+      rows = 1, first = 0;
+      for (int64_t i = 0; i < B * Tn; ++i) rows = std::max<int64_t>(rows, int64_t{pp[i]} + 1);
+    }
+    // cos/sin table [rows, D/2], computed like HF (inverse frequencies in the working type).
     // A training step asks for the same table (positions 0..T−1) in every layer, forward
     // and backward, so the last one is kept per thread and reused while its key matches.
     struct Table {
@@ -216,17 +224,17 @@ void CpuBackend::rope(const Tensor& x, Tensor& y, int64_t pos_offset, double the
       std::vector<T> cs, sn;
     };
     thread_local Table tab;
-    if (tab.tn != Tn || tab.d != D || tab.pos != pos_offset || tab.theta != theta) {
-      tab.cs.resize(static_cast<size_t>(Tn * half));
-      tab.sn.resize(static_cast<size_t>(Tn * half));
-      for (int64_t t = 0; t < Tn; ++t)
+    if (tab.tn != rows || tab.d != D || tab.pos != first || tab.theta != theta) {
+      tab.cs.resize(static_cast<size_t>(rows * half));
+      tab.sn.resize(static_cast<size_t>(rows * half));
+      for (int64_t t = 0; t < rows; ++t)
         for (int64_t i = 0; i < half; ++i) {
           const T inv_freq = T(1) / std::pow(T(theta), T(2 * i) / T(D));
-          const T a = T(pos_offset + t) * inv_freq;
+          const T a = T(first + t) * inv_freq;
           tab.cs[static_cast<size_t>(t * half + i)] = std::cos(a);
           tab.sn[static_cast<size_t>(t * half + i)] = std::sin(a);
         }
-      tab.tn = Tn, tab.d = D, tab.pos = pos_offset, tab.theta = theta;
+      tab.tn = rows, tab.d = D, tab.pos = first, tab.theta = theta;
     }
     const T* cs = tab.cs.data();
     const T* sn = tab.sn.data();
@@ -234,7 +242,7 @@ void CpuBackend::rope(const Tensor& x, Tensor& y, int64_t pos_offset, double the
     const T* px = x.data<T>();
     T* py = y.data<T>();
     cpu::parallel_for(B * Tn, x.numel(), cpu::kParRowwise, [&](int64_t bt) {
-      const int64_t t = bt % Tn;
+      const int64_t t = pp ? pp[bt] : bt % Tn;
       const T* c = cs + t * half;
       const T* s = sn + t * half;
       for (int64_t h = 0; h < H; ++h) {

@@ -76,7 +76,8 @@ class CudaBackend final : public Backend {
                  Tensor& rstd, double eps) override;
   void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
                           const Tensor& gy, Tensor* gx, Tensor* gw, Tensor* gb) override;
-  void rope(const Tensor& x, Tensor& y, int64_t pos_offset, double theta, bool inverse) override;
+  void rope(const Tensor& x, Tensor& y, int64_t pos_offset, double theta, bool inverse,
+            const Tensor* positions) override;
   void embedding(const Tensor& table, const Tensor& ids, Tensor& out) override;
   void embedding_backward(const Tensor& ids, const Tensor& gy, Tensor& gtable) override;
   void cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& loss, Tensor& lse) override;

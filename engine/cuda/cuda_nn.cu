@@ -189,14 +189,14 @@ __global__ void add_partials_kernel(const double* part, int64_t nb, int64_t d, T
 // One thread per rotated pair (i, i + D/2) of x[B,T,H,D]; angle (pos_offset + t)·θ^(−2i/D),
 // the inverse frequency computed in the working type as the CPU does.
 template <class T>
-__global__ void rope_kernel(const T* x, T* y, int64_t Tn, int64_t H, int64_t D, int64_t pos_offset, T theta, bool inverse,
-                            int64_t npairs) {
+__global__ void rope_kernel(const T* x, T* y, int64_t Tn, int64_t H, int64_t D, int64_t pos_offset,
+                            const int32_t* positions, T theta, bool inverse, int64_t npairs) {
   const int64_t half = D / 2;
   CG_GRID_STRIDE(q, npairs) {
     const int64_t i = q % half, row = q / half;  // row indexes (b, t, h)
-    const int64_t t = (row / H) % Tn;
+    const int64_t bt = row / H, t = bt % Tn;
     const T inv_freq = T(1) / d_pow(theta, T(2 * i) / T(D));
-    const T a = T(pos_offset + t) * inv_freq;
+    const T a = T(positions ? int64_t{positions[bt]} : pos_offset + t) * inv_freq;
     const T c = d_cos(a), s = inverse ? -d_sin(a) : d_sin(a);
     const T x1 = x[row * D + i], x2 = x[row * D + i + half];
     y[row * D + i] = x1 * c - x2 * s;
@@ -371,13 +371,15 @@ void CudaBackend::layernorm_backward(const Tensor& x, const Tensor& w, const Ten
   });
 }
 
-void CudaBackend::rope(const Tensor& x, Tensor& y, int64_t pos_offset, double theta, bool inverse) {
+void CudaBackend::rope(const Tensor& x, Tensor& y, int64_t pos_offset, double theta, bool inverse,
+                       const Tensor* positions) {
   cuda_dispatch_float(x.dtype(), "rope", [&](auto tag) {
     using T = decltype(tag);
     const int64_t Tn = x.dim(1), H = x.dim(2), D = x.dim(3);
     const int64_t npairs = x.numel() / 2;
     if (npairs == 0) return;
     rope_kernel<<<grid_for(npairs), kThreads, 0, stream_>>>(cptr<T>(x), mptr<T>(y), Tn, H, D, pos_offset,
+                                                            positions ? cptr<int32_t>(*positions) : nullptr,
                                                             static_cast<T>(theta), inverse, npairs);
     check_launch("rope");
   });

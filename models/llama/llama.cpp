@@ -111,14 +111,29 @@ void LlamaModel::check_ids(const char* what, const Tensor& ids) const {
 }
 
 // logits[B,T,V] = lm_head(norm(decoder(embed(ids)))), at positions pos .. pos+T−1 with
-// pos = cache->len (0 without a cache). With a cache, each layer appends its keys and
-// values to it and attends over all its positions.
-Tensor LlamaModel::forward(const Tensor& ids_in, KVCache* cache) {
+// pos = cache->len (0 without a cache), or per token from the segments. With a cache, each
+// layer appends its keys and values to it and attends over all its positions.
+Tensor LlamaModel::forward(const Tensor& ids_in, KVCache* cache, const Tensor& segments_in) {
   check_ids("LlamaModel::forward", ids_in);
   const int64_t B = ids_in.dim(0), T = ids_in.dim(1), pos = cache ? cache->len : 0;
   if (cache) check_cache(*cache, ids_in);
   else if (T > config_.seq_len)
     throw ShapeError("LlamaModel::forward: T=" + std::to_string(T) + " exceeds seq_len " + std::to_string(config_.seq_len));
+  Tensor segments, positions;  // packed rows: i32 [B,T] each, on the device
+  if (segments_in.defined()) {
+    if (cache) throw ShapeError("LlamaModel::forward: segments (packed rows) are for training, not with a KV cache");
+    if (segments_in.dtype() != DType::I32 || segments_in.shape() != ids_in.shape())
+      throw ShapeError("LlamaModel::forward: segments " + segments_in.desc() + " must be i32 shaped like ids " + ids_in.desc());
+    const std::vector<int32_t> sg = segments_in.to_i32_vector();
+    std::vector<int32_t> ps(sg.size());  // position within its sample: 0 where the id changes
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T; ++t) {
+        const size_t i = static_cast<size_t>(b * T + t);
+        ps[i] = t > 0 && sg[i] == sg[i - 1] ? ps[i - 1] + 1 : 0;
+      }
+    segments = segments_in.to(device());
+    positions = Tensor::from_i32(ps, {B, T}).to(device());
+  }
   const int64_t dim = config_.dim, H = config_.n_heads, KV = config_.n_kv_heads, D = config_.head_dim();
   const double eps = config_.norm_eps, theta = config_.rope_theta;
   const Tensor ids = ids_in.to(device());
@@ -126,15 +141,16 @@ Tensor LlamaModel::forward(const Tensor& ids_in, KVCache* cache) {
   for (size_t l = 0; l < layers_.size(); ++l) {
     Layer& L = layers_[l];
     Tensor h = ops::rmsnorm(x, L.attn_norm, eps);                                  // [B,T,dim]
-    Tensor q = ops::rope(ops::reshape(L.q.forward(h), {B, T, H, D}), pos, theta);   // [B,T,H,D]
-    Tensor k = ops::rope(ops::reshape(L.k.forward(h), {B, T, KV, D}), pos, theta);  // [B,T,KV,D]
+    Tensor q = ops::rope(ops::reshape(L.q.forward(h), {B, T, H, D}), pos, theta, positions);   // [B,T,H,D]
+    Tensor k = ops::rope(ops::reshape(L.k.forward(h), {B, T, KV, D}), pos, theta, positions);  // [B,T,KV,D]
     Tensor v = ops::reshape(L.v.forward(h), {B, T, KV, D});                        // [B,T,KV,D]
     Tensor a;                                                                      // [B,H,T,D]
     if (cache) {  // keys [B,KV,D,S] and values [B,KV,S,D] of positions 0 .. pos+T−1
       ops::kv_append(cache->k[l], cache->v[l], k, v, pos);
       a = ops::attention(ops::transpose(q, 1, 2), cache->k[l], cache->v[l], true, pos + T, ops::Keys::Transposed);
     } else {
-      a = ops::attention(ops::transpose(q, 1, 2), ops::transpose(k, 1, 2), ops::transpose(v, 1, 2), true);
+      a = ops::attention(ops::transpose(q, 1, 2), ops::transpose(k, 1, 2), ops::transpose(v, 1, 2), true, -1,
+                         ops::Keys::Rows, segments);
     }
     a = ops::reshape(ops::transpose(a, 1, 2), {B, T, dim});                        // [B,T,dim]
     x = ops::add(x, L.o.forward(a));
@@ -147,10 +163,10 @@ Tensor LlamaModel::forward(const Tensor& ids_in, KVCache* cache) {
   return ops::linear(x, lm_head_);  // [B,T,V]
 }
 
-Tensor LlamaModel::loss(const Tensor& ids, const Tensor& targets) {
+Tensor LlamaModel::loss(const Tensor& ids, const Tensor& targets, const Tensor& segments) {
   if (targets.dtype() != DType::I32 || targets.shape() != ids.shape())
     throw ShapeError("LlamaModel::loss: targets " + targets.desc() + " must be i32 shaped like ids " + ids.desc());
-  return ops::cross_entropy(forward(ids), targets.to(device()));
+  return ops::cross_entropy(forward(ids, nullptr, segments), targets.to(device()));
 }
 
 LlamaModel::KVCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {

@@ -64,9 +64,12 @@ class LlamaModel {
   // the tape. With a cache: positions cache->len .. cache->len+T−1; their keys and values
   // are appended to the cache and cache->len advances. Decoding needs a NoGrad scope
   // (throws otherwise). Linears with unmerged adapters include them.
-  Tensor forward(const Tensor& ids, KVCache* cache = nullptr);
+  // segments (i32 [B,T], no cache): several samples packed in each row, a run of equal
+  // ids per sample; a position attends only to its own sample, and RoPE positions restart at 0
+  // where the id changes, so each sample sees exactly what it would alone.
+  Tensor forward(const Tensor& ids, KVCache* cache = nullptr, const Tensor& segments = Tensor());
   // Mean next-token cross-entropy; targets i32 [B,T], −1 = ignored. Shape [1].
-  Tensor loss(const Tensor& ids, const Tensor& targets);
+  Tensor loss(const Tensor& ids, const Tensor& targets, const Tensor& segments = Tensor());
 
   // Every adaptable projection with its HF module name ("model.layers.3.self_attn.q_proj",
   // "model.layers.3.mlp.down_proj", ...), layer by layer in q,k,v,o,gate,up,down order.

@@ -34,7 +34,7 @@ Batch TokenDataset::make(int64_t B, Start start, Device device) const {
       tv[b * seq_ + t] = tokens_[s + 1];
     }
   }
-  return {ids.to(device), tg.to(device)};
+  return {ids.to(device), tg.to(device), Tensor()};
 }
 
 Batch TokenDataset::train_batch(uint64_t seed, int64_t first_sample, int64_t batch, Device device) const {
@@ -53,6 +53,11 @@ Batch TokenDataset::val_batch(int64_t first_window, int64_t batch, Device device
   const int64_t n = std::min(batch, val_windows() - first_window);  // windows left from first_window
   if (n <= 0) throw FormatError("dataset: no validation windows");
   return make(n, [&](int64_t i) { return static_cast<int64_t>(split_) + (first_window + i) * seq_; }, device);
+}
+
+std::string TokenDataset::describe() const {
+  return std::to_string(train_tokens()) + " training tokens, " + std::to_string(val_tokens()) +
+         " validation tokens, windows of " + std::to_string(seq_);
 }
 
 std::string read_text_file(const std::string& path) {

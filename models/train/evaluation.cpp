@@ -8,6 +8,7 @@
 
 #include "engine/tape.h"
 #include "models/io/file_io.h"
+#include "models/text/instruct_data.h"
 #include "ops/ops.h"
 
 namespace cg::models {
@@ -151,17 +152,7 @@ std::vector<TaskItem> read_task(const std::string& path, bool need_choices) {
   return parse_task(text, path, need_choices);
 }
 
-std::string alpaca_prompt(const TaskItem& item) {
-  std::string p;
-  if (item.input.empty())
-    p = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\n" + item.instruction + "\n\n### Response:\n";
-  else
-    p = "Below is an instruction that describes a task, paired with an input that provides further context. "
-        "Write a response that appropriately completes the request.\n\n### Instruction:\n" + item.instruction +
-        "\n\n### Input:\n" + item.input + "\n\n### Response:\n";
-  return p;
-}
+std::string alpaca_prompt(const TaskItem& item) { return alpaca_prompt(item.instruction, item.input); }
 
 std::string task_prompt(const TaskItem& item) { return alpaca_prompt(item) + "the correct answer is "; }
 

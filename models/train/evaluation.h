@@ -52,10 +52,9 @@ std::vector<TaskItem> parse_hellaswag_text(const std::string& text, const std::s
 // A JSON list (the first non-blank byte is '[') or else the HellaSwag text format.
 std::vector<TaskItem> read_task(const std::string& path, bool need_choices = true);
 
-// The LLM-Adapters (Alpaca-style) prompt, ending at "### Response:\n" (the generation mode
-// starts there). Without input: "Below is an instruction that describes a task. Write a
-// response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n
-// ### Response:\n". With input, Alpaca's variant with an "### Input:\n{input}\n\n" section.
+// The LLM-Adapters (Alpaca-style) prompt of a task item, ending at "### Response:\n" (the
+// generation mode starts there): alpaca_prompt (models/text/instruct_data.h, the one
+// training renders too) of its instruction and input.
 std::string alpaca_prompt(const TaskItem& item);
 // The likelihood mode's prompt: alpaca_prompt(item) + "the correct answer is ".
 std::string task_prompt(const TaskItem& item);

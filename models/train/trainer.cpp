@@ -11,7 +11,7 @@
 
 namespace cg::models {
 
-Trainer::Trainer(LlamaModel& model, nn::ParamStore& trainable, const nn::OptimConfig& opt, const TokenDataset& data,
+Trainer::Trainer(LlamaModel& model, nn::ParamStore& trainable, const nn::OptimConfig& opt, const Dataset& data,
                  const TrainOptions& options)
     : model_(model),
       store_(trainable),
@@ -35,7 +35,7 @@ StepStats Trainer::step(bool want_stop) {
     // This rank's slice of the global micro-batch [position_, position_ + batch).
     Batch b = data_.train_batch(options_.data_seed, position_ + comm_->rank() * shard, shard, model_.device());
     position_ += options_.batch;
-    Tensor loss = model_.loss(b.ids, b.targets);  // mean over the shard
+    Tensor loss = model_.loss(b.ids, b.targets, b.segments);  // mean over the shard
     loss_sum += loss.item();
     // Each (micro-batch, rank) contributes 1/(accum·ranks) of the mean gradient.
     const double scale = 1.0 / static_cast<double>(options_.accum * ranks);
@@ -89,7 +89,7 @@ double Trainer::val_loss(int64_t max_batches) const {
   int64_t n = 0;
   for (int64_t w = 0; w < windows && n < max_batches; w += options_.batch, ++n) {
     Batch b = data_.val_batch(w, options_.batch, model_.device());
-    sum += model_.loss(b.ids, b.targets).item();
+    sum += model_.loss(b.ids, b.targets, b.segments).item();
   }
   return sum / static_cast<double>(n);
 }

@@ -1,5 +1,5 @@
 // models/train/trainer.h — the training loop shared by the tools (train, finetune, gradflow):
-// one optimizer step over `accum` micro-batches of a TokenDataset, validation loss, and
+// one optimizer step over `accum` micro-batches of a Dataset, validation loss, and
 // the timing of each step, non-finite losses and gradients caught before they reach the
 // parameters. What is trained is whatever ParamStore is given: the model's
 // base store for pretraining, an adapter store for fine-tuning (the base stays frozen).
@@ -62,7 +62,7 @@ struct TrainOptions {
 
 class Trainer {
  public:
-  Trainer(LlamaModel& model, nn::ParamStore& trainable, const nn::OptimConfig& opt, const TokenDataset& data,
+  Trainer(LlamaModel& model, nn::ParamStore& trainable, const nn::OptimConfig& opt, const Dataset& data,
           const TrainOptions& options);
   // One optimizer step. want_stop (e.g. a signal arrived) travels in the step's one
   // all-reduce, so every rank learns in the same step that one of them wants to stop.
@@ -82,7 +82,7 @@ class Trainer {
   LlamaModel& model_;
   nn::ParamStore& store_;
   nn::Optimizer opt_;
-  const TokenDataset& data_;
+  const Dataset& data_;
   TrainOptions options_;
   nn::SingleProcess alone_;
   nn::Communicator* comm_;

@@ -17,6 +17,8 @@
 #include "engine/error.h"
 #include "models/llama/generation.h"
 #include "models/text/arith.h"
+#include "models/text/instruct_data.h"
+#include "engine/rng.h"
 #include "models/io/train_state.h"
 #include "models/io/file_io.h"
 #include "tools/common/cli.h"
@@ -33,7 +35,10 @@ std::string fmt(double v) {
 }  // namespace
 
 void DataFlags::add(CLI::App& app, bool allow_text) {
-  auto* d = app.add_option("--data", data, "training text file (plain text)");
+  auto* d = app.add_option("--data", data,
+                           "training data: a plain text file, or instruction records in a .json list / .jsonl file "
+                           "({instruction, input, output} rendered with the LLM-Adapters Alpaca prompt, or {messages: "
+                           "[{role, content}]} with the model's chat template; EOS / end-of-turn learned)");
   auto* a = app.add_option("--arith", arith, "train on the embedded arithmetic language instead: add or sub")
                 ->check(CLI::IsMember({"add", "sub"}));
   d->excludes(a);
@@ -44,12 +49,38 @@ void DataFlags::add(CLI::App& app, bool allow_text) {
   app.add_option("--arith-lines", arith_lines, "lines of arithmetic to generate")->capture_default_str();
   app.add_option("--arith-max", arith_max, "largest arithmetic operand")->capture_default_str();
   app.add_option("--tokenizer", tokenizer, "tokenizer: a llama2.c tok*.bin, tokenizer.json, .gguf, HF folder or 'byte' (finetune: default the model's own when it carries one)")->capture_default_str();
-  app.add_option("--seq", seq, "sequence length (with --text: the file's length)")->capture_default_str()->check(int_range(1, 1 << 20));
+  app.add_option("--seq", seq, "sequence length (with --text: the file's length; records: rows of --cutoff − 1 instead)")->capture_default_str()->check(int_range(1, 1 << 20));
   app.add_option("--batch", batch, "sequences per micro-batch (over all ranks under mpirun)")->capture_default_str()->check(int_range(1, 1 << 20));
-  app.add_option("--val-frac", val_frac, "fraction of the text held out for validation, in [0, 1)")->capture_default_str()->check(real_range(0, 0.999999));
+  app.add_option("--val-frac", val_frac, "fraction of the text (or of the records) held out for validation, in [0, 1)")->capture_default_str()->check(real_range(0, 0.999999));
+  app.add_option("--cutoff", cutoff, "records: tokens per sample at most, EOS included (LLM-Adapters' cutoff_len); rows "
+                                     "hold cutoff − 1 positions and must fit the model's context (default: 256, or the "
+                                     "context + 1 when shorter)")
+      ->check(int_range(2, 1 << 20));
+  app.add_flag("--mask-prompt", mask_prompt,
+               "records: loss on the response tokens only (default: on every token, as the papers' scripts do)");
+  app.add_flag("--pack", pack,
+               "records: pack several samples per row (attention blocked between them, positions restarting); "
+               "default: one per row, padded to the batch's longest");
+  app.add_option("--val-data", val_data, "records: validation records from this file instead of the --val-frac split");
+  app.add_option("--chat-template", chat_template,
+                 "records: chat template family for {messages} records when the tokenizer carries none: chatml, "
+                 "llama2, llama3, zephyr, gemma")
+      ->check(CLI::IsMember({"chatml", "llama2", "llama3", "zephyr", "gemma"}));
+}
+
+bool DataFlags::records() const {
+  auto ends = [&](const std::string& suf) {
+    return data.size() >= suf.size() && data.compare(data.size() - suf.size(), suf.size(), suf) == 0;
+  };
+  return ends(".json") || ends(".jsonl");
 }
 
 void DataFlags::validate(bool held_out_eval) const {
+  if (!records()) {
+    const char* f = mask_prompt ? "--mask-prompt" : pack ? "--pack" : !val_data.empty() ? "--val-data"
+                                : !chat_template.empty() ? "--chat-template" : nullptr;
+    if (f) throw FormatError(std::string(f) + " is for instruction records: give --data FILE.json or FILE.jsonl");
+  }
   if (!arith.empty())
     models::check_arith_settings(arith == "add" ? models::ArithOp::Add : models::ArithOp::Sub, arith_max, held_out_eval);
   if (arith_lines < 1 || arith_lines > (int64_t{1} << 32))
@@ -57,12 +88,14 @@ void DataFlags::validate(bool held_out_eval) const {
 }
 
 std::vector<std::pair<std::string, const char*>> DataFlags::inputs() const {
-  return {{data, "--data"}, {text, "--text"}, {tokenizer == "byte" ? std::string() : tokenizer, "--tokenizer"}};
+  return {{data, "--data"}, {text, "--text"}, {val_data, "--val-data"},
+          {tokenizer == "byte" ? std::string() : tokenizer, "--tokenizer"}};
 }
 
 std::string DataFlags::describe() const { return loaded_; }
 
-models::TokenDataset DataFlags::load(const models::Tokenizer& tok, int64_t max_seq, uint64_t seed) {
+std::unique_ptr<models::Dataset> DataFlags::load(const models::Tokenizer& tok, int64_t max_seq, uint64_t seed) {
+  if (records()) return load_records(tok, max_seq);
   if (text.empty() && seq > max_seq)
     throw FormatError("--seq " + std::to_string(seq) + " exceeds the model's context of " + std::to_string(max_seq));
   std::vector<int32_t> ids;
@@ -77,7 +110,7 @@ models::TokenDataset DataFlags::load(const models::Tokenizer& tok, int64_t max_s
                         std::to_string(max_seq) + " (use --data to train on windows of it)");
     seq = n;  // one window: the whole file
     loaded_ = "text tokens=" + std::to_string(ids.size()) + " hash=" + std::to_string(hash_of());
-    return models::TokenDataset(ids, 0.0, seq);
+    return std::make_unique<models::TokenDataset>(ids, 0.0, seq);
   }
   std::string corpus;
   if (!arith.empty())
@@ -89,7 +122,67 @@ models::TokenDataset DataFlags::load(const models::Tokenizer& tok, int64_t max_s
   append(tok.encode(corpus, false, false));
   loaded_ = std::string(arith.empty() ? "data" : "arith " + arith) + " tokens=" + std::to_string(ids.size()) +
             " hash=" + std::to_string(hash_of()) + " seq=" + std::to_string(seq) + " val_frac=" + fmt(val_frac);
-  return models::TokenDataset(ids, val_frac, seq);
+  return std::make_unique<models::TokenDataset>(ids, val_frac, seq);
+}
+
+std::unique_ptr<models::Dataset> DataFlags::load_records(const models::Tokenizer& tok, int64_t max_seq) {
+  if (cutoff == 0) cutoff = std::min(kDefaultCutoff, max_seq + 1);
+  if (cutoff - 1 > max_seq)
+    throw FormatError("--cutoff " + std::to_string(cutoff) + ": samples of up to " + std::to_string(cutoff) +
+                      " tokens need " + std::to_string(cutoff - 1) + " positions, more than the model's context of " +
+                      std::to_string(max_seq));
+  models::RenderOptions ro;
+  ro.cutoff = cutoff;
+  ro.mask_prompt = mask_prompt;
+  ro.chat_template = tok.chat_template();
+  if (!chat_template.empty()) {
+    ro.chat = models::chat_format_by_name(chat_template);
+    ro.have_chat = true;
+  } else if (!ro.chat_template.empty()) {
+    try {  // an unrecognised template only matters when a chat record comes
+      ro.chat = models::detect_chat_format(ro.chat_template);
+      ro.have_chat = true;
+    } catch (const FormatError&) {
+    }
+  }
+  std::vector<models::InstructRecord> all = models::read_instruct_records(data), val_records;
+  std::vector<models::InstructRecord> train_records;
+  if (!val_data.empty()) {
+    val_records = models::read_instruct_records(val_data);
+    train_records = std::move(all);
+  } else {  // a fixed random share, the same for every --seed (the rest keeps the file's order)
+    const size_t n = all.size(), n_val = static_cast<size_t>(static_cast<double>(n) * val_frac);
+    std::vector<size_t> perm(n);
+    for (size_t i = 0; i < n; ++i) perm[i] = i;
+    Rng rng(42);
+    for (size_t i = n; i > 1; --i) std::swap(perm[i - 1], perm[rng.below(i)]);
+    std::vector<uint8_t> is_val(n, 0);
+    for (size_t i = 0; i < n_val; ++i) is_val[perm[i]] = 1;
+    for (size_t i = 0; i < n; ++i) (is_val[i] ? val_records : train_records).push_back(std::move(all[i]));
+  }
+  uint64_t hash = models::kFnvOffset;
+  auto render = [&](const std::vector<models::InstructRecord>& rs, const std::string& what) {
+    std::vector<models::Sample> out;
+    for (size_t i = 0; i < rs.size(); ++i) {
+      try {
+        out.push_back(models::render_sample(rs[i], tok, ro));
+      } catch (const FormatError& e) {
+        throw FormatError(what + ": record " + std::to_string(i) + ": " + e.what());
+      }
+      const models::Sample& s = out.back();
+      hash = models::fnv1a64(s.ids.data(), s.ids.size() * sizeof(int32_t), hash);
+      hash = models::fnv1a64(s.scored.data(), s.scored.size(), hash);
+    }
+    return out;
+  };
+  const std::vector<models::Sample> train = render(train_records, data);
+  const std::vector<models::Sample> val = render(val_records, val_data.empty() ? data : val_data);
+  auto ds = std::make_unique<models::InstructDataset>(train, val, cutoff - 1, pack);
+  loaded_ = "records train=" + std::to_string(train.size()) + " val=" + std::to_string(val.size()) +
+            " hash=" + std::to_string(hash) + " cutoff=" + std::to_string(cutoff) + " mask_prompt=" +
+            (mask_prompt ? "on" : "off") + " pack=" + (pack ? "on" : "off") +
+            (val_data.empty() ? " val_frac=" + fmt(val_frac) : std::string(" val_data=given"));
+  return ds;
 }
 
 void OptimFlags::add(CLI::App& app) {

@@ -10,6 +10,7 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <memory>
 #include <utility>
 #include <vector>
 #include <string>
@@ -27,26 +28,38 @@
 
 namespace cg::tools {
 
-// Where training text comes from: --data FILE (plain text), --text FILE (finetune: the
-// whole file as one sequence, BOS first, as evaluate encodes it) or --arith add|sub (the
-// embedded arithmetic language, generated in memory).
+// Where training text comes from: --data FILE (plain text; or, named *.json / *.jsonl,
+// instruction records: models/text/instruct_data.h), --text FILE (finetune: the whole file as
+// one sequence, BOS first, as evaluate encodes it) or --arith add|sub (the embedded
+// arithmetic language, generated in memory).
 struct DataFlags {
   std::string data, text, arith, tokenizer = "byte";
   int64_t arith_lines = 20000;
   int arith_max = 19;
   int64_t seq = 128, batch = 8;
   double val_frac = 0.05;
+  // Instruction records: cutoff (tokens per sample), loss on the response only, packing,
+  // a validation file instead of the --val-frac split, the chat template family.
+  static constexpr int64_t kDefaultCutoff = 256;  // LLM-Adapters' cutoff_len
+  int64_t cutoff = 0;  // 0: kDefaultCutoff, or the model's context + 1 when that is shorter
+  bool mask_prompt = false, pack = false;
+  std::string val_data, chat_template;
+  bool records() const;  // --data names a .json / .jsonl file
   void add(CLI::App& app, bool allow_text);
   // Values in range, --arith settings that can be generated (held_out_eval: an eval set
   // of held-out problems is wanted too).
   void validate(bool held_out_eval = false) const;
   // Reads/generates the text, encodes it, builds the dataset. --text: the whole file is one
-  // window (seq = its tokens − 1), refused when longer than max_seq.
-  models::TokenDataset load(const models::Tokenizer& tok, int64_t max_seq, uint64_t seed);
+  // window (seq = its tokens − 1), refused when longer than max_seq. Records: rendered
+  // with the tokenizer (its chat template for chat records), rows of cutoff − 1 positions;
+  // without --val-data a fixed share of them (--val-frac, chosen by a seed-independent
+  // permutation) is held out.
+  std::unique_ptr<models::Dataset> load(const models::Tokenizer& tok, int64_t max_seq, uint64_t seed);
   std::string describe() const;  // after load(): the source, its token hash, seq, val_frac
   std::vector<std::pair<std::string, const char*>> inputs() const;  // files read, for check_outputs
 
  private:
+  std::unique_ptr<models::Dataset> load_records(const models::Tokenizer& tok, int64_t max_seq);
   std::string loaded_;
 };
 
