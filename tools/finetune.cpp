@@ -164,8 +164,6 @@ int main(int argc, char** argv) {
       recorder.emplace(adapters, fo, last - 1);
     }
     const nn::AdapterConfig& ac = adapters.config;
-    // The data is checked against the model (context, tokens) before the first info line.
-    models::TokenDataset ds = data.load(*tok, model->config().seq_len, run.seed);
     if (comm.lead()) {
       std::fprintf(stderr, "finetune: base %s (%lld parameters, frozen)\n", model->config().str().c_str(),
                    static_cast<long long>(model->params().numel()));
