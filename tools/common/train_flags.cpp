@@ -250,13 +250,12 @@ void check_outputs(const std::vector<std::pair<std::string, const char*>>& input
 TrainLoop::TrainLoop(models::Trainer& trainer, nn::ParamStore& trained, const RunFlags& run, std::string tool)
     : trainer_(trainer), trained_(trained), run_(run), tool_(std::move(tool)) {}
 
-void TrainLoop::save(int64_t step) {
+void TrainLoop::save() {
   models::TrainState st;
   st.data_position = trainer_.data_position();
   st.meta = describe;
   st.meta["tool"] = tool_;
   models::save_train_state(run_.checkpoint, trained_, trainer_.optimizer(), st);
-  (void)step;
 }
 
 void TrainLoop::check_resume(const models::TrainState& st, int64_t step) const {
@@ -360,7 +359,7 @@ void TrainLoop::run() {
     metrics.write(row);
     progress->update(step, s.loss, s.tok_s);
     if (sample && !s.stop && run_.sample_every > 0 && step % run_.sample_every == 0) progress->note(sample(step));
-    if (save_now) save(step);
+    if (save_now) save();
     if (s.stop) break;
   }
   if (progress) progress->finish();
