@@ -213,7 +213,6 @@ test: all
 	bash scripts/run-tests.sh $(BIN) $(TEST_BIN) $(SANITIZE)
 
 # Regenerates the committed golden files of the PyTorch parity tests (needs Debian's python3-torch).
-.PHONY: golden
 golden:
 	/usr/bin/python3 tests/reference/adapters_ref.py --out tests/golden
 	/usr/bin/python3 tests/reference/adapters_ref.py --variant alt --out tests/golden
@@ -226,7 +225,7 @@ clean:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 -include fuzz/fuzz.mk
 
-# The gradient-dynamics study (issue 5): runs every experiment into build/study and rewrites
+# The gradient-dynamics study: runs every experiment into build/study and rewrites
 # docs/study.md and docs/figures/study_*.png (long; not part of CI). See scripts/study.sh.
 .PHONY: study
 study: all

@@ -50,7 +50,7 @@ static void BM_ChainMatmul(benchmark::State& st) {
   Tensor x = rnd({2048, 256}), A = rnd({256, 16}, true), W1 = rnd({16, 16}, true), W2 = rnd({16, 16}, true),
          W3 = rnd({16, 16}, true), B = rnd({256, 16}, true);
   for (auto _ : st) {
-    Tensor y = ops::chain_matmul(x, {A, W1, W2, W3, ops::T(B)});
+    Tensor y = ops::chain_matmul(x, {A, W1, W2, W3, ops::transposed_factor(B)});
     backward(ops::sum_all(y));
   }
 }

@@ -53,7 +53,6 @@ class Backend {
   // shapes each time, alloc is served from the cache. Implementations keep stats().
   virtual void* alloc(size_t bytes) = 0;
   virtual void release(void* p, size_t bytes) = 0;
-  virtual void empty_cache() {}  // return cached blocks to the system
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void from_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // same device

@@ -69,7 +69,7 @@ int main() {
     NoGrad ng;
     Tensor xb = rnd({N, d}), Ab = rnd({d, r}), W1 = rnd({r, r}), W2 = rnd({r, r}), W3 = rnd({r, r}), Bb = rnd({d, r});
     ops::ChainProbe probe;  // no span: the op plans the whole chain
-    ops::chain_matmul(xb, {Ab, W1, W2, W3, ops::T(Bb)}, &probe);
+    ops::chain_matmul(xb, {Ab, W1, W2, W3, ops::transposed_factor(Bb)}, &probe);
     std::printf("chain_matmul: order %s, forward_flops %.0f (= 2 × multiplications)\n", probe.order.c_str(),
                 probe.forward_flops);
   }
@@ -83,7 +83,7 @@ int main() {
   ops::ChainProbe probe;
   probe.span_begin = 1;  // factors 1..3 of {A, W1, W2, W3, Bt} form P
   probe.span_end = 4;
-  auto y_of = [&](ops::ChainProbe* pr) { return ops::chain_matmul(x, {A, W[0], W[1], W[2], ops::T(B)}, pr); };
+  auto y_of = [&](ops::ChainProbe* pr) { return ops::chain_matmul(x, {A, W[0], W[1], W[2], ops::transposed_factor(B)}, pr); };
   Tensor loss = ops::sum_all(ops::mul(y_of(&probe), R));
   backward(loss);
   std::printf("order %s, forward_flops %.0f, backward_flops %.0f\n", probe.order.c_str(), probe.forward_flops,
@@ -105,7 +105,7 @@ int main() {
   Tensor P = probe.product.clone();  // L as a function of P alone: Σ (x·A·P·Bᵀ) ⊙ R
   ok &= fd_check("dL/dP", P, probe.grad_product, [&] {
     NoGrad ng;
-    return ops::sum_all(ops::mul(ops::chain_matmul(x, {A, P, ops::T(B)}), R)).item();
+    return ops::sum_all(ops::mul(ops::chain_matmul(x, {A, P, ops::transposed_factor(B)}), R)).item();
   }) < 1e-7;
   {  // the split: dL/dWi = (W1⋯Wi−1)ᵀ · dL/dP · (Wi+1⋯Wn)ᵀ
     NoGrad ng;

@@ -1,5 +1,5 @@
 // nn/adapters.cpp — ChainAdapter (forward through ChainMatmul, ΔW for merging), adapter
-// configuration parsing, initialisation (incl. LAPACK QR for orthogonal mixers) and
+// configuration parsing, initialisation (orthogonal mixers from a QR) and
 // attach_adapters.
 #include "nn/adapters.h"
 
@@ -9,15 +9,9 @@
 #include <cmath>
 
 #include "engine/backend.h"
+#include "engine/linalg.h"
 #include "engine/tape.h"
 #include "ops/ops.h"
-
-extern "C" {
-void dgeqrf_(const int* m, const int* n, double* a, const int* lda, double* tau, double* work, const int* lwork,
-             int* info);
-void dorgqr_(const int* m, const int* n, const int* k, double* a, const int* lda, const double* tau, double* work,
-             const int* lwork, int* info);
-}
 
 namespace cg::nn {
 namespace {
@@ -167,7 +161,7 @@ ChainAdapter::ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, doubl
   factors_.emplace_back(a_);
   for (size_t j = 0; j < mixers_.size(); ++j)
     factors_.emplace_back(mixers_[j], false, biases_.empty() ? Tensor() : biases_[j]);
-  factors_.push_back(ops::T(b_));
+  factors_.push_back(ops::transposed_factor(b_));
 }
 
 // β[r] = Σⱼ bⱼ·W_{j+1}⋯Wₙ by the recurrence h ← h·Wⱼ + bⱼ from h = 0
@@ -200,8 +194,8 @@ Tensor ChainAdapter::forward(const Tensor& x, const Tensor& weight) {
 Tensor ChainAdapter::delta_weight() {
   NoGrad ng;
   std::vector<ops::ChainFactor> f;
-  for (auto it = mixers_.rbegin(); it != mixers_.rend(); ++it) f.push_back(ops::T(*it));
-  f.push_back(ops::T(a_));
+  for (auto it = mixers_.rbegin(); it != mixers_.rend(); ++it) f.push_back(ops::transposed_factor(*it));
+  f.push_back(ops::transposed_factor(a_));
   Tensor d = ops::chain_matmul(b_, f);
   backend(d).unary(UnaryOp::MulScalar, d, d, scale_);
   return d;
@@ -241,33 +235,16 @@ std::string adapter_mixer_name(const std::string& module, AdapterKind kind, int 
 
 Tensor random_orthogonal(int64_t n, Rng& rng, DType dtype) {
   if (n < 1) throw ShapeError("random_orthogonal: n = " + std::to_string(n));
-  const int ni = static_cast<int>(n);
-  std::vector<double> a(static_cast<size_t>(n * n));  // column-major for LAPACK
-  for (double& x : a) x = rng.normal();
-  std::vector<double> tau(static_cast<size_t>(n));
-  int info = 0, lwork = -1;
-  double wq = 0;
-  dgeqrf_(&ni, &ni, a.data(), &ni, tau.data(), &wq, &lwork, &info);
-  lwork = std::max(1, static_cast<int>(wq));
-  std::vector<double> work(static_cast<size_t>(lwork));
-  dgeqrf_(&ni, &ni, a.data(), &ni, tau.data(), work.data(), &lwork, &info);
-  if (info != 0) throw Error("random_orthogonal: dgeqrf failed, info " + std::to_string(info));
-  std::vector<double> rdiag(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) rdiag[static_cast<size_t>(i)] = a[static_cast<size_t>(i * n + i)];
-  lwork = -1;
-  dorgqr_(&ni, &ni, &ni, a.data(), &ni, tau.data(), &wq, &lwork, &info);
-  lwork = std::max(1, static_cast<int>(wq));
-  work.assign(static_cast<size_t>(lwork), 0.0);
-  dorgqr_(&ni, &ni, &ni, a.data(), &ni, tau.data(), work.data(), &lwork, &info);
-  if (info != 0) throw Error("random_orthogonal: dorgqr failed, info " + std::to_string(info));
-  // Q·diag(sign(diag R)) makes the factorisation unique (Haar-distributed Q); to row-major.
-  std::vector<double> q(static_cast<size_t>(n * n));
+  // The normal draws fill the matrix column by column (the order the seeds have always used).
+  std::vector<double> a(static_cast<size_t>(n * n));
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t i = 0; i < n; ++i) a[static_cast<size_t>(i * n + j)] = rng.normal();
+  linalg::QR f = linalg::qr(a, n, n);
+  // Q·diag(sign(diag R)) makes the factorisation unique (Haar-distributed Q).
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < n; ++j) {
-      const double sgn = rdiag[static_cast<size_t>(j)] < 0 ? -1.0 : 1.0;
-      q[static_cast<size_t>(i * n + j)] = sgn * a[static_cast<size_t>(j * n + i)];
-    }
-  return Tensor::from(q, {n, n}, dtype);
+    for (int64_t j = 0; j < n; ++j)
+      if (f.r[static_cast<size_t>(j * n + j)] < 0) f.q[static_cast<size_t>(i * n + j)] *= -1.0;
+  return Tensor::from(f.q, {n, n}, dtype);
 }
 
 AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& linears, const AdapterConfig& cfg,

@@ -61,6 +61,10 @@ void make_blocks(bool staircase, int64_t G, int64_t Tq, int64_t Tk, Blocks& out)
     }
 }
 
+// The first n keys as an op-view [n, D] of km, the keys stored [Tcap, D] or, when kt, [D, Tcap].
+MatView key_rows(const MatView& km, bool kt, int64_t D, int64_t n) {
+  return kt ? km.sub(0, D, 0, n).t() : km.rows_from(0, n);
+}
 
 // Packed rows: a row's segment ids change only where a sample starts, so query t of the
 // run [a, e) sees keys [a, t]; the causal softmax already hides keys > t, and this writes
@@ -124,15 +128,14 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
   make_blocks(staircase, G, Tq, Tk, bl);
 
   // Every operand as BK matrices: q, out [GT, D]; v [Tcap, D]; s, p [GT, Tk]; k [Tcap, D],
-  // or [D, Tcap] when transposed. keys(n) is op-view [n, D] of the first n keys either way.
+  // or [D, Tcap] when transposed (key_rows gives the first n keys as [n, D] either way).
   const MatView qm = mat(q, BK, GT, D), vm = mat(v, BK, Tcap, D);
   const MatView km = kt ? mat(k, BK, D, Tcap) : mat(k, BK, Tcap, D);
-  auto key_rows = [km, kt, D](int64_t n) { return kt ? km.sub(0, D, 0, n).t() : km.rows_from(0, n); };
   Tensor s = detail::empty_as(q, {B, H, Tq, Tk});  // s[BK, GT, Tk] = scale · q'·kᵀ (each block's keys)
   const MatView sm = mat(s, BK, GT, Tk);
   for (int64_t i = 0; i < bl.n; ++i) {
     const Block& b = bl.b[i];
-    be.gemm(qm.rows_from(b.row, b.rows), key_rows(b.keys).t(), sm.sub(b.row, b.rows, 0, b.keys), scale);
+    be.gemm(qm.rows_from(b.row, b.rows), key_rows(km, kt, D, b.keys).t(), sm.sub(b.row, b.rows, 0, b.keys), scale);
   }
   if (segments.defined()) mask_segments(be, s, segments);  // −∞ left of each sample's first key
   Tensor p = detail::empty_like(s);  // p = softmax(s), row r at position r % Tq + (Tk − Tq); 0 where masked
@@ -149,8 +152,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
     const DType t = q.dtype();
     const MatView qm = mat(q, BK, GT, D), vm = mat(v, BK, Tcap, D);
     const MatView km = kt ? mat(k, BK, D, Tcap) : mat(k, BK, Tcap, D);
-    auto key_rows = [km, kt, D](int64_t n) { return kt ? km.sub(0, D, 0, n).t() : km.rows_from(0, n); };
-    const MatView pm = mat(p, BK, GT, Tk), gym = mat(gy, BK, GT, D);
+      const MatView pm = mat(p, BK, GT, Tk), gym = mat(gy, BK, GT, D);
     Blocks bl;  // the forward's blocks again (a few integers each; the closure stays small)
     make_blocks(staircase, G, GT / G, Tk, bl);
     // gk, gv sum over blocks: one block writes them (beta = 0) unless the cache has an
@@ -179,7 +181,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
       Tensor gq = detail::empty_like(q);
       for (int64_t i = 0; i < bl.n; ++i) {
         const Block& c = bl.b[i];
-        b.gemm(mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys), key_rows(c.keys),
+        b.gemm(mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys), key_rows(km, kt, D, c.keys),
                mat(gq, BK, GT, D).rows_from(c.row, c.rows), scale);
       }
       accumulate(q, gq);

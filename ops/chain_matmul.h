@@ -41,7 +41,7 @@ struct ChainFactor {
   ChainFactor(const Tensor& tensor, bool tr = false, const Tensor& b = Tensor())  // NOLINT: implicit on purpose
       : t(tensor), transposed(tr), bias(b) {}
 };
-inline ChainFactor T(const Tensor& t) { return ChainFactor(t, true); }
+inline ChainFactor transposed_factor(const Tensor& t) { return ChainFactor(t, true); }  // op(t) = tᵀ
 inline ChainFactor affine(const Tensor& t, const Tensor& bias) { return ChainFactor(t, false, bias); }
 
 struct ChainProbe {

@@ -276,7 +276,7 @@ std::vector<GradOp> make_registry() {
   r.push_back({"chain_matmul", [](Rng& g) {
     std::vector<GradCase> cs;
     cs.push_back({"chain_matmul", "x[3,4]*F[4,2]*F[2,2]*F[5,2]^T", {rnd(g, {3, 4}), rnd(g, {4, 2}), rnd(g, {2, 2}), rnd(g, {5, 2})},
-                  [](const V& in) { return chain_matmul(in[0], {in[1], in[2], T(in[3])}); }});
+                  [](const V& in) { return chain_matmul(in[0], {in[1], in[2], transposed_factor(in[3])}); }});
     cs.push_back({"chain_matmul", "x[2,3,4]*F[4,5]", {rnd(g, {2, 3, 4}), rnd(g, {4, 5})},
                   [](const V& in) { return chain_matmul(in[0], {in[1]}); }});
     cs.push_back({"chain_matmul", "x[6,5]*A[5,3]*W[3,3]^3*B[4,3]^T, span W", {rnd(g, {6, 5}), rnd(g, {5, 3}), rnd(g, {3, 3}), rnd(g, {3, 3}), rnd(g, {3, 3}), rnd(g, {4, 3})},
@@ -284,7 +284,7 @@ std::vector<GradOp> make_registry() {
                     static ChainProbe probe;
                     probe.span_begin = 1;
                     probe.span_end = 4;
-                    return chain_matmul(in[0], {in[1], in[2], in[3], in[4], T(in[5])}, &probe);
+                    return chain_matmul(in[0], {in[1], in[2], in[3], in[4], transposed_factor(in[5])}, &probe);
                   }});
     // Affine chains: a bias after a factor (first, middle, transposed last).
     cs.push_back({"chain_matmul", "bias: x[3,4]*(F[4,2]+b)*(F[2,2]+b)*(F[5,2]^T+b)", {rnd(g, {3, 4}), rnd(g, {4, 2}), rnd(g, {2}), rnd(g, {2, 2}), rnd(g, {2}), rnd(g, {5, 2}), rnd(g, {5})},
@@ -294,7 +294,7 @@ std::vector<GradOp> make_registry() {
                     static ChainProbe probe;
                     probe.span_begin = 1;
                     probe.span_end = 4;
-                    return chain_matmul(in[0], {in[1], affine(in[2], in[3]), affine(in[4], in[5]), affine(in[6], in[7]), T(in[8])}, &probe);
+                    return chain_matmul(in[0], {in[1], affine(in[2], in[3]), affine(in[4], in[5]), affine(in[6], in[7]), transposed_factor(in[8])}, &probe);
                   }});
     return cs;
   }});
@@ -304,23 +304,23 @@ std::vector<GradOp> make_registry() {
     std::vector<GradCase> cs;
     const double s = 0.7;
     cs.push_back({"adapted_linear", "x[2,3,4]*w[5,4]^T + s*x*A[4,2]*B[5,2]^T", {rnd(g, {2, 3, 4}), rnd(g, {5, 4}), rnd(g, {4, 2}), rnd(g, {5, 2})},
-                  [s](const V& in) { return adapted_linear(in[0], in[1], {in[2], T(in[3])}, s); }});
+                  [s](const V& in) { return adapted_linear(in[0], in[1], {in[2], transposed_factor(in[3])}, s); }});
     cs.push_back({"adapted_linear", "x[4]*w[3,4]^T + s*x*A*W1*B^T", {rnd(g, {4}), rnd(g, {3, 4}), rnd(g, {4, 2}), rnd(g, {2, 2}), rnd(g, {3, 2})},
-                  [s](const V& in) { return adapted_linear(in[0], in[1], {in[2], in[3], T(in[4])}, s); }});
+                  [s](const V& in) { return adapted_linear(in[0], in[1], {in[2], in[3], transposed_factor(in[4])}, s); }});
     const Tensor w0 = rnd(g, {4, 5});
     cs.push_back({"adapted_linear", "frozen w, x[6,5]*A*W^3*B^T, span W", {rnd(g, {6, 5}), rnd(g, {5, 3}), rnd(g, {3, 3}), rnd(g, {3, 3}), rnd(g, {3, 3}), rnd(g, {4, 3})},
                   [s, w0](const V& in) {
                     static ChainProbe probe;
                     probe.span_begin = 1;
                     probe.span_end = 4;
-                    return adapted_linear(in[0], like(w0, in[0]), {in[1], in[2], in[3], in[4], T(in[5])}, s, &probe);
+                    return adapted_linear(in[0], like(w0, in[0]), {in[1], in[2], in[3], in[4], transposed_factor(in[5])}, s, &probe);
                   }});
     const Tensor w1 = rnd(g, {2, 2});
     cs.push_back({"adapted_linear", "frozen w, x[5,2]*(A[2,6]*B[2,6]^T)", {rnd(g, {5, 2}), rnd(g, {2, 6}), rnd(g, {2, 6})},
-                  [s, w1](const V& in) { return adapted_linear(in[0], like(w1, in[0]), {in[1], T(in[2])}, s); }});
+                  [s, w1](const V& in) { return adapted_linear(in[0], like(w1, in[0]), {in[1], transposed_factor(in[2])}, s); }});
     const Tensor w2 = rnd(g, {3, 4}), x2 = rnd(g, {2, 2, 4});
     cs.push_back({"adapted_linear", "frozen w and x, A[4,2]*W1*B[3,2]^T", {rnd(g, {4, 2}), rnd(g, {2, 2}), rnd(g, {3, 2})},
-                  [s, w2, x2](const V& in) { return adapted_linear(like(x2, in[0]), like(w2, in[0]), {in[0], in[1], T(in[2])}, s); }});
+                  [s, w2, x2](const V& in) { return adapted_linear(like(x2, in[0]), like(w2, in[0]), {in[0], in[1], transposed_factor(in[2])}, s); }});
     // The authors' LinChain: every chain factor an nn.Linear(r, r) with a bias.
     for (int n = 1; n <= 3; ++n) {
       V ins{rnd(g, {2, 3, 5}), rnd(g, {5, 3})};
@@ -336,7 +336,7 @@ std::vector<GradOp> make_registry() {
                       probe.span_end = 1 + n;
                       std::vector<ChainFactor> f{in[1]};
                       for (int j = 0; j < n; ++j) f.push_back(affine(in[2 + 2 * j], in[3 + 2 * j]));
-                      f.push_back(T(in[2 + 2 * static_cast<size_t>(n)]));
+                      f.push_back(transposed_factor(in[2 + 2 * static_cast<size_t>(n)]));
                       return adapted_linear(in[0], like(w0, in[0]), f, s, &probe);
                     }});
     }

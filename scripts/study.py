@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Report of the gradient-dynamics study (issue 5) from the runs of scripts/study.sh.
+"""Report of the gradient-dynamics study from the runs of scripts/study.sh.
 
 usage: /usr/bin/python3 scripts/study.py RUNDIR [--figures docs/figures] [--report docs/study.md]
        /usr/bin/python3 scripts/study.py --mc-text TRAIN.json OUT.txt

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/study.sh — the whole gradient-dynamics study of issue 5 (`make study`): runs every
+# scripts/study.sh — the whole gradient-dynamics study (`make study`): runs every
 # experiment into OUTDIR, then scripts/study.py writes docs/study.md and docs/figures/*.png.
 #   usage: scripts/study.sh [OUTDIR]            (default build/study)
 #   env:   SEEDS="0 1 2"  JOBS=2  PARTS="teacher equal arith shakespeare mc gradflow"

@@ -12,7 +12,7 @@ set -uo pipefail
 bin=${1:-build/bin}
 
 # ldd's whole output is read first: `ldd | grep -q` under pipefail fails at random when grep
-# exits early and ldd gets SIGPIPE, which turned the suite into a skip.
+# exits early and ldd gets SIGPIPE.
 libs=$([ -x "$bin/train" ] && ldd "$bin/train" 2>/dev/null)
 if [[ $libs != *libmpi* ]]; then
   echo "mpi: 0 passed, 0 failed, 1 skipped ($bin/train missing or built without MPI)"

@@ -16,10 +16,13 @@
 #include "ops/ops.h"
 #include "tests/tool_runner.h"
 #include "tests/safetensors_validate.h"
+#include "tests/test_util.h"
 
 using namespace cg;
 using namespace cg::nn;
 using namespace cg::models;
+using cg::testing::matmul_rm;
+using cg::testing::max_abs_diff;
 
 namespace {
 
@@ -60,21 +63,6 @@ void randomize(AdapterSet& set, uint64_t seed) {
   Rng rng(seed);
   Tensor& flat = set.store->flat();
   flat.copy_from(rand_uniform(flat.shape(), -0.7, 0.7, rng));
-}
-
-std::vector<double> mm(const std::vector<double>& a, const std::vector<double>& b, int64_t m, int64_t k, int64_t n) {
-  std::vector<double> c(static_cast<size_t>(m * n), 0.0);
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t p = 0; p < k; ++p)
-      for (int64_t j = 0; j < n; ++j) c[static_cast<size_t>(i * n + j)] += a[static_cast<size_t>(i * k + p)] * b[static_cast<size_t>(p * n + j)];
-  return c;
-}
-
-double max_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
 }
 
 // Writes a modified copy of an adapter file: `edit` may change tensors and metadata.
@@ -131,11 +119,11 @@ TEST_CASE("adapter file: PEFT names, shapes, metadata; PEFT formula equals our d
         REQUIRE(st.tensors.count(mname) == 1);
         const Tensor& M = st.tensors.at(mname);
         CHECK(M.shape() == Shape{4, 4});
-        prod = mm(M.to_f64_vector(), prod, 4, 4, in);
+        prod = matmul_rm(M.to_f64_vector(), prod, 4, 4, in);
       }
-      std::vector<double> dw = mm(B.to_f64_vector(), prod, out, 4, in);
+      std::vector<double> dw = matmul_rm(B.to_f64_vector(), prod, out, 4, in);
       for (double& v : dw) v *= s;
-      const double d = max_diff(dw, a.adapter->delta_weight().to_f64_vector());
+      const double d = max_abs_diff(dw, a.adapter->delta_weight().to_f64_vector());
       MESSAGE("n=" << n << " " << a.module << ": |ΔW_peft − ΔW| = " << d);
       CHECK(d < 1e-5);
     }

@@ -14,40 +14,16 @@
 #include "nn/adapters.h"
 #include "nn/optim.h"
 #include "ops/ops.h"
+#include "tests/test_util.h"
 
 using namespace cg;
 using namespace cg::nn;
+using cg::testing::matmul_rm;
+using cg::testing::max_abs_diff;
+using cg::testing::transpose_rm;
 
 namespace {
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  const auto x = a.to_f64_vector(), y = b.to_f64_vector();
-  REQUIRE(x.size() == y.size());
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
-}
-
-// Row-major dense product for checks, in double.
-std::vector<double> mm(const std::vector<double>& a, const std::vector<double>& b, int64_t m, int64_t k, int64_t n) {
-  std::vector<double> c(static_cast<size_t>(m * n), 0.0);
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t p = 0; p < k; ++p)
-      for (int64_t j = 0; j < n; ++j) c[static_cast<size_t>(i * n + j)] += a[static_cast<size_t>(i * k + p)] * b[static_cast<size_t>(p * n + j)];
-  return c;
-}
-std::vector<double> tr(const std::vector<double>& a, int64_t m, int64_t n) {
-  std::vector<double> t(a.size());
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) t[static_cast<size_t>(j * m + i)] = a[static_cast<size_t>(i * n + j)];
-  return t;
-}
-double max_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
-}
 
 // A three-module stand-in for a transformer block: y = down(silu(o(q(x)))), base weights in
 // one frozen store under HF-like names.
@@ -88,6 +64,32 @@ void randomize_b(AdapterSet& set, uint64_t seed = 11) {
     Tensor bb = b;
     bb.copy_from(v);
   }
+}
+
+// Adapters on m (seed 8) with a random B, so that every factor has a gradient, after one
+// backward of the loss on input().
+AdapterSet attach_with_grads(Tiny& m, const AdapterConfig& cfg) {
+  AdapterSet set = attach_adapters(m.linears(), cfg, 8);
+  randomize_b(set);
+  set.store->zero_grad();
+  backward(m.loss(input()));
+  return set;
+}
+
+// ∂L/∂t[i] of m's loss on input() by a central difference with step h (no tape); t is left
+// as it was.
+double numeric_grad(Tiny& m, Tensor t, size_t i, double h = 1e-2) {
+  auto loss_at = [&](double delta) {
+    NoGrad ng;
+    auto v = t.to_f64_vector();
+    v[i] += delta;
+    t.copy_from(Tensor::from(v, t.shape()));
+    const double l = m.loss(input()).item();
+    v[i] -= delta;
+    t.copy_from(Tensor::from(v, t.shape()));
+    return l;
+  };
+  return (loss_at(h) - loss_at(-h)) / (2 * h);
 }
 
 AdapterConfig config(AdapterKind kind, int chain = 3, MixerInit init = MixerInit::Kaiming) {
@@ -187,22 +189,22 @@ TEST_CASE("mixer init: identity and orthogonal are what they say") {
   for (const auto& a : orth.adapters)
     for (const Tensor& w : a.adapter->mixers()) {
       const auto v = w.to_f64_vector();
-      const auto wtw = mm(tr(v, 4, 4), v, 4, 4, 4), wwt = mm(v, tr(v, 4, 4), 4, 4, 4);
+      const auto wtw = matmul_rm(transpose_rm(v, 4, 4), v, 4, 4, 4), wwt = matmul_rm(v, transpose_rm(v, 4, 4), 4, 4, 4);
       std::vector<double> eye(16, 0.0);
       for (int i = 0; i < 4; ++i) eye[static_cast<size_t>(i * 5)] = 1.0;
-      CHECK(max_diff(wtw, eye) < 1e-6);
-      CHECK(max_diff(wwt, eye) < 1e-6);
-      CHECK(max_diff(v, eye) > 0.1);  // not the identity
-      for (const auto& s : seen) CHECK(max_diff(v, s) > 0.1);  // a fresh draw each time
+      CHECK(max_abs_diff(wtw, eye) < 1e-6);
+      CHECK(max_abs_diff(wwt, eye) < 1e-6);
+      CHECK(max_abs_diff(v, eye) > 0.1);  // not the identity
+      for (const auto& s : seen) CHECK(max_abs_diff(v, s) > 0.1);  // a fresh draw each time
       seen.push_back(v);
     }
   // Larger n in double: orthogonal to rounding.
   Rng rng(9);
   const auto q = random_orthogonal(16, rng, DType::F64).to_f64_vector();
-  const auto qtq = mm(tr(q, 16, 16), q, 16, 16, 16);
+  const auto qtq = matmul_rm(transpose_rm(q, 16, 16), q, 16, 16, 16);
   std::vector<double> eye(256, 0.0);
   for (int i = 0; i < 16; ++i) eye[static_cast<size_t>(i * 17)] = 1.0;
-  CHECK(max_diff(qtq, eye) < 1e-12);
+  CHECK(max_abs_diff(qtq, eye) < 1e-12);
 }
 
 TEST_CASE("delta_weight, merge and unmerge") {
@@ -216,10 +218,10 @@ TEST_CASE("delta_weight, merge and unmerge") {
       ChainAdapter& ad = *a.adapter;
       const int64_t in = ad.in_features(), out = ad.out_features(), r = ad.rank();
       auto p = ad.a().to_f64_vector();
-      for (const Tensor& w : ad.mixers()) p = mm(p, w.to_f64_vector(), in, r, r);
-      auto dw = tr(mm(p, tr(ad.b().to_f64_vector(), out, r), in, r, out), in, out);
+      for (const Tensor& w : ad.mixers()) p = matmul_rm(p, w.to_f64_vector(), in, r, r);
+      auto dw = transpose_rm(matmul_rm(p, transpose_rm(ad.b().to_f64_vector(), out, r), in, r, out), in, out);
       for (double& v : dw) v *= ad.scale();
-      CHECK(max_diff(ad.delta_weight().to_f64_vector(), dw) < 1e-6);
+      CHECK(max_abs_diff(ad.delta_weight().to_f64_vector(), dw) < 1e-6);
     }
     const Tensor x = input();
     NoGrad ng;
@@ -234,7 +236,7 @@ TEST_CASE("delta_weight, merge and unmerge") {
     CHECK(max_abs_diff(y_adapter, y_plain) > 1e-3);  // the adapters do something
     set.merge_all();
     CHECK(set.adapters[0].adapter->merged);
-    CHECK(max_diff(m.q.weight.to_f64_vector(), base_q) > 1e-3);
+    CHECK(max_abs_diff(m.q.weight.to_f64_vector(), base_q) > 1e-3);
     const Tensor y_merged = m.forward(x);
     const double dm = max_abs_diff(y_merged, y_adapter);
     MESSAGE("chain " << chain << ": |merged − adapter| = " << dm);
@@ -242,7 +244,7 @@ TEST_CASE("delta_weight, merge and unmerge") {
     set.merge_all();  // a second merge is a no-op
     CHECK(max_abs_diff(m.forward(x), y_merged) == 0.0);
     set.unmerge_all();
-    const double du = std::max(max_diff(m.q.weight.to_f64_vector(), base_q), max_diff(m.down.weight.to_f64_vector(), base_d));
+    const double du = std::max(max_abs_diff(m.q.weight.to_f64_vector(), base_q), max_abs_diff(m.down.weight.to_f64_vector(), base_d));
     MESSAGE("chain " << chain << ": |unmerged − base| = " << du);
     CHECK(du <= 1e-6);
     CHECK(max_abs_diff(m.forward(x), y_adapter) <= 1e-6);
@@ -251,10 +253,7 @@ TEST_CASE("delta_weight, merge and unmerge") {
 
 TEST_CASE("chain probe: P, dL/dP and its split across the factors") {
   Tiny m;
-  AdapterSet set = attach_adapters(m.linears(), config(AdapterKind::LinChain, 3), 8);
-  randomize_b(set);
-  set.store->zero_grad();
-  backward(m.loss(input()));
+  AdapterSet set = attach_with_grads(m, config(AdapterKind::LinChain, 3));
   for (const auto& a : set.adapters) {
     ChainAdapter& ad = *a.adapter;
     ops::ChainProbe& pr = ad.probe();
@@ -263,7 +262,7 @@ TEST_CASE("chain probe: P, dL/dP and its split across the factors") {
     const auto w1 = ad.mixers()[0].to_f64_vector(), w2 = ad.mixers()[1].to_f64_vector(),
                w3 = ad.mixers()[2].to_f64_vector();
     REQUIRE(pr.product.defined());
-    CHECK(max_diff(pr.product.to_f64_vector(), mm(mm(w1, w2, 4, 4, 4), w3, 4, 4, 4)) < 1e-6);
+    CHECK(max_abs_diff(pr.product.to_f64_vector(), matmul_rm(matmul_rm(w1, w2, 4, 4, 4), w3, 4, 4, 4)) < 1e-6);
     REQUIRE(pr.grad_product.defined());
     REQUIRE(pr.grad_factors.size() == 3);
     const auto g = pr.grad_product.to_f64_vector();
@@ -271,33 +270,21 @@ TEST_CASE("chain probe: P, dL/dP and its split across the factors") {
     for (double v : g) gmax = std::max(gmax, std::abs(v));
     CHECK(gmax > 1e-4);
     // ∂L/∂Wᵢ = (W₁⋯Wᵢ₋₁)ᵀ · ∂L/∂P · (Wᵢ₊₁⋯Wₙ)ᵀ
-    const auto g1 = mm(g, tr(mm(w2, w3, 4, 4, 4), 4, 4), 4, 4, 4);
-    const auto g2 = mm(mm(tr(w1, 4, 4), g, 4, 4, 4), tr(w3, 4, 4), 4, 4, 4);
-    const auto g3 = mm(tr(mm(w1, w2, 4, 4, 4), 4, 4), g, 4, 4, 4);
+    const auto g1 = matmul_rm(g, transpose_rm(matmul_rm(w2, w3, 4, 4, 4), 4, 4), 4, 4, 4);
+    const auto g2 = matmul_rm(matmul_rm(transpose_rm(w1, 4, 4), g, 4, 4, 4), transpose_rm(w3, 4, 4), 4, 4, 4);
+    const auto g3 = matmul_rm(transpose_rm(matmul_rm(w1, w2, 4, 4, 4), 4, 4), g, 4, 4, 4);
     const std::vector<std::vector<double>> expect{g1, g2, g3};
     for (size_t i = 0; i < 3; ++i) {
-      CHECK(max_diff(pr.grad_factors[i].to_f64_vector(), expect[i]) < 1e-5);
+      CHECK(max_abs_diff(pr.grad_factors[i].to_f64_vector(), expect[i]) < 1e-5);
       // One forward per module, so the probe's share is the whole gradient.
-      CHECK(max_diff(ad.mixers()[i].grad().to_f64_vector(), expect[i]) < 1e-5);
+      CHECK(max_abs_diff(ad.mixers()[i].grad().to_f64_vector(), expect[i]) < 1e-5);
     }
   }
   // One mixer gradient against a central finite difference of the loss.
   ChainAdapter& ad = *set.adapters[0].adapter;
   Tensor w = ad.mixers()[1];
   const double analytic = w.grad().to_f64_vector()[5];
-  const double h = 1e-2;
-  auto loss_at = [&](double delta) {
-    NoGrad ng;
-    auto v = w.to_f64_vector();
-    v[5] += delta;
-    Tensor ww = w;
-    ww.copy_from(Tensor::from(v, w.shape()));
-    const double l = m.loss(input()).item();
-    v[5] -= delta;
-    ww.copy_from(Tensor::from(v, w.shape()));
-    return l;
-  };
-  const double numeric = (loss_at(h) - loss_at(-h)) / (2 * h);
+  const double numeric = numeric_grad(m, w, 5);
   MESSAGE("dL/dW2[1,1]: analytic " << analytic << ", numeric " << numeric);
   CHECK(std::abs(analytic - numeric) <= 2e-3 * std::max(1.0, std::abs(analytic)));
 }
@@ -306,10 +293,7 @@ TEST_CASE("chain probe with chain biases: β, ∂L/∂bᵢ and each factor's two
   Tiny m;
   AdapterConfig cfg = config(AdapterKind::LinChain, 3);
   cfg.chain_bias = true;
-  AdapterSet set = attach_adapters(m.linears(), cfg, 8);
-  randomize_b(set);
-  set.store->zero_grad();
-  backward(m.loss(input()));
+  AdapterSet set = attach_with_grads(m, cfg);
   for (const auto& a : set.adapters) {
     ChainAdapter& ad = *a.adapter;
     ops::ChainProbe& pr = ad.probe();
@@ -318,22 +302,22 @@ TEST_CASE("chain probe with chain biases: β, ∂L/∂bᵢ and each factor's two
     const auto b1 = ad.biases()[0].to_f64_vector(), b2 = ad.biases()[1].to_f64_vector(),
                b3 = ad.biases()[2].to_f64_vector();
     // β = b₁·W₂·W₃ + b₂·W₃ + b₃
-    std::vector<double> beta = mm(mm(b1, w2, 1, 4, 4), w3, 1, 4, 4);
-    const auto t2 = mm(b2, w3, 1, 4, 4);
+    std::vector<double> beta = matmul_rm(matmul_rm(b1, w2, 1, 4, 4), w3, 1, 4, 4);
+    const auto t2 = matmul_rm(b2, w3, 1, 4, 4);
     for (size_t i = 0; i < 4; ++i) beta[i] += t2[i] + b3[i];
     REQUIRE(pr.beta.defined());
-    CHECK(max_diff(pr.beta.to_f64_vector(), beta) < 1e-6);
-    CHECK(max_diff(ad.beta().to_f64_vector(), beta) < 1e-6);
+    CHECK(max_abs_diff(pr.beta.to_f64_vector(), beta) < 1e-6);
+    CHECK(max_abs_diff(ad.beta().to_f64_vector(), beta) < 1e-6);
     REQUIRE(pr.grad_biases.size() == 3);
     REQUIRE(pr.grad_factors_bias.size() == 3);
     for (size_t i = 0; i < 3; ++i) {
-      CHECK(max_diff(pr.grad_biases[i].to_f64_vector(), ad.biases()[i].grad().to_f64_vector()) < 1e-7);
+      CHECK(max_abs_diff(pr.grad_biases[i].to_f64_vector(), ad.biases()[i].grad().to_f64_vector()) < 1e-7);
       // The whole gradient of a factor is its share through P plus the bias path's.
       std::vector<double> sum = pr.grad_factors[i].to_f64_vector();
       const std::vector<double> extra = i == 0 ? std::vector<double>(16, 0.0) : pr.grad_factors_bias[i].to_f64_vector();
       CHECK((i != 0 || !pr.grad_factors_bias[0].defined()));  // nothing is before b₁ to see W₁
       for (size_t e = 0; e < sum.size(); ++e) sum[e] += extra[e];
-      CHECK(max_diff(ad.mixers()[i].grad().to_f64_vector(), sum) < 1e-6);
+      CHECK(max_abs_diff(ad.mixers()[i].grad().to_f64_vector(), sum) < 1e-6);
     }
     // ∂L/∂b₃ = s·Bᵀ·Σ_rows ∂L/∂y is nonzero once B is (B was randomised).
     double gmax = 0;
@@ -344,18 +328,7 @@ TEST_CASE("chain probe with chain biases: β, ∂L/∂bᵢ and each factor's two
   ChainAdapter& ad = *set.adapters[0].adapter;
   Tensor b = ad.biases()[0];
   const double analytic = b.grad().to_f64_vector()[2];
-  auto loss_at = [&](double delta) {
-    NoGrad ng;
-    auto v = b.to_f64_vector();
-    v[2] += delta;
-    Tensor bb = b;
-    bb.copy_from(Tensor::from(v, b.shape()));
-    const double l = m.loss(input()).item();
-    v[2] -= delta;
-    bb.copy_from(Tensor::from(v, b.shape()));
-    return l;
-  };
-  const double numeric = (loss_at(1e-2) - loss_at(-1e-2)) / 2e-2;
+  const double numeric = numeric_grad(m, b, 2);
   MESSAGE("dL/db1[2]: analytic " << analytic << ", numeric " << numeric);
   CHECK(std::abs(analytic - numeric) <= 2e-3 * std::max(1.0, std::abs(analytic)));
   // An output bias cannot merge into a bias-free projection: an error, not a silent drop.
@@ -424,9 +397,9 @@ TEST_CASE("optimizer: AdamW and SGD by hand for two steps") {
         p[i] -= 0.1 * mhat / (std::sqrt(vhat) + 1e-8);
       }
       // float32 state: 1 − β₂ alone is off by 5e-5 relative in f32.
-      CHECK(max_diff(s->flat().to_f64_vector(), p) < 1e-5);
-      CHECK(max_diff(opt.m().to_f64_vector(), mm1) < 1e-6);
-      CHECK(max_diff(opt.v().to_f64_vector(), vv) < 1e-4 * 0.004);
+      CHECK(max_abs_diff(s->flat().to_f64_vector(), p) < 1e-5);
+      CHECK(max_abs_diff(opt.m().to_f64_vector(), mm1) < 1e-6);
+      CHECK(max_abs_diff(opt.v().to_f64_vector(), vv) < 1e-4 * 0.004);
     }
     CHECK(opt.step_count() == 2);
   }
@@ -449,7 +422,7 @@ TEST_CASE("optimizer: AdamW and SGD by hand for two steps") {
           buf[i] = mom * buf[i] + grads[static_cast<size_t>(t)][i];
           p[i] -= 0.5 * buf[i];
         }
-        CHECK(max_diff(s->flat().to_f64_vector(), p) < 1e-6);
+        CHECK(max_abs_diff(s->flat().to_f64_vector(), p) < 1e-6);
       }
     }
   }
@@ -511,5 +484,5 @@ TEST_CASE("gradient accumulation: k micro-batches with loss/k equal one big batc
   const std::vector<double> whole = set.store->flat_grad().to_f64_vector();
   set.store->zero_grad();
   for (int i = 0; i < 2; ++i) backward(ops::mul_scalar(m.loss(ops::slice(x, 0, 2 * i, 2)), 0.5));
-  CHECK(max_diff(set.store->flat_grad().to_f64_vector(), whole) < 1e-6);
+  CHECK(max_abs_diff(set.store->flat_grad().to_f64_vector(), whole) < 1e-6);
 }

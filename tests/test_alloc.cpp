@@ -21,6 +21,7 @@
 #include "models/train/trainer.h"
 #include "nn/adapters.h"
 #include "nn/optim.h"
+#include "tests/test_util.h"
 
 namespace {
 std::atomic<int64_t> g_news{0};
@@ -117,11 +118,7 @@ StepCounts count_trainer_steps(models::LlamaModel& model, nn::ParamStore& traina
   return count_steps([&] { trainer.step(); }, warm, steps);
 }
 
-models::LlamaConfig small_config() {
-  models::LlamaConfig c;
-  c.dim = 32, c.hidden_dim = 48, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.vocab_size = 40, c.seq_len = 16;
-  return c;
-}
+models::LlamaConfig small_config() { return cg::testing::tiny_llama_config(16); }
 
 // Sanitizer builds (CG_NO_ALLOC_CACHE) return every block to the system so ASan can see a
 // use after free — the backend's block cache and the handle pools are off — so there the

@@ -11,18 +11,12 @@
 #include "engine/tape.h"
 #include "ops/chain_matmul.h"
 #include "ops/ops.h"
+#include "tests/test_util.h"
 
 using namespace cg;
+using cg::testing::max_abs_diff;
 
 namespace {
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  const auto x = a.to_f64_vector(), y = b.to_f64_vector();
-  REQUIRE(x.size() == y.size());
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
-}
 
 // Minimum multiplication count over every parenthesisation, by plain recursion
 // (independent of the DP in ops/chain_matmul.cpp).
@@ -105,7 +99,7 @@ TEST_CASE("the LinChain middle: dL/dP and its split across factors") {
   ops::ChainProbe probe;
   probe.span_begin = 1;
   probe.span_end = 4;
-  Tensor y = ops::chain_matmul(x, {A, W1, W2, W3, ops::T(B)}, &probe);
+  Tensor y = ops::chain_matmul(x, {A, W1, W2, W3, ops::transposed_factor(B)}, &probe);
   Tensor w = rand_uniform(y.shape(), -1, 1, rng, DType::F64);
   backward(ops::sum_all(ops::mul(y, w)));
   REQUIRE(probe.grad_product.defined());
@@ -167,11 +161,11 @@ TEST_CASE("adapted_linear equals linear + s·chain_matmul: values, gradients and
     pf.span_begin = pc.span_begin = 1;
     pf.span_end = pc.span_end = 3;
     auto f = leaves();
-    Tensor yf = ops::adapted_linear(f[0], f[1], {f[2], f[3], f[4], ops::T(f[5])}, s, &pf);
+    Tensor yf = ops::adapted_linear(f[0], f[1], {f[2], f[3], f[4], ops::transposed_factor(f[5])}, s, &pf);
     CHECK(tape_nodes().size() == 1);  // one node: no separate chain, scale or add
     backward(ops::sum_all(ops::mul(yf, g)));
     auto c = leaves();
-    Tensor yc = ops::add(ops::linear(c[0], c[1]), ops::mul_scalar(ops::chain_matmul(c[0], {c[2], c[3], c[4], ops::T(c[5])}, &pc), s));
+    Tensor yc = ops::add(ops::linear(c[0], c[1]), ops::mul_scalar(ops::chain_matmul(c[0], {c[2], c[3], c[4], ops::transposed_factor(c[5])}, &pc), s));
     backward(ops::sum_all(ops::mul(yc, g)));
     INFO("frozen base " << frozen_base);
     CHECK(f[1].grad().defined() == !frozen_base);
@@ -199,7 +193,7 @@ TEST_CASE("adapted_linear: x's gradient from the root when the chain is x·(A·B
   auto mk = [&](Shape sh) { return rand_uniform(sh, -1, 1, rng, DType::F64).set_requires_grad(true); };
   Tensor x = mk({5, 2}), w0 = mk({2, 2}), A = mk({2, 6}), B = mk({2, 6});
   ops::ChainProbe probe;
-  Tensor y = ops::adapted_linear(x, w0, {A, ops::T(B)}, 0.5, &probe);
+  Tensor y = ops::adapted_linear(x, w0, {A, ops::transposed_factor(B)}, 0.5, &probe);
   CHECK(probe.order == "(x·(F1·F2))");
   backward(ops::sum_all(y));
   NoGrad ng;
@@ -211,7 +205,7 @@ TEST_CASE("adapted_linear: x's gradient from the root when the chain is x·(A·B
 
 TEST_CASE("adapted_linear rejects a chain that does not end in the weight's out features") {
   Tensor x = Tensor::zeros({4, 3}), w = Tensor::zeros({5, 3});
-  CHECK_THROWS_AS(ops::adapted_linear(x, w, {Tensor::zeros({3, 2}), ops::T(Tensor::zeros({4, 2}))}, 1.0), ShapeError);
+  CHECK_THROWS_AS(ops::adapted_linear(x, w, {Tensor::zeros({3, 2}), ops::transposed_factor(Tensor::zeros({4, 2}))}, 1.0), ShapeError);
   CHECK_THROWS_AS(ops::adapted_linear(x, Tensor::zeros({5, 4}), {Tensor::zeros({3, 2})}, 1.0), ShapeError);
   try {
     ops::adapted_linear(x, w, {Tensor::zeros({4, 2})}, 1.0);

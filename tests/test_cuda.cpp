@@ -23,6 +23,7 @@
 #include "ops/gradcheck.h"
 #include "ops/ops.h"
 #include "tests/skip.h"
+#include "tests/test_util.h"
 
 using namespace cg;
 
@@ -168,7 +169,7 @@ std::vector<ops::GradCase> large_cases(Rng& g) {
   cs.push_back({"concat", "[30,100]+[30,300] axis 1", {rnd(g, {30, 100}), rnd(g, {30, 300})}, [](const V& in) { return concat({in[0], in[1]}, 1); }});
   cs.push_back({"chain_matmul", "x[64,96]*A[96,8]*W[8,8]^3*B[80,8]^T",
                 {rnd(g, {64, 96}), rnd(g, {96, 8}), rnd(g, {8, 8}), rnd(g, {8, 8}), rnd(g, {8, 8}), rnd(g, {80, 8})},
-                [](const V& in) { return chain_matmul(in[0], {in[1], in[2], in[3], in[4], T(in[5])}); }});
+                [](const V& in) { return chain_matmul(in[0], {in[1], in[2], in[3], in[4], transposed_factor(in[5])}); }});
   // A small transformer-like block: every kernel family in one graph.
   cs.push_back({"block", "embed+rmsnorm+rope+attention+silu+ce",
                 {rnd(g, {64, 32}), ids(g, {2, 24}, 64, true), rnd(g, {32}), rnd(g, {96, 32}), rnd(g, {64, 32})},
@@ -356,8 +357,7 @@ TEST_CASE("cuda: the caching allocator stops calling cudaMalloc after warm-up") 
 
 TEST_CASE("cuda: KV-cache decoding on the GPU equals the CPU's full forward (f64 and f32)") {
   if (!have_cuda()) return;
-  models::LlamaConfig c;
-  c.dim = 32, c.hidden_dim = 48, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.vocab_size = 40, c.seq_len = 24;
+  const models::LlamaConfig c = cg::testing::tiny_llama_config(24);
   const models::LlamaModel cpu_model(c, 4);
   const models::Checkpoint ck = cpu_model.to_checkpoint();
   Rng rng(8);

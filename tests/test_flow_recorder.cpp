@@ -14,13 +14,10 @@ using namespace cg::testing;
 
 namespace {
 
-const std::string kTrain = "build/bin/train", kFinetune = "build/bin/finetune", kGradflow = "build/bin/gradflow";
+const std::string kGradflow = "build/bin/gradflow";
 
-bool have_tools() {
-  if (fs::exists(kTrain) && fs::exists(kFinetune) && fs::exists(kGradflow)) return true;
-  MESSAGE("skipped: build/bin/{train,finetune,gradflow} not found (run the tests from the repo root after make)");
-  return false;
-}
+// train, finetune (tests/tool_runner.h) and gradflow built; else a visible skip.
+bool have_flow_tools() { return have_tools() && have_file(kGradflow); }
 
 std::vector<nlohmann::json> jsonl(const std::string& path) {
   std::vector<nlohmann::json> r;
@@ -53,7 +50,7 @@ struct Base {
 }  // namespace
 
 TEST_CASE("finetune --flow and gradflow --model on the same flags write the same rows") {
-  if (!have_tools()) return;
+  if (!have_flow_tools()) return;
   Base base;
   const std::vector<std::string> flow{"--flow-every", "3"};
   const Run f = run(kFinetune, with(base.ft, with(flow, {"--flow", base.d.file("ft.jsonl"), "--metrics", base.d.file("m.jsonl")})));
@@ -90,7 +87,7 @@ TEST_CASE("finetune --flow and gradflow --model on the same flags write the same
 }
 
 TEST_CASE("finetune --flow-modules filters the rows; a bad regex is exit 2; --sample-every samples") {
-  if (!have_tools()) return;
+  if (!have_flow_tools()) return;
   Base base;
   const Run f = run(kFinetune, with(base.ft, {"--flow", base.d.file("q.jsonl"), "--flow-modules", "layers\\.1\\..*q_proj",
                                               "--sample-every", "7", "--sample-tokens", "8"}));

@@ -20,6 +20,7 @@
 #include "models/io/safetensors.h"
 #include "tests/skip.h"
 #include "tests/safetensors_validate.h"
+#include "tests/test_util.h"
 
 using namespace cg;
 using namespace cg::models;
@@ -176,7 +177,7 @@ TEST_CASE("safetensors: write/read round trip is bit-exact and keeps metadata") 
   const std::map<std::string, std::string> meta = {{"format", "pt"}, {"note", "ünïcode \"quoted\""}};
   const std::string path = tmp.path("rt.safetensors");
   write_safetensors(path, ts, meta);
-  CHECK_FALSE(fs::exists(path + ".tmp"));
+  CHECK(cg::testing::dir_entries(tmp.dir) == std::vector<std::string>{"rt.safetensors"});  // no temp file left
   const std::vector<uint8_t> bytes = read_file_bytes(path);
   uint64_t header_len;
   std::memcpy(&header_len, bytes.data(), 8);
@@ -305,12 +306,13 @@ TEST_CASE("safetensors: a failed write leaves no temp file and the old file inta
   CHECK(read_file_bytes(path) == before);
   CHECK_THROWS_AS(write_safetensors(tmp.path("no/such/dir/a.safetensors"), {{"x", Tensor::from_f32(v, {2})}}, {}),
                   FormatError);
-  CHECK_FALSE(fs::exists(tmp.path("no/such/dir/a.safetensors.tmp")));
+  CHECK(cg::testing::dir_entries(tmp.dir) == std::vector<std::string>{"keep.safetensors"});  // nothing created
   // A path that is a directory: the rename fails and the temp file is removed.
   fs::create_directories(tmp.path("adir"));
   fs::create_directories(tmp.path("adir/inner"));
   CHECK_THROWS_AS(write_safetensors(tmp.path("adir"), {{"x", Tensor::from_f32(v, {2})}}, {}), FormatError);
-  CHECK_FALSE(fs::exists(tmp.path("adir.tmp")));
+  CHECK(cg::testing::dir_entries(tmp.dir) == std::vector<std::string>{"adir", "keep.safetensors"});
+  CHECK(cg::testing::dir_entries(tmp.dir / "adir") == std::vector<std::string>{"inner"});
 }
 
 // ---- llama2.c ---------------------------------------------------------------------------

@@ -50,7 +50,7 @@ TEST_CASE("a LoRA-style chain with a frozen base: gradients only for the trainab
   Tensor w0 = rand_uniform({O, I}, -1, 1, rng);
   Tensor A = rand_uniform({I, R}, -1, 1, rng).set_requires_grad(true);
   Tensor B = rand_uniform({O, R}, -1, 1, rng).set_requires_grad(true);
-  Tensor y = ops::add(ops::linear(x, w0), ops::chain_matmul(x, {A, ops::T(B)}));
+  Tensor y = ops::add(ops::linear(x, w0), ops::chain_matmul(x, {A, ops::transposed_factor(B)}));
   GemmCount c;
   backward(ops::sum_all(y));
   // chain (x·A)·Bᵀ: gB = gᵀ·(xA) [one GEMM], g(xA) = g·B [one GEMM], gA = xᵀ·g(xA) [one GEMM];
@@ -72,7 +72,7 @@ TEST_CASE("adapted_linear with a frozen base: the adapter's GEMMs and no full-si
   BackendStats& st = backend_for(Device::CPU).stats();
   const int64_t bytes0 = st.bytes_in_use;
   GemmCount cf;
-  Tensor y = ops::adapted_linear(x, w0, {A, ops::T(B)}, 2.0);
+  Tensor y = ops::adapted_linear(x, w0, {A, ops::transposed_factor(B)}, 2.0);
   // Forward: x·W0ᵀ, x·A, (xA)·Bᵀ added into y. What stays alive: y and x·A, nothing [N, O] else.
   CHECK(cf.calls() == 3);
   CHECK(st.bytes_in_use - bytes0 == static_cast<int64_t>(sizeof(float)) * (N * O + N * R));

@@ -21,6 +21,7 @@
 #include "models/text/chat_template.h"
 #include "models/text/tokenizer_json.h"
 #include "models/train/evaluation.h"
+#include "tests/test_util.h"
 #include "tests/tool_runner.h"
 
 using namespace cg;
@@ -30,20 +31,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kGguf = "../shared/data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-
-// A missing data file skips the test with a message; under CI=true it fails instead.
-bool have(const std::string& path) {
-  if (fs::exists(path)) return true;
-  const char* ci = std::getenv("CI");
-  if (ci && std::string(ci) == "true") FAIL_CHECK("missing " << path << " (CI=true: a skip is a failure)");
-  else MESSAGE("skipped: " << path << " not found");
-  return false;
-}
-
-nlohmann::json golden(const std::string& name) {
-  const std::vector<uint8_t> b = read_file_bytes("tests/golden/" + name);
-  return nlohmann::json::parse(b.begin(), b.end());
-}
 
 std::vector<uint8_t> from_hex(const std::string& h) {
   std::vector<uint8_t> out;
@@ -157,7 +144,7 @@ std::vector<Hostile> hostile_files() {
 }  // namespace
 
 TEST_CASE("gguf: every ggml type dequantizes as gguf-py does") {
-  const nlohmann::json j = golden("gguf_dequant.json");
+  const nlohmann::json j = cg::testing::read_golden_json("gguf_dequant.json");
   REQUIRE(j["cases"].size() == 10);
   for (const auto& c : j["cases"]) {
     INFO("type " << c["name"].get<std::string>());
@@ -207,7 +194,7 @@ TEST_CASE("gguf: the small valid file parses; hostile variants each give one For
 }
 
 TEST_CASE("gguf: hostile files through evaluate and tokenize → exit 2 and one line") {
-  if (!have("build/bin/evaluate") || !have("build/bin/tokenize")) return;
+  if (!cg::testing::have_file("build/bin/evaluate") || !cg::testing::have_file("build/bin/tokenize")) return;
   cg::testing::TempDir d;
   for (const Hostile& h : hostile_files()) {
     INFO(h.name);
@@ -219,7 +206,7 @@ TEST_CASE("gguf: hostile files through evaluate and tokenize → exit 2 and one 
 }
 
 TEST_CASE("gguf: SmolLM2-135M-Instruct loads with the published hyperparameters") {
-  if (!have(kGguf)) return;
+  if (!cg::testing::have_file(kGguf)) return;
   const auto t0 = std::chrono::steady_clock::now();
   const GgufFile g = read_gguf(kGguf);
   const auto t1 = std::chrono::steady_clock::now();
@@ -257,11 +244,11 @@ TEST_CASE("gguf: SmolLM2-135M-Instruct loads with the published hyperparameters"
 }
 
 TEST_CASE("gguf: greedy chat replies and text losses equal transformers'") {
-  if (!have(kGguf)) return;
+  if (!cg::testing::have_file(kGguf)) return;
   const GgufFile g = read_gguf(kGguf);
   auto model = LlamaModel::from_checkpoint(gguf_to_checkpoint(g));
   const HfBpeTokenizer tok = HfBpeTokenizer::from_gguf(g);
-  const nlohmann::json chat = golden("smollm2_chat.json");
+  const nlohmann::json chat = cg::testing::read_golden_json("smollm2_chat.json");
   for (const auto& c : chat["chats"]) {
     const std::string prompt = c["prompt"].get<std::string>();
     INFO(prompt);
@@ -274,7 +261,7 @@ TEST_CASE("gguf: greedy chat replies and text losses equal transformers'") {
     CHECK(st.new_tokens == c["reply_ids"].get<std::vector<int>>());
     CHECK(reply == c["reply"].get<std::string>());
   }
-  const nlohmann::json loss = golden("smollm2_loss.json");
+  const nlohmann::json loss = cg::testing::read_golden_json("smollm2_loss.json");
   for (const auto& [name, v] : loss.items()) {
     INFO(name);
     const TextScore s = score_text(*model, tok, v["text"].get<std::string>());
@@ -285,7 +272,7 @@ TEST_CASE("gguf: greedy chat replies and text losses equal transformers'") {
 }
 
 TEST_CASE("gguf: an HF folder written from it (one file or sharded) reads back bit for bit") {
-  if (!have(kGguf)) return;
+  if (!cg::testing::have_file(kGguf)) return;
   const Checkpoint ck = read_gguf_checkpoint(kGguf);
   cg::testing::TempDir d;
   const std::string one = d.file("one");

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/linalg.h"
 #include "engine/rng.h"
 #include "engine/tape.h"
 #include "nn/adapters.h"
@@ -63,7 +64,7 @@ void train_then_backward(TeacherTask& task, AdapterSet& set, int steps, double l
 
 TEST_CASE("gradflow: singular values of hand cases") {
   // [[3,0],[4,5]]: MᵀM = [[25,20],[20,25]], eigenvalues 45 and 5.
-  auto s = singular_values({3, 0, 4, 5}, 2, 2);
+  auto s = linalg::singular_values({3, 0, 4, 5}, 2, 2);
   REQUIRE(s.size() == 2);
   CHECK(s[0] == doctest::Approx(std::sqrt(45.0)).epsilon(1e-12));
   CHECK(s[1] == doctest::Approx(std::sqrt(5.0)).epsilon(1e-12));
@@ -73,10 +74,10 @@ TEST_CASE("gradflow: singular values of hand cases") {
   CHECK(s[0] == doctest::Approx(5.0).epsilon(1e-12));
   CHECK(s[1] == doctest::Approx(3.0).epsilon(1e-12));
   // Its transpose [3, 2] has the same values.
-  s = singular_values({3, 2, 2, 3, 2, -2}, 3, 2);
+  s = linalg::singular_values({3, 2, 2, 3, 2, -2}, 3, 2);
   CHECK(s[0] == doctest::Approx(5.0).epsilon(1e-12));
   CHECK(s[1] == doctest::Approx(3.0).epsilon(1e-12));
-  CHECK_THROWS_AS(singular_values({1, 2, 3}, 2, 2), ShapeError);
+  CHECK_THROWS_AS(linalg::singular_values({1, 2, 3}, 2, 2), ShapeError);
 }
 
 TEST_CASE("gradflow: effective and stable rank of known matrices") {
@@ -85,10 +86,10 @@ TEST_CASE("gradflow: effective and stable rank of known matrices") {
   for (int64_t i = 0; i < n; ++i) eye[static_cast<size_t>(i * n + i)] = 1;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j) outer[static_cast<size_t>(i * n + j)] = (i + 1.0) * (j - 2.5);
-  auto se = singular_values(eye, n, n);
+  auto se = linalg::singular_values(eye, n, n);
   CHECK(effective_rank(se) == doctest::Approx(6.0).epsilon(1e-12));
   CHECK(stable_rank(se) == doctest::Approx(6.0).epsilon(1e-12));
-  auto so = singular_values(outer, n, n);
+  auto so = linalg::singular_values(outer, n, n);
   CHECK(effective_rank(so) == doctest::Approx(1.0).epsilon(1e-9));
   CHECK(stable_rank(so) == doctest::Approx(1.0).epsilon(1e-9));
   // σ = (2, 1): p = (2/3, 1/3), exp(H) = 1.8899…; stable rank 5/4.
@@ -108,7 +109,7 @@ TEST_CASE("gradflow: low-rank spectrum equals the SVD of the full product") {
       for (int64_t j = 0; j < in; ++j)
         for (int64_t k = 0; k < r; ++k)
           full[static_cast<size_t>(i * in + j)] += 0.5 * b[static_cast<size_t>(i * r + k)] * c[static_cast<size_t>(j * r + k)];
-    const auto ref = singular_values(full, out, in);
+    const auto ref = linalg::singular_values(full, out, in);
     const auto low = lowrank_singular_values(b, c, out, in, r, 0.5);
     for (size_t i = 0; i < std::min(ref.size(), low.size()); ++i) CHECK(low[i] == doctest::Approx(ref[i]).epsilon(1e-10));
     for (size_t i = ref.size(); i < low.size(); ++i) CHECK(std::abs(low[i]) < 1e-10);

@@ -18,7 +18,6 @@ namespace {
 
 const std::string kModel = "../shared/data/stories260K/stories260K.bin";
 const std::string kTok = "../shared/data/stories260K/tok512.bin";
-const std::string kFinetune = "build/bin/finetune";
 
 // lr 0.01 on this text: the validation loss is lowest after 2 steps and rises after that.
 std::vector<std::string> args(std::vector<std::string> extra) {

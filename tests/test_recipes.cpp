@@ -15,7 +15,6 @@ namespace fs = std::filesystem;
 using namespace cg::testing;
 
 namespace {
-const std::string kFinetune = "build/bin/finetune";
 }
 
 TEST_CASE("recipes: every recipe parses and validates; the short one runs; the command line overrides the file") {

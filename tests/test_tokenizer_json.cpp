@@ -13,25 +13,14 @@
 #include "models/text/chat_template.h"
 #include "models/text/tokenizer_json.h"
 #include "models/text/unicode.h"
+#include "tests/skip.h"
+#include "tests/test_util.h"
 
 using namespace cg;
 using namespace cg::models;
 namespace fs = std::filesystem;
 
 namespace {
-
-bool have(const std::string& path) {
-  if (fs::exists(path)) return true;
-  const char* ci = std::getenv("CI");
-  if (ci && std::string(ci) == "true") FAIL_CHECK("missing " << path << " (CI=true: a skip is a failure)");
-  else MESSAGE("skipped: " << path << " not found");
-  return false;
-}
-
-nlohmann::json golden() {
-  const std::vector<uint8_t> b = read_file_bytes("tests/golden/tokenizer_json.json");
-  return nlohmann::json::parse(b.begin(), b.end());
-}
 
 std::string decode_all(const Tokenizer& t, const std::vector<int>& ids) {
   std::string s;
@@ -42,7 +31,7 @@ std::string decode_all(const Tokenizer& t, const std::vector<int>& ids) {
 }  // namespace
 
 TEST_CASE("tokenizer.json: SmolLM2 (byte-level), its GGUF vocabulary and Llama-2 (SentencePiece) equal HF tokenizers") {
-  const nlohmann::json g = golden();
+  const nlohmann::json g = cg::testing::read_golden_json("tokenizer_json.json");
   const std::string text = g["text"].get<std::string>();
   struct Case {
     std::string path, key;
@@ -51,7 +40,7 @@ TEST_CASE("tokenizer.json: SmolLM2 (byte-level), its GGUF vocabulary and Llama-2
                         Case{"../shared/data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2"},
                         Case{"../shared/data/llama2_tokenizer/tokenizer.json", "llama2"}}) {
     INFO(c.path);
-    if (!have(c.path)) continue;
+    if (!cg::testing::have_file(c.path)) continue;
     auto tok = load_tokenizer(c.path, 0);
     const std::vector<int> ids = tok->encode(text, false, false);
     CHECK(ids == g[c.key].get<std::vector<int>>());
@@ -68,7 +57,7 @@ TEST_CASE("tokenizer.json: SmolLM2 (byte-level), its GGUF vocabulary and Llama-2
 }
 
 TEST_CASE("tokenizer.json: BOS/EOS and add_bos from the file") {
-  if (!have("../shared/data/llama2_tokenizer/tokenizer.json")) return;
+  if (!cg::testing::have_file("../shared/data/llama2_tokenizer/tokenizer.json")) return;
   const HfBpeTokenizer l = HfBpeTokenizer::read("../shared/data/llama2_tokenizer/tokenizer.json");
   CHECK(l.bos_id() == 1);
   CHECK(l.eos_id() == 2);

@@ -19,15 +19,6 @@ using namespace cg::testing;
 
 namespace {
 
-const std::string kTrain = "build/bin/train";
-const std::string kFinetune = "build/bin/finetune";
-
-bool have_tools() {
-  if (fs::exists(kTrain) && fs::exists(kFinetune)) return true;
-  MESSAGE("skipped: " << kTrain << " / " << kFinetune << " not found (run the tests from the repo root after make)");
-  return false;
-}
-
 // The metrics rows of optimizer steps (a fresh run also logs the untrained val loss as a
 // step-0 row, which has no "loss"); with all = true every row.
 std::vector<nlohmann::json> rows(const std::string& path, bool all = false) {

@@ -14,14 +14,6 @@ using namespace cg::testing;
 
 namespace {
 
-const std::string kTrain = "build/bin/train";
-const std::string kFinetune = "build/bin/finetune";
-
-bool have_tools() {
-  if (fs::exists(kTrain) && fs::exists(kFinetune)) return true;
-  return cg::testing::skip(cg::testing::SkipKind::Data, kTrain + " / " + kFinetune + " not found (run the tests from the repo root after make)");
-}
-
 std::vector<nlohmann::json> rows(const std::string& path) {
   std::vector<nlohmann::json> r;
   std::ifstream f(path);

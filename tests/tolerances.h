@@ -25,6 +25,9 @@ constexpr double kToolSgdLossesRel = 1e-5;  // 6.5e-7 (Zen, Haswell kernel; 1 an
 constexpr double kDumpLossRel = 1e-6;      // 9.1e-8
 constexpr double kDumpGradRel = 2e-5;      // 2.1e-6
 
+// tests/test_linalg.cpp, tests/test_gradflow.cpp: LAPACK in float64 on small matrices, relative
+constexpr double kLinalgRel = 1e-12;
+
 // tests/test_model.cpp: KV-cache decoding vs the full forward, float32, relative to the
 // largest |logit| (one-row and many-row GEMMs sum in different orders): 5.6e-6 (random
 // model with dense adapters, Zen), 2.1e-6 (Prescott), 1.0e-6 (stories260K, Xeon)

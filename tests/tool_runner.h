@@ -1,6 +1,7 @@
 // tests/tool_runner.h — running the built tools from a test as a user would (from the
-// repo root, build/bin/...): a scratch directory, a command runner capturing exit code,
-// stdout and stderr, and the check of a usage error (exit 2, one stderr line).
+// repo root, build/bin/...): the tools' paths, a scratch directory, a command runner
+// capturing exit code, stdout and stderr, and the check of a usage error (exit 2, one stderr
+// line).
 #pragma once
 #include <doctest/doctest.h>
 #include <signal.h>
@@ -16,9 +17,20 @@
 #include <string>
 #include <vector>
 
+#include "tests/skip.h"
+
 namespace cg::testing {
 
 namespace fs = std::filesystem;
+
+inline const std::string kTrain = "build/bin/train";
+inline const std::string kFinetune = "build/bin/finetune";
+
+// true when train and finetune are built; else a visible skip (tests/skip.h) and false.
+inline bool have_tools() {
+  if (fs::exists(kTrain) && fs::exists(kFinetune)) return true;
+  return skip(SkipKind::Data, kTrain + " / " + kFinetune + " not found (run the tests from the repo root after make)");
+}
 
 struct Run {
   int code = -1;

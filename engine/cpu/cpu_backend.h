@@ -19,7 +19,6 @@ class CpuBackend final : public Backend {
 
   void* alloc(size_t bytes) override;
   void release(void* p, size_t bytes) override;
-  void empty_cache() override;
   void to_host(void* dst, const void* src, size_t bytes) override;
   void from_host(void* dst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;

@@ -44,12 +44,6 @@ void CpuBackend::release(void* p, size_t bytes) {
 #endif
 }
 
-void CpuBackend::empty_cache() {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [size, blocks] : cache_)
-    for (void* p : blocks) std::free(p);
-  cache_.clear();
-}
 void CpuBackend::to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void CpuBackend::from_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void CpuBackend::copy(void* dst, const void* src, size_t bytes) {

@@ -1,14 +1,10 @@
 // engine/cpu/cpu_parallel.h — how CPU kernels split a loop over threads: parallel_for
 // (independent iterations) and parallel_range (contiguous pieces, for loops that should
 // vectorise). Below the work threshold both are a plain serial loop with no thread
-// machinery at all (an `omp parallel for if(false)` still costs microseconds per call,
-// which the one-token decode path pays hundreds of times per token). Above it, the
-// iterations are split statically over a small pool of worker threads that *sleep* when
-// idle: OpenMP's worker threads spin for milliseconds after each region, and on a 2-core
-// machine that spinning thread then competes with OpenBLAS's own threads inside the next
-// GEMM (measured: a tiny training step at 2 threads took ~1.6 s with OpenMP regions vs
-// ~0.17 s with GOMP_SPINCOUNT=0). The thread count is the one set_num_threads() gives
-// OpenMP and OpenBLAS. Iterations must be independent, so results never depend on it.
+// machinery; above it the iterations are split statically over a small pool of worker
+// threads that sleep when idle (why not OpenMP: docs/design-notes.md, "CPU worker pool").
+// The thread count is the one set_num_threads() gives OpenMP and OpenBLAS. Iterations must
+// be independent, so results never depend on it.
 #pragma once
 #include <cstddef>
 #include <cstdint>

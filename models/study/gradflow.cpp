@@ -1,4 +1,4 @@
-// models/study/gradflow.cpp — adapter gradient-flow measurements (norms, ΔW spectrum via LAPACK,
+// models/study/gradflow.cpp — adapter gradient-flow measurements (norms, ΔW spectrum via engine/linalg,
 // update cosines), the JSONL logger and the preconditioner check. Host-side, double.
 #include "models/study/gradflow.h"
 
@@ -11,15 +11,7 @@
 
 #include "engine/backend.h"
 #include "engine/error.h"
-
-// LAPACK (Fortran ABI; the trailing size_t are the hidden lengths of the character arguments).
-extern "C" {
-void dgesvd_(const char* jobu, const char* jobvt, const int* m, const int* n, double* a, const int* lda, double* s,
-             double* u, const int* ldu, double* vt, const int* ldvt, double* work, const int* lwork, int* info,
-             size_t jobu_len, size_t jobvt_len);
-void dgeqrf_(const int* m, const int* n, double* a, const int* lda, double* tau, double* work, const int* lwork,
-             int* info);
-}
+#include "engine/linalg.h"
 
 namespace cg::nn {
 namespace {
@@ -60,26 +52,6 @@ Mat sub(const Mat& a, const Mat& b) {
   return c;
 }
 
-// The upper-triangular R[r, r] of B = Q·R for row-major B[rows, r] with rows ≥ r (dgeqrf).
-Mat qr_r(const Mat& b, int64_t rows, int64_t r) {
-  const int m = static_cast<int>(rows), n = static_cast<int>(r);
-  Mat a(b.size());  // column-major copy
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < r; ++j) a[static_cast<size_t>(i + j * rows)] = b[static_cast<size_t>(i * r + j)];
-  std::vector<double> tau(static_cast<size_t>(r));
-  int info = 0, lwork = -1;
-  double wq = 0;
-  dgeqrf_(&m, &n, a.data(), &m, tau.data(), &wq, &lwork, &info);
-  lwork = std::max(1, static_cast<int>(wq));
-  std::vector<double> work(static_cast<size_t>(lwork));
-  dgeqrf_(&m, &n, a.data(), &m, tau.data(), work.data(), &lwork, &info);
-  if (info != 0) throw Error("gradflow: dgeqrf failed, info " + std::to_string(info));
-  Mat rr(static_cast<size_t>(r * r), 0.0);
-  for (int64_t i = 0; i < r; ++i)
-    for (int64_t j = i; j < r; ++j) rr[static_cast<size_t>(i * r + j)] = a[static_cast<size_t>(i + j * rows)];
-  return rr;
-}
-
 std::vector<double> host(const Tensor& t) { return t.to_f64_vector(); }
 
 }  // namespace
@@ -90,28 +62,9 @@ double frobenius_norm(const Tensor& t) {
   return std::sqrt(backend(t).sum_squares(t));
 }
 
-std::vector<double> singular_values(const std::vector<double>& m, int64_t rows, int64_t cols) {
-  if (rows < 1 || cols < 1 || static_cast<int64_t>(m.size()) != rows * cols)
-    throw ShapeError("singular_values: " + std::to_string(m.size()) + " values for a " + std::to_string(rows) + "x" +
-                     std::to_string(cols) + " matrix");
-  // Row-major M[rows, cols] is column-major Mᵀ[cols, rows]; Mᵀ has the same singular values.
-  Mat a = m;
-  const int mm_ = static_cast<int>(cols), nn_ = static_cast<int>(rows), one = 1;
-  std::vector<double> s(static_cast<size_t>(std::min(rows, cols)));
-  double dummy = 0, wq = 0;
-  int info = 0, lwork = -1;
-  dgesvd_("N", "N", &mm_, &nn_, a.data(), &mm_, s.data(), &dummy, &one, &dummy, &one, &wq, &lwork, &info, 1, 1);
-  lwork = std::max(1, static_cast<int>(wq));
-  std::vector<double> work(static_cast<size_t>(lwork));
-  dgesvd_("N", "N", &mm_, &nn_, a.data(), &mm_, s.data(), &dummy, &one, &dummy, &one, work.data(), &lwork, &info, 1,
-          1);
-  if (info != 0) throw Error("singular_values: dgesvd failed, info " + std::to_string(info));
-  return s;
-}
-
 std::vector<double> singular_values(const Tensor& m) {
   if (m.rank() != 2) throw ShapeError("singular_values: expected a matrix, got " + m.desc());
-  return singular_values(host(m), m.dim(0), m.dim(1));
+  return linalg::singular_values(host(m), m.dim(0), m.dim(1));
 }
 
 std::vector<double> lowrank_singular_values(const std::vector<double>& b, const std::vector<double>& c, int64_t out,
@@ -123,12 +76,12 @@ std::vector<double> lowrank_singular_values(const std::vector<double>& b, const 
   if (out < r || in < r) {  // thin side smaller than r: the full product is small anyway
     Mat d = mm(b, tr(c, in, r), out, r, in);
     for (double& x : d) x *= s;
-    return singular_values(d, out, in);
+    return linalg::singular_values(d, out, in);
   }
   // s·B·Cᵀ = Q_B · (s·R_B·R_Cᵀ) · Q_Cᵀ with orthonormal Q's: same singular values as the core.
-  Mat core = mm(qr_r(b, out, r), tr(qr_r(c, in, r), r, r), r, r, r);
+  Mat core = mm(linalg::qr(b, out, r, false).r, tr(linalg::qr(c, in, r, false).r, r, r), r, r, r);
   for (double& x : core) x *= s;
-  return singular_values(core, r, r);
+  return linalg::singular_values(core, r, r);
 }
 
 double effective_rank(const std::vector<double>& sv) {

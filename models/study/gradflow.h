@@ -24,9 +24,8 @@ namespace cg::nn {
 
 // ---- matrix measurements (host, double) ----------------------------------------------------
 double frobenius_norm(const Tensor& t);  // ‖t‖_F of any tensor (fixed-order reduction)
-// Singular values of a row-major m×n matrix, descending (LAPACK dgesvd, no vectors).
-std::vector<double> singular_values(const std::vector<double>& m, int64_t rows, int64_t cols);
-std::vector<double> singular_values(const Tensor& m);  // rank-2 tensor
+// Singular values of a rank-2 tensor, descending (linalg::singular_values on its host copy).
+std::vector<double> singular_values(const Tensor& m);
 // Singular values of s·B·Cᵀ for B[out, r], C[in, r] (row-major), descending, r of them,
 // from the r×r core s·R_B·R_Cᵀ of the QR factorisations B = Q_B R_B, C = Q_C R_C:
 // O((in + out)·r²) instead of an SVD of the full out×in matrix. Exact up to rounding.

@@ -94,17 +94,21 @@ def rope(x, theta):  # x [B, T, H, D], rotate-half
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
+def target_modules(base):
+    """(module name, out features, in features) of every adapted base weight, in the base's order."""
+    for name, w in base.items():
+        mod = name[: -len(".weight")]
+        if any(mod.endswith("." + t) for t in TARGETS):
+            yield (mod, *w.shape)
+
+
 class Adapters:
     """The adapter tensors of every target module, in the C++ store's names and layouts."""
 
     def __init__(self, base, kind, n, gen):
         self.kind, self.n, self.scale = kind, n, ALPHA / RANK
         self.modules, self.t = [], {}
-        for name, w in base.items():
-            mod = name[: -len(".weight")]
-            if not any(mod.endswith("." + t) for t in TARGETS):
-                continue
-            out_f, in_f = w.shape
+        for mod, out_f, in_f in target_modules(base):
             self.modules.append(mod)
             b = 1.0 / math.sqrt(in_f)
             self.t[mod + ".lora_A.weight"] = (torch.rand(in_f, RANK, generator=gen, dtype=DT) * 2 - 1) * b
@@ -145,11 +149,7 @@ class AuthorsLinChain:
     def __init__(self, base, n, gen):
         self.kind, self.n, self.scale = "linchain", n, ALPHA / RANK
         self.modules, self.layers = [], {}
-        for name, w in base.items():
-            mod = name[: -len(".weight")]
-            if not any(mod.endswith("." + t) for t in TARGETS):
-                continue
-            out_f, in_f = w.shape
+        for mod, out_f, in_f in target_modules(base):
             self.modules.append(mod)
             a = torch.nn.Linear(in_f, RANK, bias=False, dtype=DT)
             mix = torch.nn.ModuleList([torch.nn.Linear(RANK, RANK, dtype=DT) for _ in range(n)])

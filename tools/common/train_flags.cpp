@@ -401,7 +401,7 @@ void check_outputs(const std::vector<std::pair<std::string, const char*>>& input
 TrainLoop::TrainLoop(models::Trainer& trainer, nn::ParamStore& trained, const RunFlags& run, std::string tool)
     : trainer_(trainer), trained_(trained), run_(run), tool_(std::move(tool)) {}
 
-void TrainLoop::save(int64_t step) {
+void TrainLoop::save() {
   models::TrainState st;
   st.data_position = trainer_.data_position();
   st.meta = describe;
@@ -414,7 +414,6 @@ void TrainLoop::save(int64_t step) {
     st.meta["best.bad_evals"] = std::to_string(bad_evals);
   }
   models::save_train_state(run_.checkpoint, trained_, trainer_.optimizer(), st);
-  (void)step;
 }
 
 void TrainLoop::check_resume(const models::TrainState& st, int64_t step) const {
@@ -558,7 +557,7 @@ void TrainLoop::run() {
     progress->update(step, s.loss, s.tok_s);
     if (sample && !s.stop && run_.sample_every > 0 && step % run_.sample_every == 0) progress->note(sample(step));
     stopped_early = eval_now && patience > 0 && bad_evals >= patience && step < last;
-    if (save_now || (stopped_early && !run_.checkpoint.empty())) save(step);
+    if (save_now || (stopped_early && !run_.checkpoint.empty())) save();
     if (stopped_early) {
       progress->note(tool_ + ": stopped early at step " + std::to_string(step) + ": " + std::to_string(bad_evals) +
                      " evaluations without a better " + keep_best + " (--patience " + std::to_string(patience) + ")");

@@ -171,7 +171,7 @@ class TrainLoop {
   std::string stop_line(const std::string& outputs) const;
 
  private:
-  void save(int64_t step);
+  void save();  // the checkpoint of the current step (--checkpoint)
   void check_resume(const models::TrainState& st, int64_t step) const;
   models::Trainer& trainer_;
   nn::ParamStore& trained_;
