@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The Hugging Face interop check on the CPU: a model written by build/bin/train (GQA) and
-# one merged by build/bin/finetune --merge-out each load in `transformers` unchanged and gives the loss of
+# The Hugging Face interop check on the CPU: a model written by build/bin/train (GQA), one
+# merged by build/bin/finetune --merge-out and one merged from a LinChain with chain biases
+# (attention_bias / mlp_bias in its config, q..down biases) each load in `transformers`
+# unchanged and give the loss of
 # build/bin/evaluate on a short text (scripts/hf_check.py). Needs the venv of
 # scripts/make-venv.sh at $CG_VENV (default .venv); without one it prints a skip (CI does not
 # build the venv: torch and transformers from PyPI are gigabytes). Prints
@@ -38,6 +40,14 @@ if "$bin/train" --arith add --arith-lines 500 --dim 32 --layers 2 --heads 4 --kv
     check "finetune --merge-out (LinChain merged)" "$tmp/merged.safetensors"
   else
     echo "  FAIL  finetune --merge-out: $(tail -3 "$tmp/ft.log" | tr '\n' ' ')"
+    failed=$((failed + 1))
+  fi
+  if "$bin/finetune" --model "$tmp/base.safetensors" --arith add --arith-lines 500 --adapter linchain --chain-bias \
+       --rank 4 --seq 64 --batch 4 --steps 3 --lr 1e-2 --threads 2 --merge-out "$tmp/merged_bias.safetensors" \
+       >"$tmp/ftb.log" 2>&1; then
+    check "finetune --chain-bias --merge-out (biases merged)" "$tmp/merged_bias.safetensors"
+  else
+    echo "  FAIL  finetune --chain-bias --merge-out: $(tail -3 "$tmp/ftb.log" | tr '\n' ' ')"
     failed=$((failed + 1))
   fi
 else

@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
   run.add(app);
   flow.add(app, "--flow", "--flow-every");
   app.add_option("--out", out, "save the trained adapter here (safetensors, PEFT names)");
-  app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors)");
+  app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors; a LinChain with chain biases adds the biases, "
+                 "attention_bias / mlp_bias in its config); build/bin/convert --save-hf makes an HF folder of it");
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");
   app.add_option("--eval-arith", eval_arith, "with --arith: exact-match accuracy on N held-out problems at the end")
       ->capture_default_str()
@@ -89,9 +90,6 @@ int main(int argc, char** argv) {
     flags_cfg.init = nn::parse_mixer_init(init);
     flags_cfg.chain_bias = chain_bias;
     flags_cfg.validate();
-    if (chain_bias && !merge_out.empty())
-      throw FormatError("--merge-out: a LinChain with chain biases adds an output bias s·B·β that the model's "
-                        "bias-free projections cannot hold; save the adapter with --out and run it unmerged");
     models::Checkpoint ck = models::read_checkpoint(model_path);
     auto model = models::LlamaModel::from_checkpoint(ck, run.device());
     // Without --tokenizer, the tokenizer the model carries (GGUF vocabulary, HF tokenizer.json).
