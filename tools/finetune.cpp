@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
                                  merge_out, summary_path;
   int rank = 16, chain = 3;
   bool chain_bias = false;
-  double alpha = 32;
+  double alpha = 32, dropout = 0;
   int64_t eval_arith = 0;
   tools::DataFlags data;
   tools::OptimFlags optf;
@@ -52,6 +52,11 @@ int main(int argc, char** argv) {
   app.add_flag("--chain-bias", chain_bias,
                "linchain: a bias on every chain factor, as the authors' code (nn.Linear(r, r)); default: the paper's "
                "linear chain");
+  app.add_option("--dropout", dropout,
+                 "adapter dropout p on the adapter's input during training (PEFT's lora_dropout; the base path sees x "
+                 "unchanged; masks from --seed and the data position; with --adapter-in: default the file's)")
+      ->capture_default_str()
+      ->check(tools::real_range(0, 0.99));
   app.add_option("--adapter-in", adapter_in, "start from this adapter file (it fixes kind, rank, chain, alpha, targets)");
   data.add(app, /*allow_text=*/true);
   optf.add(app);
@@ -89,6 +94,7 @@ int main(int argc, char** argv) {
     flags_cfg.targets = nn::parse_targets(targets);
     flags_cfg.init = nn::parse_mixer_init(init);
     flags_cfg.chain_bias = chain_bias;
+    flags_cfg.dropout = dropout;
     flags_cfg.validate();
     models::Checkpoint ck = models::read_checkpoint(model_path);
     auto model = models::LlamaModel::from_checkpoint(ck, run.device());
@@ -102,6 +108,7 @@ int main(int argc, char** argv) {
     nn::AdapterSet adapters;
     if (!adapter_in.empty()) {
       adapters = models::load_adapter(adapter_in, model->linears(), run.device());
+      if (app.count("--dropout")) adapters.config.dropout = dropout;
     } else {
       for (const auto& [name, lin] : model->linears())  // rank ≤ min(in, out) of every adapted weight
         for (const auto& t : flags_cfg.targets) {
@@ -128,9 +135,10 @@ int main(int argc, char** argv) {
     if (comm.lead()) {
       std::fprintf(stderr, "finetune: base %s (%lld parameters, frozen)\n", model->config().str().c_str(),
                    static_cast<long long>(model->params().numel()));
-      std::fprintf(stderr, "finetune: %s%s r=%d n=%d alpha=%g on %zu modules: %lld trainable parameters\n",
+      std::fprintf(stderr, "finetune: %s%s r=%d n=%d alpha=%g%s on %zu modules: %lld trainable parameters\n",
                    nn::adapter_kind_name(ac.kind).c_str(), ac.chain_bias ? " (chain biases)" : "", ac.rank,
-                   ac.num_mixers(), ac.alpha, adapters.adapters.size(),
+                   ac.num_mixers(), ac.alpha, ac.dropout > 0 ? (" dropout=" + std::to_string(ac.dropout)).c_str() : "",
+                   adapters.adapters.size(),
                    static_cast<long long>(adapters.trainable_params()));
     }
     models::TokenDataset ds = data.load(*tok, model->config().seq_len, run.seed);
@@ -141,6 +149,7 @@ int main(int argc, char** argv) {
     to.comm = &comm;
     to.skip_nonfinite = run.skip_nonfinite;
     if (recorder) to.observer = &*recorder;
+    to.adapters = &adapters;
     const nn::OptimConfig oc = optf.config(run.steps);
     models::Trainer trainer(*model, *adapters.store, oc, ds, to);
     if (comm.lead() && comm.size() > 1)
@@ -154,7 +163,7 @@ int main(int argc, char** argv) {
       loop.describe["adapter"] = nn::adapter_kind_name(ac.kind) + " r=" + std::to_string(ac.rank) + " n=" +
                                  std::to_string(ac.num_mixers()) + " alpha=" + std::to_string(ac.alpha) + " targets=" +
                                  nn::target_modules_csv(ac.targets) + " init=" + nn::mixer_init_name(ac.init) +
-                                 " chain_bias=" + (ac.chain_bias ? "on" : "off") +
+                                 " chain_bias=" + (ac.chain_bias ? "on" : "off") + " dropout=" + std::to_string(ac.dropout) +
                                  " adapter_in=" + (adapter_in.empty() ? "none" : "given");
       loop.describe["optimizer"] = tools::describe(oc);
       loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) + " accum=" +
@@ -197,6 +206,7 @@ int main(int argc, char** argv) {
                            {"rank", ac.rank},
                            {"chain", ac.num_mixers()},
                            {"chain_bias", ac.chain_bias},
+                           {"dropout", ac.dropout},
                            {"trainable_params", adapters.trainable_params()},
                            {"steps", loop.steps_done},
                            {"final_loss", loop.last_loss},

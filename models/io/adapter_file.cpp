@@ -94,6 +94,7 @@ void save_adapter(const std::string& path, const nn::AdapterSet& set) {
       {"chain_length", std::to_string(cfg.num_mixers())},
       {"init", nn::mixer_init_name(cfg.init)},
       {"chain_bias", cfg.chain_bias ? "1" : "0"},
+      {"lora_dropout", fmt_double(cfg.dropout)},
   };
   write_safetensors(path, out, meta);
 }
@@ -151,6 +152,11 @@ AdapterFile read_adapter_file(const std::string& path) {
       cfg.init = nn::parse_mixer_init(it->second);
     } catch (const FormatError&) {  // informational only
     }
+  }
+  if (const auto it = st.metadata.find("lora_dropout"); it != st.metadata.end()) {  // absent: 0
+    cfg.dropout = parse_double(it->second, "lora_dropout", path);
+    if (!(cfg.dropout >= 0 && cfg.dropout < 1))
+      throw FormatError(path + ": lora_dropout " + it->second + " is not in [0, 1)");
   }
   const int nm = cfg.num_mixers();
   // Chain biases: the metadata says so, or (files without the key) the first module has them.

@@ -23,7 +23,7 @@
 // Header metadata (all strings): peft_type LORA|MOSLORA|LINCHAIN, r, lora_alpha,
 // target_modules (comma-separated HF module names, e.g. q_proj,k_proj,v_proj,up_proj,down_proj),
 // chain_length (0 for LoRA, 1 for MoSLoRA, n for LinChain), chain_bias 0|1 (absent: the
-// file has .bias tensors or not), format "pt".
+// file has .bias tensors or not), lora_dropout (the training dropout p; absent: 0), format "pt".
 #pragma once
 #include <map>
 #include <string>
