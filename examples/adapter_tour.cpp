@@ -37,7 +37,7 @@ int main() {
   std::printf("== 1. trainable parameters on one %lldx%lld layer, r = %lld (LinChain n = 3)\n", (long long)kOut,
               (long long)kIn, (long long)kRank);
   for (auto kind : {nn::AdapterKind::LoRA, nn::AdapterKind::MoSLoRA, nn::AdapterKind::LinChain}) {
-    nn::Linear lin{w0.clone(), nullptr};
+    nn::Linear lin{w0.clone(), nullptr, Tensor(), false};
     nn::AdapterConfig cfg;
     cfg.kind = kind;
     cfg.rank = kRank;
@@ -55,7 +55,7 @@ int main() {
   }
 
   std::printf("== 2. B = 0 at init: gradient norms of a LinChain adapter, AdamW lr 1e-2\n");
-  nn::Linear lin{w0.clone(), nullptr};
+  nn::Linear lin{w0.clone(), nullptr, Tensor(), false};
   nn::AdapterConfig cfg;
   cfg.kind = nn::AdapterKind::LinChain;
   cfg.rank = kRank;

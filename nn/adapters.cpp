@@ -65,6 +65,7 @@ void AdapterConfig::validate() const {
   if (!std::isfinite(alpha)) throw FormatError("adapter: alpha must be finite");
   if (chain_bias && kind != AdapterKind::LinChain)
     throw FormatError("adapter: chain biases are LinChain's (the authors' MoSLoRA mixer has no bias)");
+  if (!(dropout >= 0 && dropout < 1)) throw FormatError("adapter: dropout must be in [0, 1), got " + std::to_string(dropout));
   if (targets.empty()) throw FormatError("adapter: no target modules");
   for (const auto& t : targets)
     if (target_index(t) < 0) throw FormatError("adapter: unknown target '" + t + "' (q,k,v,o,gate,up,down)");
@@ -187,7 +188,7 @@ Tensor ChainAdapter::delta_bias() {
 
 // y[..., out] = x[..., in] · W₀[out,in]ᵀ + s · x · A[in,r] · W₁[r,r] ⋯ Wₙ[r,r] · B[out,r]ᵀ
 Tensor ChainAdapter::forward(const Tensor& x, const Tensor& weight) {
-  return ops::adapted_linear(x, weight, factors_, scale_, &probe_);
+  return ops::adapted_linear(x, weight, factors_, scale_, &probe_, dropout_, dropout_seed_);
 }
 
 // ΔW[out, in] = s · B[out,r] · Wₙᵀ ⋯ W₁ᵀ · A[in,r]ᵀ  (= s·(A·W₁⋯Wₙ·Bᵀ)ᵀ)
@@ -214,6 +215,15 @@ void AdapterSet::merge_all() {
 
 void AdapterSet::unmerge_all() {
   for (auto& a : adapters) a.linear->unmerge();
+}
+
+void AdapterSet::dropout_on(uint64_t key) {
+  if (config.dropout <= 0) return;
+  for (size_t i = 0; i < adapters.size(); ++i) adapters[i].adapter->set_dropout(config.dropout, dropout_hash(key, i));
+}
+
+void AdapterSet::dropout_off() {
+  for (auto& a : adapters) a.adapter->set_dropout(0.0, 0);
 }
 
 void AdapterSet::detach() {

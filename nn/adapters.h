@@ -46,11 +46,14 @@ struct AdapterConfig {
   // LinChain only: every chain factor carries a bias, h ← h·Wⱼ + bⱼ (the authors' code builds
   // the chain from nn.Linear(r, r)); off: the paper's linear chain.
   bool chain_bias = false;
+  // Adapter dropout (PEFT's lora_dropout): during training micro-batches (AdapterSet::
+  // dropout_on) the adapter's input is x ⊙ keep / (1 − p); the base path sees x. 0: off.
+  double dropout = 0.0;
 
   int num_mixers() const;  // LoRA 0, MoSLoRA 1, LinChain chain
   double scale() const { return alpha / rank; }
   void validate() const;  // rank ≥ 1, LinChain chain ≥ 1, alpha finite, known targets, chain_bias only
-                          // for LinChain; FormatError
+                          // for LinChain, dropout in [0, 1); FormatError
 };
 
 // ---- CLI strings ----------------------------------------------------------------------------
@@ -76,8 +79,14 @@ class ChainAdapter : public Adapter {
   ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, double scale, std::vector<Tensor> biases = {});
 
   // y[..., out] = x[..., in] · W₀ᵀ + s · x·A·W₁⋯Wₙ·Bᵀ as one ops::adapted_linear (probe
-  // span = the Wᵢ).
+  // span = the Wᵢ); x in the adapter's term is x ⊙ keep/(1 − p) while dropout is on.
   Tensor forward(const Tensor& x, const Tensor& weight) override;
+  // Dropout p on the adapter's input with the mask of `seed` for the following forwards
+  // (p = 0: off, the default; evaluation and generation never turn it on).
+  void set_dropout(double p, uint64_t seed) {
+    dropout_ = p;
+    dropout_seed_ = seed;
+  }
   // ΔW[out, in] = s · B · Wₙᵀ ⋯ W₁ᵀ · Aᵀ, computed without recording.
   Tensor delta_weight() override;
   // Δb[out] = s · B · β (undefined without chain biases), computed without recording.
@@ -102,6 +111,8 @@ class ChainAdapter : public Adapter {
   Tensor a_, b_;
   std::vector<Tensor> mixers_, biases_;
   double scale_;
+  double dropout_ = 0.0;
+  uint64_t dropout_seed_ = 0;
   ops::ChainProbe probe_;
   std::vector<ops::ChainFactor> factors_;  // {A, W₁, …, Wₙ, Bᵀ}, built once (no list per forward)
 };
@@ -123,6 +134,12 @@ struct AdapterSet {
   void merge_all();    // W += ΔW for every module (skips merged ones)
   void unmerge_all();  // W −= ΔW
   void detach();       // removes the adapters from their Linear modules (unmerging first)
+  // Training forwards from here use config.dropout (when > 0) with masks that depend only on
+  // `key` (the Trainer passes a hash of the run's seed and the micro-batch's data position, so
+  // a resumed run draws the same masks), the module's index and the element; dropout_off()
+  // ends it (the Trainer calls it after each micro-batch's forward).
+  void dropout_on(uint64_t key);
+  void dropout_off();
 };
 
 // The store names of one module's parameters.

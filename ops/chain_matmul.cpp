@@ -145,9 +145,9 @@ void forward(PNode& n, double* flops, const Tensor* out = nullptr, double alpha 
 // g is ∂L/∂(n's product) as a [rows, cols] matrix, and n's product enters the result as
 // alpha·op(n.value) (alpha ≠ 1 only at the root). Gradients of leaves go to their tensors
 // in the tensors' own layout; x's (always a left child: it is chain matrix 0) is added
-// into gx (read as [rows, d_0]) with beta = 1 when gx is given.
+// into gx (read as [rows, d_0]) (gx = share + gx_beta·gx) when gx is given.
 void backward(const PNode& n, const Tensor& g, const ChainTree& ctx, double* flops, double alpha = 1.0,
-              const Tensor* gx = nullptr) {
+              const Tensor* gx = nullptr, double gx_beta = 1.0) {
   if (!n.needs) return;
   if (n.is_span && ctx.probe) ctx.probe->grad_product = g;
   if (n.leaf >= 0) {
@@ -169,9 +169,9 @@ void backward(const PNode& n, const Tensor& g, const ChainTree& ctx, double* flo
   if (L.needs) {  // gL[L.rows, L.cols] = alpha · g · op(R)ᵀ  (+ gx when L is x)
     const bool into_gx = L.leaf == 0 && gx;
     Tensor gl = into_gx ? *gx : Tensor::empty({L.rows, L.cols}, g.dtype(), g.device());
-    be.gemm(mat(g), mat(R.value).t(!R.tr), mat(gl), alpha, into_gx ? 1.0 : 0.0);
+    be.gemm(mat(g), mat(R.value).t(!R.tr), mat(gl), alpha, into_gx ? gx_beta : 0.0);
     *flops += 2.0 * static_cast<double>(L.rows) * L.cols * n.cols;
-    if (!into_gx) backward(L, gl, ctx, flops, 1.0, gx);
+    if (!into_gx) backward(L, gl, ctx, flops, 1.0, gx, gx_beta);
   }
   if (R.needs) {  // gR[R.rows, R.cols] = alpha · op(L)ᵀ · g
     Tensor gr = Tensor::empty({R.rows, R.cols}, g.dtype(), g.device());
@@ -218,7 +218,7 @@ double chain_order_cost(const std::vector<int64_t>& dims, std::string* order, co
 namespace detail {
 
 std::shared_ptr<ChainTree> chain_plan(const char* op, const Tensor& x, const std::vector<ChainFactor>& factors,
-                                      ChainProbe* probe) {
+                                      ChainProbe* probe, const Tensor* x_chain) {
   if (factors.empty()) throw ShapeError(std::string(op) + ": no factors");
   check_float(op, x);
   if (x.rank() < 1) throw ShapeError(std::string(op) + ": x must have rank ≥ 1, got " + x.desc());
@@ -233,7 +233,8 @@ std::shared_ptr<ChainTree> chain_plan(const char* op, const Tensor& x, const std
   ctx.probe = probe;
   ctx.k = k;
   ctx.x_orig = x;
-  ctx.inputs[0] = x.rank() == 1 ? x.view({1, x.dim(0)}) : x.view({x.shape().rows(), x.shape().cols()});
+  const Tensor& xc = x_chain ? *x_chain : x;
+  ctx.inputs[0] = x.rank() == 1 ? xc.view({1, x.dim(0)}) : xc.view({x.shape().rows(), x.shape().cols()});
   int64_t dims[kMaxMatrices + 1] = {ctx.inputs[0].dim(0), ctx.inputs[0].dim(1)};
   for (int i = 0; i < k; ++i) {
     const ChainFactor& f = factors[static_cast<size_t>(i)];
@@ -397,10 +398,10 @@ void bias_backward(const ChainTree& t, const Tensor& g, double alpha, double* fl
   }
 }
 
-void chain_backward(const ChainTree& t, const Tensor& g, double alpha, const Tensor* gx) {
+void chain_backward(const ChainTree& t, const Tensor& g, double alpha, const Tensor* gx, double gx_beta) {
   double flops = 0;
   if (t.first_bias >= 0) bias_backward(t, g, alpha, &flops);
-  backward(*t.root, g, t, &flops, alpha, gx);
+  backward(*t.root, g, t, &flops, alpha, gx, gx_beta);
   if (t.probe) t.probe->backward_flops += flops;
 }
 

@@ -83,7 +83,11 @@ Tensor chain_matmul(const Tensor& x, const std::vector<ChainFactor>& factors, Ch
 // accumulates straight into y (alpha = s, beta = 1), and in backward its share of ∂L/∂x
 // is added into the buffer that holds gy·w: no separate [..., out] term, no add or scaling
 // pass, forward or backward.
+// With dropout p > 0 (PEFT's lora_dropout) the chain reads x̃ = x ⊙ keep / (1 − p) instead of x,
+// keep[i] = dropout_keep(seed, i, p) (engine/backend.h), while the base GEMM reads x itself:
+// one elementwise pass forms x̃ (forward) and masks the chain's share of ∂L/∂x (backward).
+// p = 0 is the path without dropout, bit for bit.
 Tensor adapted_linear(const Tensor& x, const Tensor& w, const std::vector<ChainFactor>& factors, double scale,
-                      ChainProbe* probe = nullptr);
+                      ChainProbe* probe = nullptr, double dropout = 0.0, uint64_t dropout_seed = 0);
 
 }  // namespace cg::ops

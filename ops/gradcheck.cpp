@@ -321,6 +321,16 @@ std::vector<GradOp> make_registry() {
     const Tensor w2 = rnd(g, {3, 4}), x2 = rnd(g, {2, 2, 4});
     cs.push_back({"adapted_linear", "frozen w and x, A[4,2]*W1*B[3,2]^T", {rnd(g, {4, 2}), rnd(g, {2, 2}), rnd(g, {3, 2})},
                   [s, w2, x2](const V& in) { return adapted_linear(like(x2, in[0]), like(w2, in[0]), {in[0], in[1], transposed_factor(in[2])}, s); }});
+    // Adapter dropout with a fixed mask (the seed fixes it): the chain reads x ⊙ keep/(1 − p).
+    cs.push_back({"adapted_linear", "dropout p=0.4 (fixed mask), x[3,4,5]*w[4,5]^T + s*x~*A*W1*B^T",
+                  {rnd(g, {3, 4, 5}), rnd(g, {4, 5}), rnd(g, {5, 2}), rnd(g, {2, 2}), rnd(g, {4, 2})},
+                  [s](const V& in) { return adapted_linear(in[0], in[1], {in[2], in[3], transposed_factor(in[4])}, s, nullptr, 0.4, 17); }});
+    const Tensor w3 = rnd(g, {3, 6});
+    cs.push_back({"adapted_linear", "dropout p=0.25, frozen w, x[4,6]*A*affine(W1,b1)*B^T",
+                  {rnd(g, {4, 6}), rnd(g, {6, 2}), rnd(g, {2, 2}), rnd(g, {2}), rnd(g, {3, 2})},
+                  [s, w3](const V& in) {
+                    return adapted_linear(in[0], like(w3, in[0]), {in[1], affine(in[2], in[3]), transposed_factor(in[4])}, s, nullptr, 0.25, 5);
+                  }});
     // The authors' LinChain: every chain factor an nn.Linear(r, r) with a bias.
     for (int n = 1; n <= 3; ++n) {
       V ins{rnd(g, {2, 3, 5}), rnd(g, {5, 3})};

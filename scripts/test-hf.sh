@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The Hugging Face interop check on the CPU: a model written by build/bin/train (GQA) and
-# one merged by build/bin/finetune --merge-out each load in `transformers` unchanged and gives the loss of
-# build/bin/evaluate on a short text (scripts/hf_check.py). Then adapters between chaingrad
-# and PEFT on stories260K (scripts/peft_check.py, needs peft and ../shared/data): a LoRA
-# trained here loads with PeftModel.from_pretrained on the HF folder of its base
-# (build/bin/convert --save-hf) with the same loss; LoRA adapters made by PEFT (plain, and
-# use_rslora on all-linear) load here with the same loss; the plain LoRA exported from a
-# LinChain adapter (finetune --export-lora) gives in PEFT the LinChain adapter's loss here;
-# LinChain (with chain biases) and MoSLoRA folders as the authors' forks write them, from a
-# PyTorch layer written as their forward is, load here with the same loss.
+# The Hugging Face interop check on the CPU: a model written by build/bin/train (GQA), one
+# merged by build/bin/finetune --merge-out and one merged from a LinChain with chain biases
+# (attention_bias / mlp_bias in its config, q..down biases) each load in `transformers`
+# unchanged and give the loss of build/bin/evaluate on a short text (scripts/hf_check.py).
+# Then adapters between chaingrad and PEFT on stories260K (scripts/peft_check.py, needs peft
+# and ../shared/data): a LoRA trained here loads with PeftModel.from_pretrained on the HF
+# folder of its base (build/bin/convert --save-hf) with the same loss; LoRA adapters made by
+# PEFT (plain, and use_rslora on all-linear) load here with the same loss; the plain LoRA
+# exported from a LinChain adapter (finetune --export-lora) gives in PEFT the LinChain
+# adapter's loss here; LinChain (with chain biases) and MoSLoRA folders as the authors' forks
+# write them, from a PyTorch layer written as their forward is, load here with the same loss.
 # Needs the venv of scripts/make-venv.sh (`scripts/make-venv.sh --path` says where); without
 # one it prints a skip, and under CI=true it fails (.ci/run makes the venv first). Prints
 # "hf: N passed, M failed[, K skipped]"; exit status non-zero on a failure.
@@ -50,6 +51,14 @@ if "$bin/train" --arith add --arith-lines 500 --dim 32 --layers 2 --heads 4 --kv
     check "finetune --merge-out (LinChain merged)" "$tmp/merged.safetensors"
   else
     echo "  FAIL  finetune --merge-out: $(tail -3 "$tmp/ft.log" | tr '\n' ' ')"
+    failed=$((failed + 1))
+  fi
+  if "$bin/finetune" --model "$tmp/base.safetensors" --arith add --arith-lines 500 --adapter linchain --chain-bias \
+       --rank 4 --seq 64 --batch 4 --steps 3 --lr 1e-2 --threads 2 --merge-out "$tmp/merged_bias.safetensors" \
+       >"$tmp/ftb.log" 2>&1; then
+    check "finetune --chain-bias --merge-out (biases merged)" "$tmp/merged_bias.safetensors"
+  else
+    echo "  FAIL  finetune --chain-bias --merge-out: $(tail -3 "$tmp/ftb.log" | tr '\n' ' ')"
     failed=$((failed + 1))
   fi
 else

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "models/io/safetensors.h"
 #include "tests/tool_runner.h"
 #include "tests/skip.h"
 #include "tests/safetensors_validate.h"
@@ -95,6 +96,39 @@ TEST_CASE("finetune: LinChain 10 steps straight = 5 + resume + 5, bitwise; the a
   CHECK(c.err.find("linchain r=4 n=3") != std::string::npos);
   CHECK(cg::testing::safetensors_file_problem(d.file("ad.safetensors")) == "");
   CHECK(cg::testing::check_safetensors_under(d.path.string()) >= 3);
+}
+
+TEST_CASE("finetune --dropout: straight = 5 + resume + 5, bitwise; another P is refused; the file records P") {
+  if (!have_tools()) return;
+  TempDir d;
+  Run base = run(kTrain, with(kModelFlags, {"--steps", "3", "--out", d.file("base.safetensors")}));
+  REQUIRE_MESSAGE(base.code == 0, base.err);
+  const std::vector<std::string> ft{"--model", d.file("base.safetensors"), "--arith", "sub", "--arith-lines", "2000",
+                                    "--adapter", "linchain", "--chain-bias", "--rank", "4", "--seq", "32", "--batch", "4",
+                                    "--lr", "1e-2", "--eval-every", "5", "--threads", "2", "--seed", "5", "--dropout", "0.1"};
+  Run a = run(kFinetune, with(ft, {"--steps", "10", "--metrics", d.file("a.jsonl"), "--out", d.file("ad.safetensors")}));
+  REQUIRE_MESSAGE(a.code == 0, a.err);
+  CHECK(a.err.find("dropout=0.1") != std::string::npos);
+  check_stop_and_resume(kFinetune, ft, d);
+  // The same run without dropout trains differently (the masks act from step 1 on).
+  std::vector<std::string> no_drop(ft.begin(), ft.end() - 2);
+  Run z = run(kFinetune, with(no_drop, {"--steps", "10", "--metrics", d.file("z.jsonl")}));
+  REQUIRE_MESSAGE(z.code == 0, z.err);
+  CHECK(rows(d.file("z.jsonl")).back()["loss"] != rows(d.file("a.jsonl")).back()["loss"]);
+  // A resume with another P is another run: refused, naming the adapter entry.
+  std::vector<std::string> other(ft.begin(), ft.end() - 1);
+  other.push_back("0.2");
+  Run r = run(kFinetune, with(other, {"--steps", "10", "--resume", d.file("ck5")}));
+  CHECK(r.code == 2);
+  CHECK(r.err.find("adapter") != std::string::npos);
+  CHECK(r.err.find("dropout") != std::string::npos);
+  // The adapter file records P (PEFT's lora_dropout); --adapter-in takes it.
+  const auto st = cg::models::read_safetensors(d.file("ad.safetensors"));
+  CHECK(std::stod(st.metadata.at("lora_dropout")) == 0.1);
+  Run c = run(kFinetune, {"--model", d.file("base.safetensors"), "--adapter-in", d.file("ad.safetensors"), "--arith", "sub",
+                          "--arith-lines", "2000", "--seq", "32", "--batch", "4", "--steps", "1", "--lr", "0", "--threads", "2"});
+  REQUIRE_MESSAGE(c.code == 0, c.err);
+  CHECK(c.err.find("dropout=0.1") != std::string::npos);
 }
 
 TEST_CASE("train and finetune: bad flags and files give exit 2, one line, no output file") {

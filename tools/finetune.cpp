@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
                                  export_lora, merge_out, summary_path;
   int rank = 16, chain = 3;
   bool chain_bias = false;
-  double alpha = 32;
+  double alpha = 32, dropout = 0;
   int64_t eval_arith = 0;
   tools::DataFlags data;
   tools::OptimFlags optf;
@@ -58,6 +58,11 @@ int main(int argc, char** argv) {
   app.add_flag("--chain-bias", chain_bias,
                "linchain: a bias on every chain factor, as the authors' code (nn.Linear(r, r)); default: the paper's "
                "linear chain");
+  app.add_option("--dropout", dropout,
+                 "adapter dropout p on the adapter's input during training (PEFT's lora_dropout; the base path sees x "
+                 "unchanged; masks from --seed and the data position; with --adapter-in: default the file's)")
+      ->capture_default_str()
+      ->check(tools::real_range(0, 0.99));
   app.add_option("--adapter-in", adapter_in,
                  "start from this adapter (a PEFT folder or .safetensors file; it fixes kind, rank, chain, alpha, targets)");
   data.add(app, /*allow_text=*/true);
@@ -71,7 +76,8 @@ int main(int argc, char** argv) {
   app.add_option("--export-lora", export_lora,
                  "also save it as a plain LoRA, the MoSLoRA/LinChain chain folded into A (same update; not with "
                  "chain biases): a PEFT folder, or one .safetensors file");
-  app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors)");
+  app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors; a LinChain with chain biases adds the biases, "
+                 "attention_bias / mlp_bias in its config); build/bin/convert --save-hf makes an HF folder of it");
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");
   std::string config_path;
   app.add_option("--config", config_path,
@@ -118,15 +124,13 @@ int main(int argc, char** argv) {
     flags_cfg.targets = nn::parse_targets(targets);
     flags_cfg.init = nn::parse_mixer_init(init);
     flags_cfg.chain_bias = chain_bias;
+    flags_cfg.dropout = dropout;
     flags_cfg.validate();
     // An adapter to start from is read (and validated) before the model too.
     std::optional<models::AdapterFile> start;
     if (!adapter_in.empty()) start = models::read_adapter_file(adapter_in);
     if (!export_lora.empty() && (start ? start->config.chain_bias : chain_bias))
       models::export_plain_lora(start ? *start : models::AdapterFile{flags_cfg, {}, {}});  // throws: says why
-    if (chain_bias && !merge_out.empty())
-      throw FormatError("--merge-out: a LinChain with chain biases adds an output bias s·B·β that the model's "
-                        "bias-free projections cannot hold; save the adapter with --out and run it unmerged");
     models::Checkpoint ck = models::read_checkpoint(model_path);
     auto model = models::LlamaModel::from_checkpoint(ck, run.device());
     // Without --tokenizer, the tokenizer the model carries (GGUF vocabulary, HF tokenizer.json).
@@ -141,6 +145,7 @@ int main(int argc, char** argv) {
     nn::AdapterSet adapters;
     if (start) {
       adapters = models::attach_adapter_file(*start, model->linears(), run.device(), adapter_in);
+      if (app.count("--dropout")) adapters.config.dropout = dropout;
     } else {
       for (const auto& [name, lin] : model->linears())  // rank ≤ min(in, out) of every adapted weight
         for (const auto& t : flags_cfg.targets) {
@@ -167,9 +172,10 @@ int main(int argc, char** argv) {
     if (comm.lead()) {
       std::fprintf(stderr, "finetune: base %s (%lld parameters, frozen)\n", model->config().str().c_str(),
                    static_cast<long long>(model->params().numel()));
-      std::fprintf(stderr, "finetune: %s%s r=%d n=%d alpha=%g on %zu modules: %lld trainable parameters\n",
+      std::fprintf(stderr, "finetune: %s%s r=%d n=%d alpha=%g%s on %zu modules: %lld trainable parameters\n",
                    nn::adapter_kind_name(ac.kind).c_str(), ac.chain_bias ? " (chain biases)" : "", ac.rank,
-                   ac.num_mixers(), ac.alpha, adapters.adapters.size(),
+                   ac.num_mixers(), ac.alpha, ac.dropout > 0 ? (" dropout=" + std::to_string(ac.dropout)).c_str() : "",
+                   adapters.adapters.size(),
                    static_cast<long long>(adapters.trainable_params()));
       std::fprintf(stderr, "finetune: data %s\n", ds->describe().c_str());
     }
@@ -180,6 +186,7 @@ int main(int argc, char** argv) {
     to.comm = &comm;
     to.skip_nonfinite = run.skip_nonfinite;
     if (recorder) to.observer = &*recorder;
+    to.adapters = &adapters;
     const nn::OptimConfig oc = optf.config(run.steps);
     models::Trainer trainer(*model, *adapters.store, oc, *ds, to);
     if (comm.lead() && comm.size() > 1)
@@ -193,7 +200,7 @@ int main(int argc, char** argv) {
       loop.describe["adapter"] = nn::adapter_kind_name(ac.kind) + " r=" + std::to_string(ac.rank) + " n=" +
                                  std::to_string(ac.num_mixers()) + " alpha=" + std::to_string(ac.alpha) + " targets=" +
                                  nn::target_modules_csv(ac.targets) + " init=" + nn::mixer_init_name(ac.init) +
-                                 " chain_bias=" + (ac.chain_bias ? "on" : "off") +
+                                 " chain_bias=" + (ac.chain_bias ? "on" : "off") + " dropout=" + std::to_string(ac.dropout) +
                                  " adapter_in=" + (adapter_in.empty() ? "none" : "given");
       loop.describe["optimizer"] = tools::describe(oc);
       loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) + " accum=" +
@@ -230,7 +237,7 @@ int main(int argc, char** argv) {
                    static_cast<long long>(eval_arith), 100 * accuracy);
     }
     std::string wrote;  // for the one line of an interrupted run
-    const models::AdapterWriteInfo info{model_path, 0.0};
+    const models::AdapterWriteInfo info{model_path};
     if (!out.empty()) {
       models::save_adapter(out, adapters, info);
       if (!loop.signal) std::fprintf(stderr, "finetune: wrote adapter %s\n", out.c_str());
@@ -252,6 +259,7 @@ int main(int argc, char** argv) {
                            {"rank", ac.rank},
                            {"chain", ac.num_mixers()},
                            {"chain_bias", ac.chain_bias},
+                           {"dropout", ac.dropout},
                            {"trainable_params", adapters.trainable_params()},
                            {"steps", loop.steps_done},
                            {"final_loss", loop.last_loss},

@@ -180,11 +180,13 @@ Attached attach(GradFlowTask& task, const RunOptions& o) {
 }
 
 // One optimizer step: backward of the task's loss, measurements around the step. Returns the loss.
-double train_step(GradFlowTask& task, Attached& a, nn::GradFlowLogger* logger, int64_t step,
+double train_step(GradFlowTask& task, Attached& a, nn::GradFlowLogger* logger, int64_t step, uint64_t seed,
                   std::vector<std::pair<std::string, double>>* extra_out) {
   task.begin_step(step);
   a.set.store->zero_grad();
+  a.set.dropout_on(dropout_hash(seed, static_cast<uint64_t>(step)));  // --dropout (off when 0)
   const Tensor loss = task.train_loss();
+  a.set.dropout_off();
   backward(loss);
   const double l = loss.item();
   if (!std::isfinite(l)) return l;  // the caller reports the divergence
@@ -209,7 +211,7 @@ int run_training(GradFlowTask& task, const RunOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < o.steps; ++step) {
     std::vector<std::pair<std::string, double>> extra;
-    loss = train_step(task, a, &logger, step, &extra);
+    loss = train_step(task, a, &logger, step, o.seed, &extra);
     const size_t n_eval = extra.size() - 2;  // train_step appends lr and global_grad_norm
     if (!std::isfinite(loss)) {
       progress.finish();
@@ -275,6 +277,8 @@ int run_model_training(models::LlamaModel& model, const models::Dataset& ds, con
   to.accum = accum;
   to.data_seed = o.seed;
   to.observer = &recorder;
+  if (!o.adapter_in.empty() && o.adapter.dropout > 0) set.config.dropout = o.adapter.dropout;
+  to.adapters = &set;
   models::Trainer trainer(model, *set.store, o.optim, ds, to);
   tools::TrainLoop loop(trainer, *set.store, run, "gradflow");
   loop.run();
@@ -302,7 +306,7 @@ int run_check(GradFlowTask& task, const RunOptions& o) {
       checked.push_back(&m);
   if (checked.empty()) throw FormatError("--check-module '" + o.check_module + "' is not an adapted module");
   for (int64_t step = 0; step < o.check_at; ++step)
-    if (!std::isfinite(train_step(task, a, nullptr, step, nullptr)))
+    if (!std::isfinite(train_step(task, a, nullptr, step, o.seed, nullptr)))
       throw Error("loss is not finite at step " + std::to_string(step) + " before the check (lr too high?)");
   a.set.store->zero_grad();
   const Tensor loss = task.train_loss();
@@ -412,6 +416,10 @@ int main(int argc, char** argv) {
   app.add_option("--targets", targets, "modules to adapt (default: q for the teacher, q,k,v,up,down for a model)");
   app.add_option("--init", init, "mixer init: kaiming | identity | orthogonal")->capture_default_str();
   app.add_flag("--chain-bias", o.adapter.chain_bias, "linchain: a bias on every chain factor (the authors' code)");
+  app.add_option("--dropout", o.adapter.dropout, "adapter dropout p on the adapter's input during training (PEFT's "
+                                                 "lora_dropout); not with --check-preconditioner or --dump-grads")
+      ->capture_default_str()
+      ->check(tools::real_range(0, 0.99));
   app.add_option("--adapter-in", o.adapter_in,
                  "start from this adapter (a PEFT folder or .safetensors file; it fixes kind, rank, chain, alpha, targets)");
   optf.add(app);  // finetune's optimizer flags; the teacher overrides lr, clip and schedule unless given
@@ -455,6 +463,8 @@ int main(int argc, char** argv) {
     o.adapter.rank = rank > 0 ? rank : on_model ? 16 : 8;
     o.adapter.alpha = alpha != 0 ? alpha : on_model ? 32.0 : 2.0 * o.adapter.rank;
     o.adapter.validate();
+    if (o.adapter.dropout > 0 && (check || !dump_path.empty()))
+      throw FormatError("--dropout is training noise: --check-preconditioner and --dump-grads measure without it");
     if (!on_model) {  // the teacher's tuned settings (docs/05-gradient-flow.md), unless given
       if (!given("--lr")) optf.lr = 1e-2;
       if (!given("--clip")) optf.clip = 0;

@@ -120,6 +120,11 @@ AdapterFile read_single_file(const std::string& path, const SafeTensors& st) {
     } catch (const FormatError&) {  // informational only
     }
   }
+  if (const auto it = st.metadata.find("lora_dropout"); it != st.metadata.end()) {  // absent: 0
+    cfg.dropout = parse_double(it->second, "lora_dropout", path);
+    if (!(cfg.dropout >= 0 && cfg.dropout < 1))
+      throw FormatError(path + ": lora_dropout " + it->second + " is not in [0, 1)");
+  }
   // Chain biases: the metadata says so, or (files without the key) the tensors have them.
   if (const auto it = st.metadata.find("chain_bias"); it != st.metadata.end()) {
     if (it->second != "0" && it->second != "1")
@@ -199,6 +204,7 @@ void write_adapter(const std::string& path, const AdapterFile& f, const AdapterW
       {"chain_length", std::to_string(cfg.num_mixers())},
       {"init", nn::mixer_init_name(cfg.init)},
       {"chain_bias", cfg.chain_bias ? "1" : "0"},
+      {"lora_dropout", fmt_double(cfg.dropout)},
   };
   write_safetensors(path, peft_tensors(f), meta);
 }

@@ -30,7 +30,8 @@
 // Single-file header metadata (all strings): peft_type LORA|MOSLORA|LINCHAIN, r, lora_alpha,
 // target_modules (comma-separated HF module names, e.g. q_proj,k_proj,v_proj,up_proj,down_proj),
 // chain_length (0 for LoRA, 1 for MoSLoRA, n for LinChain; may be absent: the tensors say
-// it), chain_bias 0|1 (absent: the file has .bias tensors or not), format "pt".
+// it), chain_bias 0|1 (absent: the file has .bias tensors or not), lora_dropout (the training
+// dropout p; absent: 0), format "pt".
 #pragma once
 #include <map>
 #include <string>
@@ -56,7 +57,6 @@ struct AdapterFile {
 // What a PEFT folder records beyond the adapter itself (adapter_config.json).
 struct AdapterWriteInfo {
   std::string base_model;  // base_model_name_or_path: the --model the adapter was trained on
-  double dropout = 0;      // lora_dropout
 };
 
 // The adapters of `set` (host copies of the store's tensors).

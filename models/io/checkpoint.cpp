@@ -25,14 +25,19 @@ std::vector<TensorSpec> hf_llama_tensor_specs(const LlamaConfig& c) {
   for (int64_t i = 0; i < c.n_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     s.push_back({p + "input_layernorm.weight", {d}});
-    s.push_back({p + "self_attn.q_proj.weight", {d, d}});
-    s.push_back({p + "self_attn.k_proj.weight", {kv, d}});
-    s.push_back({p + "self_attn.v_proj.weight", {kv, d}});
-    s.push_back({p + "self_attn.o_proj.weight", {d, d}});
+    // A projection's weight [out, in], then its bias [out] when the config has one.
+    auto proj = [&](const std::string& name, int64_t out, int64_t in, bool bias) {
+      s.push_back({p + name + ".weight", {out, in}});
+      if (bias) s.push_back({p + name + ".bias", {out}});
+    };
+    proj("self_attn.q_proj", d, d, c.attention_bias);
+    proj("self_attn.k_proj", kv, d, c.attention_bias);
+    proj("self_attn.v_proj", kv, d, c.attention_bias);
+    proj("self_attn.o_proj", d, d, c.attention_bias);
     s.push_back({p + "post_attention_layernorm.weight", {d}});
-    s.push_back({p + "mlp.gate_proj.weight", {h, d}});
-    s.push_back({p + "mlp.up_proj.weight", {h, d}});
-    s.push_back({p + "mlp.down_proj.weight", {d, h}});
+    proj("mlp.gate_proj", h, d, c.mlp_bias);
+    proj("mlp.up_proj", h, d, c.mlp_bias);
+    proj("mlp.down_proj", d, h, c.mlp_bias);
   }
   s.push_back({"model.norm.weight", {d}});
   s.push_back({"lm_head.weight", {v, d}});

@@ -30,7 +30,9 @@ struct TensorSpec {
 // per layer i: model.layers.{i}.input_layernorm.weight [dim], self_attn.{q,k,v,o}_proj.weight
 // ([dim,dim], [kv_dim,dim], [kv_dim,dim], [dim,dim]), post_attention_layernorm.weight [dim],
 // mlp.{gate,up,down}_proj.weight ([hidden,dim], [hidden,dim], [dim,hidden]); model.norm.weight
-// [dim]; lm_head.weight [V,dim] (listed even when tied). Linear weights are [out, in].
+// [dim]; lm_head.weight [V,dim] (listed even when tied). Linear weights are [out, in]. With
+// c.attention_bias each of q,k,v,o_proj.weight is followed by its …_proj.bias [out], with
+// c.mlp_bias each of gate,up,down_proj.weight.
 std::vector<TensorSpec> hf_llama_tensor_specs(const LlamaConfig& c);
 
 // Validates ckpt.config and checks that the tensors are exactly hf_llama_tensor_specs

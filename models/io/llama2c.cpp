@@ -147,6 +147,9 @@ std::vector<uint8_t> serialize_llama2c(const Checkpoint& ckpt) {
   const std::string what = "write_llama2c";
   check_checkpoint(ckpt, what);
   const LlamaConfig& c = ckpt.config;
+  if (c.attention_bias || c.mlp_bias)
+    throw FormatError(what + ": llama2.c files have no projection biases; this model has them (" + c.str() +
+                      "); write an HF folder instead");
   if (c.norm_eps != 1e-5 || c.rope_theta != 10000.0)
     throw FormatError(what + ": llama2.c files fix norm_eps=1e-5 and rope_theta=10000; this model has norm_eps=" +
                       std::to_string(c.norm_eps) + " rope_theta=" + std::to_string(c.rope_theta));

@@ -82,7 +82,7 @@ void write_peft_folder(const std::string& dir, const AdapterFile& f, const Adapt
   json cfg{{"peft_type", "LORA"},
            {"task_type", "CAUSAL_LM"},
            {"r", c.rank},
-           {"lora_dropout", info.dropout},
+           {"lora_dropout", f.config.dropout},
            {"bias", "none"},
            {"target_modules", targets},
            {"base_model_name_or_path", info.base_model.empty() ? json(nullptr) : json(info.base_model)},
@@ -132,6 +132,10 @@ AdapterFile read_peft_folder(const std::string& dir) {
   if (const json* rs = field(j, "use_rslora"); rs && !rs->is_null()) {
     if (!rs->is_boolean()) refuse("use_rslora is not a boolean");
     if (rs->get<bool>()) cfg.alpha *= std::sqrt(static_cast<double>(cfg.rank));  // alpha/√r = (alpha·√r)/r
+  }
+  if (const json* d = field(j, "lora_dropout"); d && !d->is_null()) {  // the training dropout p (absent: 0)
+    if (!d->is_number() || !(d->get<double>() >= 0 && d->get<double>() < 1)) refuse("lora_dropout must be a number in [0, 1)");
+    cfg.dropout = d->get<double>();
   }
   // What would change the update in ways we do not reproduce.
   if (is_true(field(j, "use_dora"))) refuse("use_dora: DoRA adapters are not supported");

@@ -8,7 +8,8 @@
 namespace cg::models {
 
 int64_t LlamaConfig::param_count() const {
-  const int64_t per_layer = 2 * dim + 2 * dim * dim + 2 * kv_dim() * dim + 3 * dim * hidden_dim;
+  const int64_t per_layer = 2 * dim + 2 * dim * dim + 2 * kv_dim() * dim + 3 * dim * hidden_dim +
+                            (attention_bias ? 2 * dim + 2 * kv_dim() : 0) + (mlp_bias ? 2 * hidden_dim + dim : 0);
   return vocab_size * dim * (tied_embeddings ? 1 : 2) + n_layers * per_layer + dim;
 }
 
@@ -16,7 +17,8 @@ std::string LlamaConfig::str() const {
   return "dim=" + std::to_string(dim) + " hidden_dim=" + std::to_string(hidden_dim) +
          " n_layers=" + std::to_string(n_layers) + " n_heads=" + std::to_string(n_heads) +
          " n_kv_heads=" + std::to_string(n_kv_heads) + " vocab_size=" + std::to_string(vocab_size) +
-         " seq_len=" + std::to_string(seq_len);
+         " seq_len=" + std::to_string(seq_len) + (attention_bias ? " attention_bias" : "") +
+         (mlp_bias ? " mlp_bias" : "");
 }
 
 void LlamaConfig::validate(const std::string& what) const {
@@ -61,8 +63,8 @@ nlohmann::json LlamaConfig::to_hf_json() const {
       {"rope_theta", rope_theta},
       {"tie_word_embeddings", tied_embeddings},
       {"hidden_act", "silu"},
-      {"attention_bias", false},
-      {"mlp_bias", false},
+      {"attention_bias", attention_bias},
+      {"mlp_bias", mlp_bias},
       {"bos_token_id", 1},
       {"eos_token_id", 2},
       {"torch_dtype", "float32"},
@@ -95,10 +97,6 @@ LlamaConfig LlamaConfig::from_hf_json(const nlohmann::json& j, const std::string
     throw FormatError(what + ": HF config model_type " + it->dump() + " is not \"llama\"");
   if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null())
     throw FormatError(what + ": HF config rope_scaling " + it->dump() + " is not supported");
-  for (const char* key : {"attention_bias", "mlp_bias"})
-    if (auto it = j.find(key); it != j.end() && !(it->is_boolean() && !it->get<bool>()))
-      throw FormatError(what + ": HF config " + key + " = " + it->dump() +
-                        " is not supported (chaingrad's Llama has no bias vectors)");
   if (auto it = j.find("hidden_act"); it != j.end() && *it != "silu")
     throw FormatError(what + ": HF config hidden_act " + it->dump() + " is not supported (silu only)");
   LlamaConfig c;
@@ -118,6 +116,11 @@ LlamaConfig LlamaConfig::from_hf_json(const nlohmann::json& j, const std::string
       throw FormatError(what + ": HF config \"tie_word_embeddings\" is not a boolean: " + it->dump());
     c.tied_embeddings = it->get<bool>();
   }
+  for (auto [key, flag] : {std::pair<const char*, bool*>{"attention_bias", &c.attention_bias}, {"mlp_bias", &c.mlp_bias}})
+    if (auto it = j.find(key); it != j.end() && !it->is_null()) {
+      if (!it->is_boolean()) throw FormatError(what + ": HF config \"" + key + "\" is not a boolean: " + it->dump());
+      *flag = it->get<bool>();
+    }
   c.validate(what);
   if (auto it = j.find("head_dim"); it != j.end() && !it->is_null() &&
                                     (!it->is_number_integer() || it->get<int64_t>() != c.head_dim()))

@@ -29,12 +29,18 @@ struct LlamaConfig {
   double norm_eps = 1e-5;
   double rope_theta = 10000;
   bool tied_embeddings = false;  // lm_head shares the token embedding
+  // Bias vectors on the projections, as HF's LlamaConfig has them: attention_bias puts one
+  // on each of q, k, v, o; mlp_bias on each of gate, up, down (a merged affine adapter
+  // needs them, nn/linear.h).
+  bool attention_bias = false;
+  bool mlp_bias = false;
 
   int64_t head_dim() const { return dim / n_heads; }
   int64_t kv_dim() const { return head_dim() * n_kv_heads; }
-  // Number of weights, counting lm_head once more unless tied. Call after validate().
+  // Number of weights (biases included), counting lm_head once more unless tied. Call
+  // after validate().
   int64_t param_count() const;
-  // "dim=64 hidden_dim=172 ..." for messages.
+  // "dim=64 hidden_dim=172 ..." for messages (" attention_bias mlp_bias" appended when set).
   std::string str() const;
 
   // Throws FormatError naming `what` (a file name or "config") on any size that is not
@@ -45,9 +51,9 @@ struct LlamaConfig {
   // "model_type": "llama").
   nlohmann::json to_hf_json() const;
   // Reads the keys above; num_key_value_heads defaults to num_attention_heads,
-  // rms_norm_eps to 1e-6, rope_theta to 10000, tie_word_embeddings to false (HF's
-  // defaults). Missing/mistyped keys, rope_scaling, attention_bias/mlp_bias true,
-  // a hidden_act other than silu or another model_type → FormatError.
+  // rms_norm_eps to 1e-6, rope_theta to 10000, tie_word_embeddings, attention_bias and
+  // mlp_bias to false (HF's defaults). Missing/mistyped keys, rope_scaling, a hidden_act
+  // other than silu or another model_type → FormatError.
   // The result is validated.
   static LlamaConfig from_hf_json(const nlohmann::json& j, const std::string& what = "config");
 

@@ -32,8 +32,10 @@ LlamaModel::LlamaModel(const LlamaConfig& config, uint64_t seed, Device device) 
   std::vector<std::pair<std::string, Tensor>> values;
   for (const TensorSpec& s : hf_llama_tensor_specs(config_)) {
     if (s.name == "lm_head.weight" && config_.tied_embeddings) continue;
-    Tensor t = s.shape.rank() == 1 ? Tensor::ones(s.shape)
-                                   : rand_normal(s.shape, 0.0, is_residual_output(s.name) ? resid_std : std, rng);
+    const bool bias = s.name.size() > 5 && s.name.compare(s.name.size() - 5, 5, ".bias") == 0;
+    Tensor t = bias                ? Tensor::zeros(s.shape)
+               : s.shape.rank() == 1 ? Tensor::ones(s.shape)
+                                     : rand_normal(s.shape, 0.0, is_residual_output(s.name) ? resid_std : std, rng);
     values.emplace_back(s.name, t);
   }
   add_params(values, device);
@@ -74,14 +76,46 @@ void LlamaModel::add_params(const std::vector<std::pair<std::string, Tensor>>& v
     L.gate.weight = params_.get(p + "mlp.gate_proj.weight");
     L.up.weight = params_.get(p + "mlp.up_proj.weight");
     L.down.weight = params_.get(p + "mlp.down_proj.weight");
+    if (config_.attention_bias) {
+      L.q.bias = params_.get(p + "self_attn.q_proj.bias");
+      L.k.bias = params_.get(p + "self_attn.k_proj.bias");
+      L.v.bias = params_.get(p + "self_attn.v_proj.bias");
+      L.o.bias = params_.get(p + "self_attn.o_proj.bias");
+    }
+    if (config_.mlp_bias) {
+      L.gate.bias = params_.get(p + "mlp.gate_proj.bias");
+      L.up.bias = params_.get(p + "mlp.up_proj.bias");
+      L.down.bias = params_.get(p + "mlp.down_proj.bias");
+    }
   }
 }
 
+// The config gains attention_bias / mlp_bias when some projection of that group has a bias
+// the config does not (a merged affine adapter's, nn/linear.h); the group's projections
+// without one are written with zeros, as HF's LlamaForCausalLM has a bias on all or none.
 Checkpoint LlamaModel::to_checkpoint() const {
   Checkpoint ck;
   ck.config = config_;
-  for (const TensorSpec& s : hf_llama_tensor_specs(config_)) {
-    const Tensor& src = (s.name == "lm_head.weight") ? lm_head_ : params_.get(s.name);
+  std::map<std::string, const nn::Linear*> by_bias;  // "model.layers.3.self_attn.q_proj.bias" → its Linear
+  for (int64_t i = 0; i < config_.n_layers; ++i) {
+    const Layer& L = layers_[static_cast<size_t>(i)];
+    const std::string p = layer_prefix(i);
+    for (const auto& [name, lin] : {std::pair<const char*, const nn::Linear*>{"self_attn.q_proj", &L.q},
+                                    {"self_attn.k_proj", &L.k}, {"self_attn.v_proj", &L.v}, {"self_attn.o_proj", &L.o},
+                                    {"mlp.gate_proj", &L.gate}, {"mlp.up_proj", &L.up}, {"mlp.down_proj", &L.down}}) {
+      by_bias.emplace(p + name + ".bias", lin);
+      if (lin->bias.defined()) (name[0] == 'm' ? ck.config.mlp_bias : ck.config.attention_bias) = true;
+    }
+  }
+  for (const TensorSpec& s : hf_llama_tensor_specs(ck.config)) {
+    Tensor src;
+    if (s.name == "lm_head.weight") src = lm_head_;
+    else if (auto it = by_bias.find(s.name); it != by_bias.end()) src = it->second->bias;
+    else src = params_.get(s.name);
+    if (!src.defined()) {  // a projection without a bias in a group that has them
+      ck.tensors.emplace_back(s.name, Tensor::zeros(s.shape));
+      continue;
+    }
     Tensor host = src.to(Device::CPU).to(DType::F32);
     ck.tensors.emplace_back(s.name, host.same(src) ? host.clone() : host);
   }

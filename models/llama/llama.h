@@ -49,7 +49,9 @@ class LlamaModel {
   static std::unique_ptr<LlamaModel> from_checkpoint(const Checkpoint& ckpt, Device device = Device::CPU,
                                                       DType dtype = DType::F32);
   // The weights as host F32 tensors under HF names, lm_head.weight included (a copy of
-  // the embedding when tied), in hf_llama_tensor_specs order.
+  // the embedding when tied), in hf_llama_tensor_specs order. Merged affine adapters'
+  // biases are included: the config then says attention_bias / mlp_bias (zeros for the
+  // projections of the group without one).
   Checkpoint to_checkpoint() const;
 
   const LlamaConfig& config() const { return config_; }

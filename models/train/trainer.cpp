@@ -33,9 +33,12 @@ StepStats Trainer::step(bool want_stop) {
   double loss_sum = 0;
   for (int64_t micro = 0; micro < options_.accum; ++micro) {
     // This rank's slice of the global micro-batch [position_, position_ + batch).
-    Batch b = data_.train_batch(options_.data_seed, position_ + comm_->rank() * shard, shard, model_.device());
+    const int64_t first = position_ + comm_->rank() * shard;
+    Batch b = data_.train_batch(options_.data_seed, first, shard, model_.device());
     position_ += options_.batch;
+    if (options_.adapters) options_.adapters->dropout_on(dropout_hash(options_.data_seed, static_cast<uint64_t>(first)));
     Tensor loss = model_.loss(b.ids, b.targets, b.segments);  // mean over the shard
+    if (options_.adapters) options_.adapters->dropout_off();  // the masks ride on the tape into backward
     loss_sum += loss.item();
     // Each (micro-batch, rank) contributes 1/(accum·ranks) of the mean gradient.
     const double scale = 1.0 / static_cast<double>(options_.accum * ranks);

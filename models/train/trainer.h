@@ -17,6 +17,7 @@
 
 #include "models/text/data.h"
 #include "models/llama/llama.h"
+#include "nn/adapters.h"
 #include "nn/dist/dist.h"
 #include "nn/optim.h"
 #include "nn/params.h"
@@ -54,6 +55,10 @@ struct TrainOptions {
   uint64_t data_seed = 0;
   nn::Communicator* comm = nullptr;  // the data-parallel group; null: this process alone
   StepObserver* observer = nullptr;  // e.g. finetune --flow; null: off
+  // The adapters being trained: their dropout (AdapterConfig::dropout) is on during each
+  // micro-batch's forward, with masks keyed by (data_seed, the rank's first sample of the
+  // micro-batch), so a resumed run draws the same ones; null or dropout 0: none.
+  nn::AdapterSet* adapters = nullptr;
   // A non-finite loss or gradient norm: false → the update is not taken and the step is
   // reported (StepStats::nonfinite) for the caller to stop; true → it is skipped and
   // counted as taken (Optimizer::skip), StepStats::skipped.
