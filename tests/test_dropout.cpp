@@ -73,8 +73,8 @@ TEST_CASE("dropout: p = 0 is bit-identical to no dropout (forward and gradients)
     Tensor x = rand_uniform({3, 4, 6}, -1, 1, r), a = rand_uniform({6, 2}, -1, 1, r), m = rand_uniform({2, 2}, -1, 1, r),
            b = rand_uniform({5, 2}, -1, 1, r);
     for (Tensor* t : {&x, &a, &m, &b}) t->set_requires_grad(true);
-    const Tensor y = with_p0 ? ops::adapted_linear(x, w, {a, m, ops::T(b)}, 0.5, nullptr, 0.0, 99)
-                             : ops::adapted_linear(x, w, {a, m, ops::T(b)}, 0.5);
+    const Tensor y = with_p0 ? ops::adapted_linear(x, w, {a, m, ops::transposed_factor(b)}, 0.5, nullptr, 0.0, 99)
+                             : ops::adapted_linear(x, w, {a, m, ops::transposed_factor(b)}, 0.5);
     backward(ops::sum_all(ops::mul(y, y)));
     return std::vector<Tensor>{y, x.grad(), a.grad(), m.grad(), b.grad()};
   };
@@ -90,13 +90,13 @@ TEST_CASE("dropout: the fused op is base(x) + chain(dropout(x)) with the same ma
                b = rand_uniform({6, 3}, -1, 1, g);
   NoGrad ng;
   const double p = 0.3, s = 2.0;
-  const Tensor y = ops::adapted_linear(x, w, {a, ops::T(b)}, s, nullptr, p, 12345);
+  const Tensor y = ops::adapted_linear(x, w, {a, ops::transposed_factor(b)}, s, nullptr, p, 12345);
   const Tensor ref = ops::add(ops::linear(x, w),
-                              ops::mul_scalar(ops::chain_matmul(ops::dropout(x, p, 12345), {a, ops::T(b)}), s));
+                              ops::mul_scalar(ops::chain_matmul(ops::dropout(x, p, 12345), {a, ops::transposed_factor(b)}), s));
   const double d = max_abs_diff(y, ref);
   MESSAGE("|fused − base + s·chain(dropout(x))| = " << d);
   CHECK(d <= 1e-5);
-  CHECK(max_abs_diff(y, ops::adapted_linear(x, w, {a, ops::T(b)}, s)) > 1e-2);  // the mask does something
+  CHECK(max_abs_diff(y, ops::adapted_linear(x, w, {a, ops::transposed_factor(b)}, s)) > 1e-2);  // the mask does something
 }
 
 TEST_CASE("dropout: the mask keeps 1 − p of the elements, scaled by 1/(1 − p)") {

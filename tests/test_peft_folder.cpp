@@ -134,7 +134,7 @@ TEST_CASE("PEFT folder: every kind round-trips with identical tensors and output
     AdapterSet set = attach_adapters(m1.linears(), cfg, 3);
     randomize(set, 30 + static_cast<uint64_t>(v));
     const std::string dir = tmp.file("peft" + std::to_string(v));
-    save_adapter(dir, set, {"some/base", 0.0});
+    save_adapter(dir, set, {"some/base"});
     const std::string weights = dir + "/adapter_model.safetensors";
     CHECK(cg::testing::safetensors_file_problem(weights) == "");
 
