@@ -17,37 +17,18 @@
 #include "tests/tool_runner.h"
 #include "tests/safetensors_validate.h"
 #include "tests/test_util.h"
+#include "tests/adapter_fixture.h"
 
 using namespace cg;
 using namespace cg::nn;
 using namespace cg::models;
 using cg::testing::matmul_rm;
 using cg::testing::max_abs_diff;
+using cg::testing::error_of;
+using cg::testing::randomize;
+using Model = cg::testing::AdapterTestModel;
 
 namespace {
-
-// Two "layers" of q_proj [16, 8] and down_proj [8, 24], frozen base.
-struct Model {
-  ParamStore base{"base"};
-  std::vector<Linear> lin = std::vector<Linear>(4);
-  std::vector<std::string> names{"model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj",
-                                 "model.layers.1.self_attn.q_proj", "model.layers.1.mlp.down_proj"};
-  explicit Model(int layers = 2) {
-    Rng rng(5);
-    names.resize(static_cast<size_t>(2 * layers));
-    lin.resize(names.size());
-    for (size_t i = 0; i < names.size(); ++i) {
-      const Shape s = i % 2 == 0 ? Shape{16, 8} : Shape{8, 24};
-      lin[i].weight = base.add(names[i] + ".weight", rand_uniform(s, -0.3, 0.3, rng));
-    }
-    base.finalize();
-  }
-  std::vector<std::pair<std::string, Linear*>> linears() {
-    std::vector<std::pair<std::string, Linear*>> out;
-    for (size_t i = 0; i < names.size(); ++i) out.emplace_back(names[i], &lin[i]);
-    return out;
-  }
-};
 
 AdapterConfig config(AdapterKind kind, int chain = 3) {
   AdapterConfig c;
@@ -59,12 +40,6 @@ AdapterConfig config(AdapterKind kind, int chain = 3) {
   return c;
 }
 
-void randomize(AdapterSet& set, uint64_t seed) {
-  Rng rng(seed);
-  Tensor& flat = set.store->flat();
-  flat.copy_from(rand_uniform(flat.shape(), -0.7, 0.7, rng));
-}
-
 // Writes a modified copy of an adapter file: `edit` may change tensors and metadata.
 template <class F>
 void rewrite(const std::string& from, const std::string& to, F edit) {
@@ -73,16 +48,6 @@ void rewrite(const std::string& from, const std::string& to, F edit) {
   for (const auto& n : st.names) ts.emplace_back(n, st.tensors.at(n));
   edit(ts, st.metadata);
   write_safetensors(to, ts, st.metadata);
-}
-
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const FormatError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

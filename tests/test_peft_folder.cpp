@@ -21,6 +21,7 @@
 #include "models/io/safetensors.h"
 #include "tests/safetensors_validate.h"
 #include "tests/skip.h"
+#include "tests/adapter_fixture.h"
 #include "tests/tolerances.h"
 #include "tests/tool_runner.h"
 
@@ -29,30 +30,12 @@ using namespace cg::nn;
 using namespace cg::models;
 using cg::testing::Run;
 using cg::testing::TempDir;
+using cg::testing::error_of;
+using cg::testing::randomize;
+using Model = cg::testing::AdapterTestModel;
 namespace fs = std::filesystem;
 
 namespace {
-
-// Two layers of q_proj [16, 8] and down_proj [8, 24], frozen base.
-struct Model {
-  ParamStore base{"base"};
-  std::vector<Linear> lin = std::vector<Linear>(4);
-  std::vector<std::string> names{"model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj",
-                                 "model.layers.1.self_attn.q_proj", "model.layers.1.mlp.down_proj"};
-  Model() {
-    Rng rng(5);
-    for (size_t i = 0; i < names.size(); ++i) {
-      const Shape s = i % 2 == 0 ? Shape{16, 8} : Shape{8, 24};
-      lin[i].weight = base.add(names[i] + ".weight", rand_uniform(s, -0.3, 0.3, rng));
-    }
-    base.finalize();
-  }
-  std::vector<std::pair<std::string, Linear*>> linears() {
-    std::vector<std::pair<std::string, Linear*>> out;
-    for (size_t i = 0; i < names.size(); ++i) out.emplace_back(names[i], &lin[i]);
-    return out;
-  }
-};
 
 // v: 0 LoRA, 1 MoSLoRA, 2 LinChain n = 2, 3 LinChain n = 3 with chain biases.
 AdapterConfig config(int v) {
@@ -64,22 +47,6 @@ AdapterConfig config(int v) {
   c.alpha = 6;
   c.targets = parse_targets("q,down");
   return c;
-}
-
-void randomize(AdapterSet& set, uint64_t seed) {
-  Rng rng(seed);
-  Tensor& flat = set.store->flat();
-  flat.copy_from(rand_uniform(flat.shape(), -0.7, 0.7, rng));
-}
-
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const FormatError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 nlohmann::json read_json(const std::string& path) {
