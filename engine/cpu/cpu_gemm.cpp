@@ -15,7 +15,8 @@ namespace {
 // One product C[m,n] = alpha·op(A)·op(B) + beta·C. A stored row times a matrix (decoding:
 // x·Wᵀ, q·kt, p·v) is a GEMV: OpenBLAS's GEMM would repack all of op(B) for that one row.
 // The other one-row shapes (a transposed A, a dot product n = 1, an outer product k = 1)
-// occur in rank-1 adapters' training and stay with the GEMM, which rounds them as before.
+// occur in rank-1 adapters' training and stay with the GEMM, which rounds them as before
+// (ops/chain_matmul.cpp writes its chain-bias row products as columns for that reason).
 template <class T>
 void gemm_one(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
               int64_t ldb, T beta, T* c, int64_t ldc) {
