@@ -41,13 +41,19 @@ struct Blocks {
   int64_t n = 0;
 };
 
-// The blocks of one batch entry. No staircase, Tq within one block, or more than kMax
-// heads per KV head: a single block of all G·Tq rows and all Tk keys. Staircase: for each
-// head g and each block of its Tq rows [t0, t1), the keys up to the last row's position,
-// t1 − 1 + (Tk − Tq). Blocks have kCausalBlock rows, or more when a head would otherwise
-// need more than kMax / G of them (very long sequences).
+// The blocks of one batch entry. Staircase with one query per head (decoding a token): one
+// block per head, so every product has one row (the CPU backend runs it as a GEMV). No
+// staircase, Tq within one block, or more than kMax heads per KV head: a single block of
+// all G·Tq rows and all Tk keys. Staircase: for each head g and each block of its Tq rows
+// [t0, t1), the keys up to the last row's position, t1 − 1 + (Tk − Tq). Blocks have
+// kCausalBlock rows, or more when a head would otherwise need more than kMax / G of them
+// (very long sequences).
 void make_blocks(bool staircase, int64_t G, int64_t Tq, int64_t Tk, Blocks& out) {
   out.n = 0;
+  if (staircase && Tq == 1 && G <= Blocks::kMax) {  // one query (decoding): a one-row block per head
+    for (int64_t g = 0; g < G; ++g) out.b[out.n++] = {g, 1, Tk};
+    return;
+  }
   if (!staircase || Tq <= kCausalBlock || G > Blocks::kMax) {
     out.b[out.n++] = {0, G * Tq, Tk};
     return;

@@ -329,8 +329,12 @@ void chain_forward(ChainTree& t, const Tensor& out, double alpha, double beta) {
     t.hbar[fb] = t.bias[fb];
     for (int i = fb + 1; i <= t.k; ++i) {  // hbar[i][d_i] = hbar[i−1] · op(F_i) (+ b_i)
       const Tensor& f = t.inputs[i];
-      t.hbar[i] = Tensor::empty({t.tr[i] ? f.dim(0) : f.dim(1)}, f.dtype(), f.device());
-      detail::gemm2d(t.hbar[i - 1], false, f, t.tr[i], t.hbar[i]);
+      const int64_t d = t.tr[i] ? f.dim(0) : f.dim(1);
+      t.hbar[i] = Tensor::empty({d}, f.dtype(), f.device());
+      // As the column op(F_i)ᵀ·hbar[i−1]ᵀ: the CPU backend runs one-row products as GEMVs
+      // (decoding), which round differently; a column keeps this on the GEMM.
+      Tensor col = t.hbar[i].view({d, 1});
+      detail::gemm2d(f, !t.tr[i], t.hbar[i - 1], true, col);
       flops += 2.0 * static_cast<double>(f.numel());
       if (t.bias[i].defined()) backend(f).axpy(1.0, t.bias[i], t.hbar[i]);
     }
@@ -392,7 +396,8 @@ void bias_backward(const ChainTree& t, const Tensor& g, double alpha, double* fl
       accumulate(f, gf);
     }
     Tensor gp = Tensor::empty({t.hbar[i - 1].numel()}, g.dtype(), g.device());
-    detail::gemm2d(gc, false, f, !t.tr[i], gp);  // gc_{i−1}[d_{i−1}] = gc_i · op(F_i)ᵀ
+    Tensor gp_col = gp.view({gp.numel(), 1});  // a column, as in the forward
+    detail::gemm2d(f, t.tr[i], gc, true, gp_col);  // gc_{i−1}[d_{i−1}] = gc_i · op(F_i)ᵀ
     *flops += 2.0 * static_cast<double>(f.numel());
     gc = gp;
   }

@@ -1,6 +1,7 @@
 // tests/test_gemm.cpp — Backend::gemm on MatViews: results against a plain float64 loop
-// (transposes, sub-views, shared and batched operands, a C that sums the batch), the
-// shape errors, and the same bits for every thread count on each way the CPU splits work.
+// (transposes, sub-views, shared and batched operands, a C that sums the batch, one-row
+// products), the shape errors, and the same bits for every thread count on each way the CPU
+// splits work.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -74,6 +75,25 @@ TEST_CASE("gemm on views matches a float64 loop") {
     check_against_naive(mat(a, 3, 7, 5).sub(2, 4, 1, 3), mat(b, 3, 5, 6).sub(1, 3, 0, 4),
                         mat(c, 3, 7, 6).sub(3, 4, 2, 4), 1.0, 0.5);
   }
+  SUBCASE("one row (the CPU runs a row times a matrix as a GEMV): every transpose pair, strided rows, batched") {
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        // op(A) [1,5]: row 2 of a, or column 3 of at_ transposed (its entries ld = 7 apart)
+        const MatView a1 = ta ? mat(at_, 3, 5, 7).sub(0, 5, 3, 1).t() : mat(a, 3, 7, 5).sub(2, 1, 0, 5);
+        check_against_naive(a1, (tb ? mat(bt) : mat(b)).rows_from(0, tb ? 6 : 5).t(tb), mat(c).sub(1, 1, 0, 6), 0.5,
+                            0.25);
+        check_against_naive(a1, tb ? mat(bt).sub(0, 4, 0, 5).t() : mat(b).sub(0, 5, 1, 4), mat(c).sub(3, 1, 2, 4),
+                            -1.0, 0.0);
+      }
+    check_against_naive(mat(a, 3, 7, 5).sub(2, 1, 0, 5), mat(b, 3, 5, 6), mat(c, 3, 7, 6).sub(4, 1, 0, 6), 1.0, 0.5);
+    check_against_naive(mat(a, 3, 7, 5).sub(2, 1, 0, 5), mat(bt, 3, 6, 5).t(), mat(c1).sub(0, 1, 0, 6), 1.0, 0.0);
+    // beta = 0 ignores what C held, NaN included
+    Tensor cn = Tensor::zeros({1, 6}, DType::F64), cz = Tensor::zeros({1, 6}, DType::F64);
+    std::fill(cn.data<double>(), cn.data<double>() + 6, std::nan(""));
+    backend_for(Device::CPU).gemm(mat(a, 3, 7, 5).sub(0, 1, 0, 5), mat(b).rows_from(0, 5), mat(cn));
+    backend_for(Device::CPU).gemm(mat(a, 3, 7, 5).sub(0, 1, 0, 5), mat(b).rows_from(0, 5), mat(cz));
+    CHECK(cn.to_f64_vector() == cz.to_f64_vector());
+  }
   SUBCASE("a C of batch 1 sums the batch in order, beta on the first entry only") {
     check_against_naive(mat(a, 3, 7, 5), mat(b, 3, 5, 6), mat(c1), 0.5, 0.25);
     check_against_naive(mat(at_, 3, 5, 7).t(), mat(bt, 3, 6, 5).t(), mat(c1), 1.0, 0.0);
@@ -113,9 +133,11 @@ TEST_CASE("gemm gives the same bits with 1, 2 and 3 threads on each way the CPU 
     const char* what;
     int64_t batch, m, n, k;
   };
-  // A batch of small products; one large product cut by rows; one cut by columns.
+  // A batch of small products; one large product cut by rows; one cut by columns; the
+  // same for one-row products (GEMVs).
   for (const Case& cs : {Case{"batch of small", 16, 40, 48, 56}, Case{"rows", 1, 512, 192, 160},
-                         Case{"columns", 1, 96, 1024, 128}}) {
+                         Case{"columns", 1, 96, 1024, 128}, Case{"batch of one-row", 64, 1, 128, 64},
+                         Case{"one row, columns", 1, 1, 20000, 256}}) {
     const Tensor a = rand_uniform({cs.batch, cs.m, cs.k}, -1, 1, rng), b = rand_uniform({cs.batch, cs.k, cs.n}, -1, 1, rng);
     std::vector<std::vector<float>> runs;
     for (int threads : {1, 2, 3}) {

@@ -152,13 +152,13 @@ TEST_CASE("LlamaModel: KV-cache decoding equals the full forward at every positi
   for (bool tied : {false, true}) {
     LlamaModel m(small_config(tied), 11);
     scale_weights(m, 5.0);
-    // B = 1 without adapters is the path generate takes (decode_layers_one: one GEMM per
-    // group of projections); B = 2 the batched one.
+    // B = 1 is what generate runs (one-row products: GEMVs on the CPU); B = 2 has two-row
+    // projections (GEMMs) and one-row attention products.
     for (int64_t B : {1, 2}) {
       CAPTURE(B);
       Tensor ids = random_ids(B, 12, m.config().vocab_size, 5);
-      // float32: one-row and many-row GEMMs sum in different orders, by a BLAS-dependent
-      // amount (tests/tolerances.h).
+      // float32: one-row GEMVs and many-row GEMMs sum in different orders, by a
+      // BLAS-dependent amount (tests/tolerances.h).
       const double one_by_one = max_cache_diff(m, ids, std::vector<int64_t>(12, 1));
       const double chunked = max_cache_diff(m, ids, {5, 1, 4, 2});
       CHECK(one_by_one <= cg::testing::tol::kDecodeRel);
@@ -314,10 +314,11 @@ TEST_CASE("stories260K: KV-cache decoding equals the full forward at every posit
   auto m64 = LlamaModel::from_checkpoint(ck, Device::CPU, DType::F64);
   CHECK(max_cache_diff(*m64, t, std::vector<int64_t>(200, 1)) <= 1e-12);
   CHECK(max_cache_diff(*m64, t, {1, 63, 1, 100, 35}) <= 1e-12);
-  // float32 (what generate runs): one-row and many-row GEMMs sum in different orders
-  // (OpenBLAS picks a different kernel for a one-row product), so logits up to |22| differ
-  // by a few ulps (1.4–2.0e-5 of |22|, 2.2e-5 on a Xeon with OpenBLAS's generic kernels),
-  // about the float32 full forward's own error, measured against the float64 model below.
+  // float32 (what generate runs): one-row products (GEMVs on the CPU) and many-row GEMMs
+  // sum in different orders, so logits up to |22| differ by a few ulps (1.3–1.5e-5 on Zen;
+  // 1.4–2.0e-5 when one-row products were GEMMs, 2.2e-5 on a Xeon with OpenBLAS's generic
+  // kernels), about the float32 full forward's own error, measured against the float64
+  // model below.
   auto m = LlamaModel::from_checkpoint(ck);
   const double one_by_one = max_cache_diff(*m, t, std::vector<int64_t>(200, 1));
   const double chunked = max_cache_diff(*m, t, {1, 63, 1, 100, 35});

@@ -12,13 +12,23 @@
 namespace cg {
 namespace {
 
-// One product C[m,n] = alpha·op(A)·op(B) + beta·C. (A GEMV route for m == 1 was tried
-// for the decode path: no faster than OpenBLAS's own m == 1 GEMM on these sizes, and it
-// rounds differently from the full-sequence forward, so it is not used.)
+// One product C[m,n] = alpha·op(A)·op(B) + beta·C. A stored row times a matrix (decoding:
+// x·Wᵀ, q·kt, p·v) is a GEMV: OpenBLAS's GEMM would repack all of op(B) for that one row.
+// The other one-row shapes (a transposed A, a dot product n = 1, an outer product k = 1)
+// occur in rank-1 adapters' training and stay with the GEMM, which rounds them as before
+// (ops/chain_matmul.cpp writes its chain-bias row products as columns for that reason).
 template <class T>
 void gemm_one(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
               int64_t ldb, T beta, T* c, int64_t ldc) {
   constexpr bool f32 = std::is_same_v<T, float>;
+  if (m == 1 && !ta && n > 1 && k > 1) {  // c[n] = alpha·op(B)ᵀ·a + beta·c
+    if (beta == T(0)) std::fill(c, c + n, T(0));  // BLAS may scale NaN garbage by 0
+    const auto TB = tb ? CblasNoTrans : CblasTrans;  // B stored [n,k] when tb, else [k,n]
+    const int64_t rows = tb ? n : k, cols = tb ? k : n;
+    if constexpr (f32) cblas_sgemv(CblasRowMajor, TB, rows, cols, alpha, b, ldb, a, 1, beta, c, 1);
+    else cblas_dgemv(CblasRowMajor, TB, rows, cols, alpha, b, ldb, a, 1, beta, c, 1);
+    return;
+  }
   const auto TA = ta ? CblasTrans : CblasNoTrans;
   const auto TB = tb ? CblasTrans : CblasNoTrans;
   if constexpr (f32) cblas_sgemm(CblasRowMajor, TA, TB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

@@ -23,6 +23,23 @@ void add_partials(const double* part, int64_t nblocks, int64_t d, T* out) {
     out[j] += static_cast<T>(s);
   }
 }
+// max(x[0..n)) (NaNs skipped, as std::max(mx, x) does), −∞ for n = 0. In 16 lanes, as GCC
+// does not vectorise a float max reduction (omp simd or not) without -ffast-math; a max is
+// exact, so the order does not change the result.
+template <class T>
+T row_max(const T* x, int64_t n) {
+  constexpr int kLanes = 16;
+  T lane[kLanes];
+  for (T& l : lane) l = -std::numeric_limits<T>::infinity();
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes)
+#pragma omp simd
+    for (int j = 0; j < kLanes; ++j) lane[j] = x[c + j] > lane[j] ? x[c + j] : lane[j];
+  for (; c < n; ++c) lane[0] = std::max(lane[0], x[c]);
+  T mx = lane[0];
+  for (int j = 1; j < kLanes; ++j) mx = std::max(mx, lane[j]);
+  return mx;
+}
 }  // namespace
 
 void CpuBackend::softmax(const Tensor& x, Tensor& y, bool log, int64_t causal_tq, int64_t causal_offset) {
@@ -35,9 +52,7 @@ void CpuBackend::softmax(const Tensor& x, Tensor& y, bool log, int64_t causal_tq
       const T* xr = px + r * cols;
       T* yr = py + r * cols;
       const int64_t valid = causal_tq > 0 ? std::min(cols, r % causal_tq + causal_offset + 1) : cols;
-      T mx = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : mx)
-      for (int64_t c = 0; c < valid; ++c) mx = std::max(mx, xr[c]);
+      const T mx = row_max(xr, valid);
       T sum = 0;
 #pragma omp simd reduction(+ : sum)
       for (int64_t c = 0; c < valid; ++c) {
