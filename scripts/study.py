@@ -9,7 +9,8 @@ output, items separated by a blank line.
 
 The report mode reads RUNDIR/{teacher,equal,arith,shakespeare,mc,gradflow}/ (parts that are
 missing are reported as not run), writes the figures study_*.png and writes the markdown
-report with every table (mean ± sample std over seeds; the seeds are named in each table).
+report with every table (mean ± sample std over seeds; the seeds are named in each table),
+keeping the real-model section between the study-real markers (scripts/study_real.py) as it is.
 """
 import argparse
 import glob
@@ -621,8 +622,15 @@ class Report:
         q = os.path.join(self.run, "QUICK")
         if os.path.exists(q):
             head += ["**This file was produced by a reduced run:** " + open(q).read().strip(), ""]
+        # The real-model section (scripts/study_real.py, `make study-real`) is kept as it is.
+        keep = ""
+        if os.path.exists(path):
+            old = open(path).read()
+            a, z = old.find("<!-- study-real:begin"), old.find("<!-- study-real:end -->")
+            if 0 <= a < z:
+                keep = "\n" + old[a:z + len("<!-- study-real:end -->")] + "\n"
         with open(path + ".tmp", "w") as fo:
-            fo.write("\n".join(head + self.lines) + "\n")
+            fo.write("\n".join(head + self.lines) + "\n" + keep)
         os.replace(path + ".tmp", path)
 
 
