@@ -8,10 +8,12 @@ usage: /usr/bin/python3 scripts/study_real.py [--out build/study-real] [--part d
        /usr/bin/python3 scripts/study_real.py --self-test      (a fake results folder, the report
                                                                checked; part of `make test`)
 Budget (environment; the defaults are the full study, PILOT=1 a small run):
-  STEPS=300 SEEDS="0 1 2" ITEMS=300 (per test set) TRAIN_PER_SET=1000 LRS=3e-4 WARMUP=30
+  STEPS=300 SEEDS="0 1 2" ITEMS=300 (per test set) TRAIN_PER_SET=1000 LRS=3e-4 WARMUP=30 ACCUM=4 EVAL_EVERY=75
   METHODS="lora moslora linchain2 linchain3 linchain3_authors lora_bias linchain3_identity"
-  JOBS=2 (runs at a time, 1 thread each)  FLOW_EVERY=25  TARGET_LOSS= (default: LoRA's final loss)
-  PILOT=1: STEPS=20 SEEDS=0 ITEMS=20 WARMUP=2 METHODS="lora linchain3 linchain3_authors" FLOW_EVERY=10 JOBS=2
+  JOBS=2 (evaluations at a time, 1 thread each; fine-tunes run one at a time, TRAIN_JOBS=1, beside them:
+  a SmolLM2 fine-tune peaks at 12-14 GB RSS)  FLOW_EVERY=25  TARGET_LOSS= (default: LoRA's final loss)
+  PILOT=1: STEPS=10 SEEDS=0 ITEMS=5 WARMUP=1 ACCUM=1 EVAL_EVERY=10 FLOW_EVERY=5 JOBS=1
+           METHODS="lora linchain3 linchain3_authors"
 Parts (each resumable: a finished piece is a file written atomically and is skipped on a rerun):
   data    the fixed training mix and the fixed random test subsets (OUT/data/)
   base    the base model on every test subset, both modes (OUT/base/)
@@ -61,14 +63,14 @@ TEST_SETS = ["boolq", "piqa", "social_i_qa", "hellaswag", "winogrande", "ARC-Eas
 TEST_LABEL = {"boolq": "BoolQ", "piqa": "PIQA", "social_i_qa": "SIQA", "hellaswag": "HellaS.", "winogrande": "WinoG.",
               "ARC-Easy": "ARC-e", "ARC-Challenge": "ARC-c", "openbookqa": "OBQA"}
 MODES = ["generate", "likelihood"]
-FULL = dict(STEPS=300, SEEDS="0 1 2", ITEMS=300, TRAIN_PER_SET=1000, LRS="3e-4", WARMUP=30, JOBS=2, FLOW_EVERY=25,
-            METHODS=" ".join(METHODS))
-PILOT = dict(STEPS=20, SEEDS="0", ITEMS=20, TRAIN_PER_SET=1000, LRS="3e-4", WARMUP=2, JOBS=2, FLOW_EVERY=10,
-             METHODS="lora linchain3 linchain3_authors")
+FULL = dict(STEPS=300, SEEDS="0 1 2", ITEMS=300, TRAIN_PER_SET=1000, LRS="3e-4", WARMUP=30, ACCUM=4, EVAL_EVERY=75,
+            JOBS=2, FLOW_EVERY=25, METHODS=" ".join(METHODS))
+PILOT = dict(STEPS=10, SEEDS="0", ITEMS=5, TRAIN_PER_SET=1000, LRS="3e-4", WARMUP=1, ACCUM=1, EVAL_EVERY=10, JOBS=1,
+             FLOW_EVERY=5, METHODS="lora linchain3 linchain3_authors")
 # The authors' hyperparameters (LinChain / MoSLoRA papers, LLM-Adapters): r 16, alpha 32, lr 3e-4,
-# warmup then linear decay, cutoff 256, micro-batch 4 × 4 accumulated (16 per step).
+# warmup then linear decay, cutoff 256, micro-batch 4 × ACCUM (4: 16 records per step, as theirs).
 FT_COMMON = ["--rank", "16", "--alpha", "32", "--targets", "q,k,v,up,down", "--schedule", "linear", "--cutoff", "256",
-             "--batch", "4", "--accum", "4", "--val-frac", "0.02", "--eval-batches", "4", "--threads", "1",
+             "--batch", "4", "--val-frac", "0.02", "--eval-batches", "4", "--threads", "1",
              "--log-every", "1000000", "--checkpoint-every", "10"]
 SMOOTH = 10  # training-loss curves and steps-to-target use a trailing mean over this many steps
 
@@ -78,7 +80,9 @@ def budget_from_env():
     b = {k: os.environ.get(k) or str(v) for k, v in base.items()}  # unset or empty: the default
     out = {"pilot": os.environ.get("PILOT") == "1", "steps": int(b["STEPS"]), "seeds": [int(s) for s in b["SEEDS"].split()],
            "items": int(b["ITEMS"]), "train_per_set": int(b["TRAIN_PER_SET"]), "lrs": b["LRS"].split(),
-           "warmup": int(b["WARMUP"]), "jobs": int(b["JOBS"]), "flow_every": int(b["FLOW_EVERY"]),
+           "warmup": int(b["WARMUP"]), "accum": int(b["ACCUM"]), "eval_every": int(b["EVAL_EVERY"]),
+           "jobs": int(b["JOBS"]), "train_jobs": int(os.environ.get("TRAIN_JOBS") or 1),
+           "flow_every": int(b["FLOW_EVERY"]),
            "methods": b["METHODS"].split()}
     for m in out["methods"]:
         if m not in METHODS:
@@ -98,6 +102,7 @@ def write_atomic(path, text):
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -134,12 +139,12 @@ class Study:
     # ---- bookkeeping ---------------------------------------------------------------------------
     def check_budget(self):
         p = os.path.join(self.out, "budget.json")
-        keep = {k: v for k, v in self.b.items() if k != "jobs"}  # JOBS does not change a number
+        keep = {k: v for k, v in self.b.items() if k not in ("jobs", "train_jobs")}  # they change no number
         old = load_json(p)
         if old is not None:
-            old = {k: v for k, v in old.items() if k != "jobs"}
+            old = {k: v for k, v in old.items() if k not in ("jobs", "train_jobs")}
             # A rerun may add methods, seeds or lrs; the per-run budget must be the same.
-            fixed = ("steps", "items", "train_per_set", "warmup", "flow_every")
+            fixed = ("steps", "items", "train_per_set", "warmup", "accum", "eval_every", "flow_every")
             diff = [k for k in fixed if old.get(k) != keep.get(k)]
             if diff:
                 die(f"{p} holds another budget ({', '.join(f'{k} {old.get(k)} vs {keep.get(k)}' for k in diff)}); "
@@ -171,11 +176,11 @@ class Study:
             text = so.read().decode(errors="replace")
         return p.returncode, text, time.time() - t0, ru.ru_maxrss / 1024.0
 
-    def pool(self, tasks):
+    def pool(self, tasks, jobs=None):
         """Runs the callables, JOBS at a time; failures are printed, not raised (the report says what is missing)."""
         if not tasks:
             return
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, self.b["jobs"])) as ex:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs or self.b["jobs"])) as ex:
             for f in concurrent.futures.as_completed([ex.submit(t) for t in tasks]):
                 try:
                     f.result()
@@ -235,6 +240,8 @@ class Study:
                     continue
 
                 def task(s=s, mode=mode, res=res):
+                    if os.path.exists(res):  # done meanwhile (e.g. by a second driver on the same OUT)
+                        return
                     os.makedirs(edir, exist_ok=True)
                     cmd = [os.path.join(self.bin, "evaluate"), "--model", self.model, "--task", self.test_path(s),
                            "--mode", mode, "--json", "--threads", "1",
@@ -272,12 +279,15 @@ class Study:
             return None
 
         def task():
+            if os.path.exists(os.path.join(d, "train.json")):
+                return
             os.makedirs(d, exist_ok=True)
             ck = os.path.join(d, "ckpt")
             cmd = [os.path.join(self.bin, "finetune"), "--model", self.model,
                    "--data", os.path.join(self.out, "data", "train_mix.json")] + METHODS[m][1] + FT_COMMON + [
                 "--lr", lr, "--warmup", str(self.b["warmup"]), "--steps", str(self.b["steps"]), "--seed", str(seed),
-                "--eval-every", str(max(1, self.b["steps"] // 4)), "--metrics", os.path.join(d, "metrics.jsonl"),
+                "--accum", str(self.b["accum"]), "--eval-every", str(self.b["eval_every"]),
+                "--metrics", os.path.join(d, "metrics.jsonl"),
                 "--flow", os.path.join(d, "flow.jsonl"), "--flow-every", str(self.b["flow_every"]),
                 "--summary", os.path.join(d, "summary.json"), "--out", os.path.join(d, "adapter.safetensors"),
                 "--checkpoint", ck]
@@ -305,15 +315,18 @@ class Study:
         return [t for t in (self.train_task(*r) for r in self.runs()) if t]
 
     def part_train(self):
-        self.pool(self.train_tasks())
+        self.pool(self.train_tasks(), self.b["train_jobs"])
 
-    def part_eval(self):
+    def eval_all_tasks(self):
         tasks = []
         for m, lr, s in self.runs():
             d = self.run_dir(m, lr, s)
             if os.path.exists(os.path.join(d, "train.json")) or self.dry:
                 tasks += self.eval_tasks(f"{m} lr{lr} s{s}", os.path.join(d, "eval"), os.path.join(d, "adapter.safetensors"))
-        self.pool(tasks)
+        return tasks
+
+    def part_eval(self):
+        self.pool(self.eval_all_tasks())
 
 
 # ---- statistics ---------------------------------------------------------------------------------
@@ -409,7 +422,8 @@ class Report:
         base = PILOT if b.get("pilot") else FULL
         now = {"STEPS": str(b.get("steps")), "SEEDS": " ".join(map(str, b.get("seeds", []))), "ITEMS": str(b.get("items")),
                "TRAIN_PER_SET": str(b.get("train_per_set")), "LRS": " ".join(b.get("lrs", [])),
-               "WARMUP": str(b.get("warmup")), "FLOW_EVERY": str(b.get("flow_every")),
+               "WARMUP": str(b.get("warmup")), "ACCUM": str(b.get("accum")), "EVAL_EVERY": str(b.get("eval_every")),
+               "FLOW_EVERY": str(b.get("flow_every")),
                "METHODS": " ".join(b.get("methods", []))}
         diff = [f'{k}="{v}"' if " " in v else f"{k}={v}" for k, v in now.items() if v != str(base[k])]
         return " ".join(["make study-real"] + (["PILOT=1"] if b.get("pilot") else []) + diff)
@@ -465,7 +479,8 @@ class Report:
                "with a fixed seed; 2 % held out for the validation loss), rendered with the Alpaca template, loss on "
                "every token (the papers' scripts), cutoff 256 tokens. The authors' hyperparameters for every method: "
                f"r = 16, alpha = 32, targets q,k,v,up,down, AdamW lr {', '.join(b.get('lrs', []))}, "
-               f"warmup {b.get('warmup')} steps then linear decay, micro-batch 4 × 4 accumulated (16 records per step), "
+               f"warmup {b.get('warmup')} steps then linear decay, micro-batch 4 × {b.get('accum')} accumulated "
+               f"({4 * (b.get('accum') or 0)} records per step; the authors accumulate to 16), "
                f"{b.get('steps')} steps; seeds {b.get('seeds')} (adapter init, data order, dropout masks).")
         self.w()
         te = man.get("test", {})
@@ -496,34 +511,42 @@ class Report:
             parts.setdefault(t["part"], []).append(t)
         if not parts:
             return
-        self.w("**Wall time (measured)**, summed over the pieces of each part (" +
-               f"{self.b.get('jobs', 1)} piece(s) at a time, 1 thread each, `nice -n 10`, on a 2-core machine shared "
-               "with other jobs): " + ", ".join(f"{p} {fmt_time(sum(x['seconds'] for x in v))} ({len(v)} pieces)"
+        self.w("**Wall time (measured)**, summed over the pieces of each part (1 thread each, `nice -n 10`, one "
+               "fine-tune at a time with evaluations beside it, on a 2-core, 24 GB machine shared with other jobs): " + ", ".join(f"{p} {fmt_time(sum(x['seconds'] for x in v))} ({len(v)} pieces)"
                                                 for p, v in parts.items()) + "." + (f" {wall_note}" if wall_note else ""))
         self.w()
         # Extrapolation to the full default budget from the measured rates.
         tr = parts.get("train", [])
         ev = [x for x in parts.get("eval", []) + parts.get("base", []) if x.get("items")]
         if tr and ev:
-            s_per_step = mean([x["seconds"] / x["steps"] for x in tr if x.get("steps")])
+            # seconds per record seen (steps × 4 × ACCUM), so that a pilot with less accumulation extrapolates
+            rates = [x["seconds"] / (x["steps"] * 4 * self.b.get("accum", 4)) for x in tr if x.get("steps")]
+            s_per_rec = mean(rates)
+            s_per_step = s_per_rec * 4 * FULL["ACCUM"]
             gen = [x["seconds"] / x["items"] for x in ev if x["what"].endswith("generate")]
             lik = [x["seconds"] / x["items"] for x in ev if x["what"].endswith("likelihood")]
             f = FULL
             runs = len(f["METHODS"].split()) * len(f["SEEDS"].split()) * len(f["LRS"].split())
             t_train = runs * f["STEPS"] * s_per_step
+            t_train_best = runs * f["STEPS"] * min(rates) * 4 * FULL["ACCUM"]
             per_model = len(TEST_SETS) * f["ITEMS"] * ((mean(gen) if gen else 0) + (mean(lik) if lik else 0))
             t_eval = (runs + 1) * per_model
-            self.w(f"**Expected wall time of the full study (extrapolated, not measured):** {s_per_step:.1f} s per "
-                   f"optimizer step and {mean(gen) if gen else float('nan'):.2f} s / "
+            self.w(f"**Expected wall time of the full study (extrapolated, not measured):** {s_per_rec:.1f} s per "
+                   f"training record on average ({min(rates):.1f}–{max(rates):.1f} s over the runs, as the machine's load "
+                   f"changed; so {s_per_step:.0f} s per step of {4 * FULL['ACCUM']} records, wall time of the "
+                   f"whole fine-tune process, model loading included) and {mean(gen) if gen else float('nan'):.2f} s / "
                    f"{mean(lik) if lik else float('nan'):.2f} s per generated / likelihood-scored item were measured "
                    f"here (1 thread, shared machine; fine-tuned models that answer in a few tokens generate faster than "
                    f"the rambling base). The default budget ({runs} runs = {len(f['METHODS'].split())} methods × "
                    f"{len(f['SEEDS'].split())} seeds × {f['STEPS']} steps; {f['ITEMS']} items × 8 sets × 2 modes for "
-                   f"the base and each run) is then about {t_train / 3600:.0f} h of training and "
+                   f"the base and each run) is then about {t_train / 3600:.0f} h of training "
+                   f"({t_train_best / 3600:.0f} h at the fastest rate measured) and "
                    f"{t_eval / 3600:.0f} h of evaluation in 1-thread pieces, i.e. about "
-                   f"{(t_train + t_eval) / 3600 / f['JOBS']:.0f} h of wall time with JOBS={f['JOBS']} on 2 free cores "
-                   "(more on a loaded machine). `make study-real PART=train METHODS=lora` and the like run it in parts; "
-                   "every finished piece is kept.")
+                   f"{max(t_train, (t_train + t_eval) / 2) / 3600:.0f} h of wall time on 2 free cores (fine-tunes one at a "
+                   "time, since each peaks at 12–14 GB RSS, evaluations beside them; more on a loaded machine). "
+                   "That does not fit this shared 2-core machine: the default budget wants a dedicated multi-core "
+                   "machine or a GPU (`make study-real PART=train` and the like run it in parts, every finished piece "
+                   "is kept), or a smaller budget (STEPS, ITEMS, METHODS, SEEDS), named in the command line above.")
             self.w()
 
     def acc_table(self, mode):
@@ -607,12 +630,15 @@ class Report:
         self.w()
         self.w(f"Training loss = mean over the last {SMOOTH} steps (trailing mean of the per-step loss). Steps to target: "
                f"the first step where that trailing mean is ≤ {target:.4f} ({why}); count of seeds that reached it in "
-               "brackets. ms/step: finetune's mean step time (forward + backward + AdamW, 16 records). Peak RSS: the "
+               "brackets. ms/step: finetune's mean step time (forward + backward + AdamW, "
+               f"{4 * (self.b.get('accum') or 4)} records); step-time CV: the coefficient of variation of the per-step "
+               "times within the run (a large one means the machine's load, not the method, set the time). Peak RSS: the "
                "fine-tune process's maximum resident memory (getrusage); peak tensor MB: the CPU backend's peak of live "
                "tensors.")
         self.w()
-        self.w("| method | trainable params | final train loss | final val loss | steps to target | ms/step | peak RSS MB | peak tensor MB |")
-        self.w("|---|---|---|---|---|---|---|---|")
+        self.w("| method | trainable params | final train loss | final val loss | steps to target | ms/step | step-time CV | peak RSS MB | peak tensor MB |")
+        self.w("|---|---|---|---|---|---|---|---|---|")
+        self.cv = {}
         self.stt = {}
         for key in self.keys:
             rs = self.runs[key]
@@ -624,8 +650,15 @@ class Report:
             reached = [x for x in st if x is not None]
             self.stt[key] = (reached, len(st))
             stc = (fmt_ms(reached, 1, 0) + f" ({len(reached)}/{len(st)})") if reached else f"— (0/{len(st)})"
+            cvs = []
+            for r in rs.values():
+                t = [x["ms"] for x in r["metrics"] if isinstance(x.get("ms"), (int, float))]
+                if len(t) > 1 and mean(t) > 0:
+                    cvs.append(sd(t) / mean(t))
+            self.cv[key] = cvs
             self.w(f"| {self.label(key)} | {summ[0].get('trainable_params', '?') if summ else '?'} | {fmt_ms(fin, 1, 4)} | "
                    f"{fmt_ms(val, 1, 4)} | {stc} | {fmt_ms([s['ms_per_step'] for s in summ if 'ms_per_step' in s], 1, 0)} | "
+                   f"{fmt_ms(cvs, 100, 0)}{' %' if cvs else ''} | "
                    f"{fmt_ms([r['train']['peak_rss_mb'] for r in rs.values()], 1, 0)} | "
                    f"{fmt_ms([s['peak_tensor_mb'] for s in summ if 'peak_tensor_mb' in s], 1, 1)} |")
         self.w()
@@ -757,10 +790,15 @@ class Report:
         if len(gen_base) == len(TEST_SETS) and ra:
             bullets.append(f"Generate mode, 8-set average: base {100 * mean(gen_base):.1f} %, LoRA {100 * mean(ra):.1f} %, "
                            f"majority baseline {100 * mean(maj):.1f} %. " +
-                           ("LoRA's average is below the majority baseline: the fine-tune has not (yet) taught the "
-                            "tasks beyond the answer format, so method differences here are differences in format "
-                            "learning, not in reasoning." if mean(ra) < mean(maj) else
+                           ("LoRA's average is below the majority baseline: after this fine-tune the replies often "
+                            "hold no extractable answer or not the right one, so generate-mode differences between "
+                            "methods here measure how far each learned the answer format, not reasoning." if mean(ra) < mean(maj) else
                             "LoRA's average is above the majority baseline."))
+        lb = [self.base[(s, "likelihood")]["accuracy"] for s in TEST_SETS if (s, "likelihood") in self.base]
+        rl = self.avg_acc(ref, "likelihood")
+        if len(lb) == len(TEST_SETS) and rl:
+            bullets.append(f"Likelihood mode, 8-set average: base {100 * mean(lb):.1f} %, LoRA {100 * mean(rl):.1f} % "
+                           f"(chance {100 * mean([self.base[(s, 'likelihood')]['chance'] for s in TEST_SETS]):.1f} %).")
         eff = getattr(self, "eff", {})
         better, worse, same = [], [], []
         for (key, mode), (d, t) in eff.items():
@@ -803,11 +841,17 @@ class Report:
         ms_ = {k: [r["train"]["summary"]["ms_per_step"] for r in self.runs[k].values()
                    if (r["train"].get("summary") or {}).get("ms_per_step")] for k in self.keys}
         if ms_.get(ref):
+            cvs = [c for v in getattr(self, "cv", {}).values() for c in v]
+            noisy = cvs and max(cvs) > 0.2
             bullets.append("Cost: ms/step relative to LoRA " + ", ".join(
                 f"{self.label(k)} {mean(v) / mean(ms_[ref]):.2f}×" for k, v in ms_.items() if v and k != ref) +
-                " (one shared machine: a few % of noise); peak RSS " + ", ".join(
+                (f"; but the step times within single runs vary by up to {100 * max(cvs):.0f} % (CV), i.e. the "
+                 "machine's load set them, so these ratios say nothing about the methods' cost" if noisy else
+                 f" (step-time CV within runs at most {100 * max(cvs):.0f} %)" if cvs else "") +
+                "; peak RSS " + ", ".join(
                 f"{self.label(k)} {mean([r['train']['peak_rss_mb'] for r in self.runs[k].values()]):.0f} MB"
-                for k in self.keys) + ".")
+                for k in self.keys) + ", several times the peak of live tensors (the table), so RSS, not the adapter, "
+                "limits how many fine-tunes fit in memory at once.")
         bullets.append("Context: the LinChain paper reports commonsense averages of 86.3 (LinChain) / 84.1 (LoRA) / 84.6 "
                        "(MoSLoRA) on LLaMA-3-8B with 170k training records and 3 epochs; this is a 135M model, "
                        f"{self.man.get('train_total', '?')} records and {self.b.get('steps')} steps. A comparison closer to "
@@ -857,7 +901,8 @@ def self_test():
             print(f"  FAIL  {what}")
     try:
         out = os.path.join(tmp, "out")
-        b = dict(pilot=False, steps=50, seeds=[0, 1, 2], items=100, train_per_set=10, lrs=["3e-4"], warmup=5, jobs=1,
+        b = dict(pilot=False, steps=50, seeds=[0, 1, 2], items=100, train_per_set=10, lrs=["3e-4"], warmup=5, accum=4,
+                 eval_every=10, jobs=1,
                  flow_every=10, methods=["lora", "moslora", "linchain3"])
         write_atomic(os.path.join(out, "budget.json"), json.dumps(b))
         write_atomic(os.path.join(out, "data", "manifest.json"), json.dumps(
@@ -962,8 +1007,11 @@ def main():
         st.part_data()
     if a.part == "data":
         return
-    if a.part == "all":  # the fine-tunes first, the base evaluations beside them
-        st.pool(st.train_tasks() + st.base_tasks())
+    if a.part == "all":  # the fine-tunes one at a time; beside them the base and the finished runs are evaluated
+        tr = threading.Thread(target=st.pool, args=(st.train_tasks(), b["train_jobs"]))
+        tr.start()
+        st.pool(st.base_tasks() + st.eval_all_tasks())
+        tr.join()
     if a.part == "base":
         st.part_base()
     if a.part == "train":
