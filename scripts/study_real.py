@@ -553,7 +553,9 @@ class Report:
                    "time, since each peaks at 12–14 GB RSS, evaluations beside them; more on a loaded machine). "
                    "That does not fit this shared 2-core machine: the default budget wants a dedicated multi-core "
                    "machine or a GPU (`make study-real PART=train` and the like run it in parts, every finished piece "
-                   "is kept), or a smaller budget (STEPS, ITEMS, METHODS, SEEDS), named in the command line above.")
+                   "is kept), or a smaller budget (STEPS, ITEMS, METHODS, SEEDS), named in the command line above. "
+                   "These rates depend on the machine's load more than on anything else; docs/design-notes.md (the "
+                   "real-model study entry) has the same pieces timed on the machine when it was idle.")
             self.w()
 
     def acc_table(self, mode):
