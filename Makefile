@@ -230,3 +230,11 @@ clean:
 .PHONY: study
 study: all
 	bash scripts/study.sh build/study
+
+# The real-model study (issue 21): SmolLM2-135M-Instruct, LoRA / MoSLoRA / LinChain and the
+# controls, eight commonsense test sets; rewrites docs/study.md §9 and docs/figures/study_real_*.png.
+# Hours on 2 cores, resumable: make study-real [PART=data|base|train|eval|report] [PILOT=1]
+# [METHODS="lora lora_bias"] [SEEDS="0 1 2"] [STEPS=N] [ITEMS=N] ... (scripts/study_real.py).
+.PHONY: study-real
+study-real: all
+	bash scripts/study_real.sh

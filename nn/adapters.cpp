@@ -55,6 +55,11 @@ int AdapterConfig::num_mixers() const {
   return 0;
 }
 
+int AdapterConfig::num_biases() const {
+  if (!chain_bias) return 0;
+  return kind == AdapterKind::LoRA ? 1 : num_mixers();
+}
+
 void AdapterConfig::validate() const {
   if (rank < 1) throw FormatError("adapter: rank must be ≥ 1, got " + std::to_string(rank));
   if (kind == AdapterKind::LinChain && chain < 1)
@@ -63,8 +68,9 @@ void AdapterConfig::validate() const {
     throw FormatError("adapter: linchain chain length " + std::to_string(chain) + " is above the maximum " +
                       std::to_string(ops::kMaxChainFactors - 2));
   if (!std::isfinite(alpha)) throw FormatError("adapter: alpha must be finite");
-  if (chain_bias && kind != AdapterKind::LinChain)
-    throw FormatError("adapter: chain biases are LinChain's (the authors' MoSLoRA mixer has no bias)");
+  if (chain_bias && kind == AdapterKind::MoSLoRA)
+    throw FormatError("adapter: chain biases are LinChain's or LoRA's (on A's output); the authors' MoSLoRA mixer has "
+                      "no bias");
   if (!(dropout >= 0 && dropout < 1)) throw FormatError("adapter: dropout must be in [0, 1), got " + std::to_string(dropout));
   if (targets.empty()) throw FormatError("adapter: no target modules");
   for (const auto& t : targets)
@@ -153,19 +159,20 @@ ChainAdapter::ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, doubl
     probe_.span_begin = 1;
     probe_.span_end = 1 + static_cast<int>(mixers_.size());
   }
-  if (!biases_.empty() && biases_.size() != mixers_.size())
+  // One bias per mixer, or with no mixer (LoRA) one bias after A.
+  if (!biases_.empty() && biases_.size() != std::max<size_t>(mixers_.size(), 1))
     throw ShapeError("ChainAdapter: " + std::to_string(biases_.size()) + " biases for " + std::to_string(mixers_.size()) +
                      " mixers");
   for (const Tensor& bj : biases_)
     if (bj.numel() != a_.dim(1))
       throw ShapeError("ChainAdapter: bias " + bj.desc() + " must be [r] with r = " + std::to_string(a_.dim(1)));
-  factors_.emplace_back(a_);
+  factors_.emplace_back(a_, false, mixers_.empty() && !biases_.empty() ? biases_[0] : Tensor());
   for (size_t j = 0; j < mixers_.size(); ++j)
     factors_.emplace_back(mixers_[j], false, biases_.empty() ? Tensor() : biases_[j]);
   factors_.push_back(ops::transposed_factor(b_));
 }
 
-// β[r] = Σⱼ bⱼ·W_{j+1}⋯Wₙ by the recurrence h ← h·Wⱼ + bⱼ from h = 0
+// β[r] = Σⱼ bⱼ·W_{j+1}⋯Wₙ by the recurrence h ← h·Wⱼ + bⱼ from h = 0 (LoRA: β = b)
 Tensor ChainAdapter::beta() const {
   if (biases_.empty()) return Tensor();
   NoGrad ng;
@@ -238,6 +245,10 @@ std::string adapter_b_name(const std::string& module) { return module + ".lora_B
 std::string adapter_mixer_bias_name(const std::string& module, int j) {
   return module + ".lora_mixer." + std::to_string(j) + ".bias";
 }
+std::string adapter_lora_bias_name(const std::string& module) { return module + ".lora_A.bias"; }
+std::string adapter_bias_name(const std::string& module, AdapterKind kind, int j) {
+  return kind == AdapterKind::LoRA ? adapter_lora_bias_name(module) : adapter_mixer_bias_name(module, j);
+}
 std::string adapter_mixer_name(const std::string& module, AdapterKind kind, int j) {
   if (kind == AdapterKind::MoSLoRA) return module + ".lora_AB.weight";
   return module + ".lora_mixer." + std::to_string(j) + ".weight";
@@ -286,6 +297,10 @@ AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& l
     const int64_t in = lin->in_features(), out = lin->out_features();
     Pending p{module, lin, Tensor(), Tensor(), {}, {}};
     p.a = set.store->add(adapter_a_name(module), kaiming_uniform({in, r}, in, rng, dt));
+    const double bias_bound = 1.0 / std::sqrt(static_cast<double>(r));  // nn.Linear(r, r)'s bias: U(±1/√r)
+    if (cfg.chain_bias && n == 0)  // LoRA: one bias on A's output, in B's span
+      p.biases.push_back(
+          set.store->add(adapter_lora_bias_name(module), rand_uniform({r}, -bias_bound, bias_bound, rng, dt)));
     for (int j = 0; j < n; ++j) {
       Tensor w;
       switch (cfg.init) {
@@ -294,10 +309,9 @@ AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& l
         case MixerInit::Orthogonal: w = random_orthogonal(r, rng, dt); break;
       }
       p.mixers.push_back(set.store->add(adapter_mixer_name(module, cfg.kind, j), w));
-      if (cfg.chain_bias) {  // nn.Linear(r, r)'s bias init: U(±1/√fan_in), fan_in = r
-        const double bound = 1.0 / std::sqrt(static_cast<double>(r));
-        p.biases.push_back(set.store->add(adapter_mixer_bias_name(module, j), rand_uniform({r}, -bound, bound, rng, dt)));
-      }
+      if (cfg.chain_bias)  // nn.Linear(r, r)'s bias init: U(±1/√fan_in), fan_in = r
+        p.biases.push_back(
+            set.store->add(adapter_mixer_bias_name(module, j), rand_uniform({r}, -bias_bound, bias_bound, rng, dt)));
     }
     p.b = set.store->add(adapter_b_name(module), Tensor::zeros({out, r}, dt));
     pending.push_back(std::move(p));

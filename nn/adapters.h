@@ -19,6 +19,9 @@
 //   "<module>.lora_mixer.{j}.bias" b_{j+1}[r] (the same vector in both conventions).
 // With chain biases the update is affine: Δy = s · (x·A·P + β)·Bᵀ, P = W₁⋯Wₙ,
 // β = Σⱼ bⱼ·W_{j+1}⋯Wₙ, i.e. ΔW as above plus an output bias s·B·β.
+// LoRA with chain biases (n = 0, the control "a learned bias in B's span") has one bias b[r] on
+// A's output, "<module>.lora_A.bias": Δy = s · (x·A + b)·Bᵀ, i.e. β = b — LinChain's formula
+// with no factor after the bias.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -43,8 +46,10 @@ struct AdapterConfig {
   double alpha = 32;
   std::vector<std::string> targets{"q", "k", "v", "up", "down"};  // short names
   MixerInit init = MixerInit::Kaiming;
-  // LinChain only: every chain factor carries a bias, h ← h·Wⱼ + bⱼ (the authors' code builds
-  // the chain from nn.Linear(r, r)); off: the paper's linear chain.
+  // LinChain: every chain factor carries a bias, h ← h·Wⱼ + bⱼ (the authors' code builds the
+  // chain from nn.Linear(r, r)); off: the paper's linear chain. LoRA: one bias on A's output,
+  // h ← x·A + b (the control for the authors' biases: an output bias s·B·b in B's span, no
+  // chain). MoSLoRA: refused (the authors' MoSLoRA mixer has no bias).
   bool chain_bias = false;
   // Adapter dropout (PEFT's lora_dropout): during training micro-batches (AdapterSet::
   // dropout_on) the adapter's input is x ⊙ keep / (1 − p); the base path sees x. 0: off.
@@ -52,8 +57,9 @@ struct AdapterConfig {
 
   int num_mixers() const;  // LoRA 0, MoSLoRA 1, LinChain chain
   double scale() const { return alpha / rank; }
-  void validate() const;  // rank ≥ 1, LinChain chain ≥ 1, alpha finite, known targets, chain_bias only
-                          // for LinChain, dropout in [0, 1); FormatError
+  int num_biases() const;  // chain_bias off: 0; LoRA 1 (on A), LinChain chain (one per mixer)
+  void validate() const;   // rank ≥ 1, LinChain chain ≥ 1, alpha finite, known targets, chain_bias not
+                           // for MoSLoRA, dropout in [0, 1); FormatError
 };
 
 // ---- CLI strings ----------------------------------------------------------------------------
@@ -75,7 +81,7 @@ std::string target_modules_csv(const std::vector<std::string>& targets);
 class ChainAdapter : public Adapter {
  public:
   // a[in, r], mixers[r, r] × n, b[out, r] (parameter handles from the adapter store);
-  // biases: none, or one [r] per mixer.
+  // biases: none, or one [r] per mixer (added after it), or with no mixer one [r] added after A.
   ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, double scale, std::vector<Tensor> biases = {});
 
   // y[..., out] = x[..., in] · W₀ᵀ + s · x·A·W₁⋯Wₙ·Bᵀ as one ops::adapted_linear (probe
@@ -91,17 +97,19 @@ class ChainAdapter : public Adapter {
   Tensor delta_weight() override;
   // Δb[out] = s · B · β (undefined without chain biases), computed without recording.
   Tensor delta_bias() override;
-  // β[r] = Σⱼ bⱼ·W_{j+1}⋯Wₙ (undefined without chain biases), computed without recording.
+  // β[r] = Σⱼ bⱼ·W_{j+1}⋯Wₙ (LoRA: β = b; undefined without chain biases), computed without
+  // recording.
   Tensor beta() const;
 
   // The probe of the latest forward: for n ≥ 1 its span is the mixers, so after backward
-  // grad_product = ∂L/∂P and grad_factors[i] = ∂L/∂W_{i+1}. LoRA: no span.
+  // grad_product = ∂L/∂P and grad_factors[i] = ∂L/∂W_{i+1}. LoRA: no span (so no probe.beta or
+  // grad_biases either; a LoRA bias's gradient is in biases()[0].grad()).
   ops::ChainProbe& probe() { return probe_; }
 
   const Tensor& a() const { return a_; }
   const Tensor& b() const { return b_; }
   const std::vector<Tensor>& mixers() const { return mixers_; }
-  const std::vector<Tensor>& biases() const { return biases_; }  // empty without chain biases
+  const std::vector<Tensor>& biases() const { return biases_; }  // empty without chain biases; LoRA: {b}
   int64_t rank() const { return a_.dim(1); }
   int64_t in_features() const { return a_.dim(0); }
   int64_t out_features() const { return b_.dim(0); }
@@ -147,12 +155,16 @@ std::string adapter_a_name(const std::string& module);
 std::string adapter_b_name(const std::string& module);
 std::string adapter_mixer_name(const std::string& module, AdapterKind kind, int j);  // j 0-based
 std::string adapter_mixer_bias_name(const std::string& module, int j);               // LinChain's bⱼ₊₁
+std::string adapter_lora_bias_name(const std::string& module);                       // LoRA's b (on A)
+// Bias j of a module with chain biases: LoRA's b (j = 0), else LinChain's bⱼ₊₁.
+std::string adapter_bias_name(const std::string& module, AdapterKind kind, int j);
 
 // Puts an adapter on every Linear whose module name ends in ".<target>_proj" for a target in
 // cfg.targets, in the order of `linears`. Initialises A kaiming-uniform (fan_in = in), B
 // zeros and the mixers per cfg.init (kaiming-uniform with fan_in = r, identity, or a random
-// orthogonal matrix) and, with chain_bias, each bⱼ U(±1/√r) as nn.Linear does, drawing from
-// one Rng(seed) module by module (A, then W₁ (b₁), …, Wₙ (bₙ)). The
+// orthogonal matrix) and, with chain_bias, each bⱼ U(±1/√r) as nn.Linear(r, r) does (LoRA's
+// b too, so that the control's bias starts at the size of the chain's), drawing from one
+// Rng(seed) module by module (A (LoRA: then b), then W₁ (b₁), …, Wₙ (bₙ)). The
 // returned store is finalized on `device` and trainable. Throws FormatError when no module
 // matches or a module already has an adapter.
 AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& linears, const AdapterConfig& cfg,

@@ -331,6 +331,13 @@ std::vector<GradOp> make_registry() {
                   [s, w3](const V& in) {
                     return adapted_linear(in[0], like(w3, in[0]), {in[1], affine(in[2], in[3]), transposed_factor(in[4])}, s, nullptr, 0.25, 5);
                   }});
+    // LoRA with a learned bias in B's span (--adapter lora --chain-bias): y = x·wᵀ + s·(x·A + b)·Bᵀ.
+    cs.push_back({"adapted_linear", "bias on A: frozen w, x[2,3,5]*(A[5,3]+b)*B[4,3]^T",
+                  {rnd(g, {2, 3, 5}), rnd(g, {5, 3}), rnd(g, {3}), rnd(g, {4, 3})},
+                  [s, w0](const V& in) { return adapted_linear(in[0], like(w0, in[0]), {affine(in[1], in[2]), transposed_factor(in[3])}, s); }});
+    cs.push_back({"adapted_linear", "bias on A, dropout p=0.25: x[4,5]*w[4,5]^T + s*(x~*A+b)*B^T",
+                  {rnd(g, {4, 5}), rnd(g, {4, 5}), rnd(g, {5, 2}), rnd(g, {2}), rnd(g, {4, 2})},
+                  [s](const V& in) { return adapted_linear(in[0], in[1], {affine(in[2], in[3]), transposed_factor(in[4])}, s, nullptr, 0.25, 9); }});
     // The authors' LinChain: every chain factor an nn.Linear(r, r) with a bias.
     for (int n = 1; n <= 3; ++n) {
       V ins{rnd(g, {2, 3, 5}), rnd(g, {5, 3})};

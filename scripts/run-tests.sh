@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test suite of a build and prints one closing line
 # "tests: N passed, M failed, K skipped" (doctest test cases + gradcheck cases + layer checks +
-# docs checks + MPI checks + the transformers check + the run report page). A case that cannot run here (no
+# docs checks + MPI checks + the transformers check + the run report page + the real-model study
+# report on a fake results folder). A case that cannot run here (no
 # ../shared/data, no CUDA device, no MPI, no venv) is counted as skipped with a line saying
 # why, never as passed; under CI=true a missing ../shared/data or mpirun fails instead
 # (tests/skip.h). Exit status non-zero if any suite fails. The layer checks do not depend on
@@ -63,6 +64,7 @@ if [ "$sanitize" != 1 ]; then
   suite "data-parallel (scripts/test-mpi.sh)" mpi bash scripts/test-mpi.sh "$bin"
   suite "Hugging Face interop (scripts/test-hf.sh)" hf bash scripts/test-hf.sh "$bin"
   suite "run report (scripts/test-report.sh)" report bash scripts/test-report.sh
+  suite "real-model study report (scripts/test-study-real.sh)" study-real bash scripts/test-study-real.sh
 fi
 
 echo "tests: $passed passed, $failed failed, $skipped skipped"

@@ -97,12 +97,12 @@ TEST_CASE("adapter file: PEFT names, shapes, metadata; PEFT formula equals our d
 
 TEST_CASE("adapter file: load round trip needs no flags") {
   cg::testing::TempDir tmp;
-  for (int v : {0, 1, 2, 3}) {  // LoRA, MoSLoRA, LinChain n = 2, LinChain n = 2 with chain biases
-    const int n = v == 3 ? 2 : v;
+  for (int v : {0, 1, 2, 3, 4}) {  // LoRA, MoSLoRA, LinChain n = 2, LinChain n = 2 with chain biases, LoRA + bias
+    const int n = v == 3 ? 2 : v == 4 ? 0 : v;
     const AdapterKind kind = n == 0 ? AdapterKind::LoRA : n == 1 ? AdapterKind::MoSLoRA : AdapterKind::LinChain;
     Model m1, m2;
     AdapterConfig cfg = config(kind, n);
-    cfg.chain_bias = v == 3;
+    cfg.chain_bias = v >= 3;
     AdapterSet set = attach_adapters(m1.linears(), cfg, 3);
     randomize(set, 20);
     const std::string path = tmp.file("rt.safetensors");

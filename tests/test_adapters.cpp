@@ -336,6 +336,81 @@ TEST_CASE("chain probe with chain biases: β, ∂L/∂bᵢ and each factor's two
   CHECK_THROWS_AS(mos.validate(), FormatError);
 }
 
+TEST_CASE("LoRA with a bias in B's span: Δy = s·(x·A + b)·Bᵀ, β = b, ∂L/∂b and ∂L/∂A by finite differences") {
+  Tiny m;
+  AdapterConfig cfg = config(AdapterKind::LoRA);
+  cfg.chain_bias = true;
+  CHECK(cfg.num_biases() == 1);
+  const Tensor x = input();
+  Tensor y_base;
+  {
+    NoGrad ng;
+    y_base = m.q.forward(x);  // before any adapter
+  }
+  AdapterSet set = attach_with_grads(m, cfg);
+  CHECK(set.store->numel() == (12 + 20) * 4 + (20 + 12) * 4 + 2 * 4);  // q and down: A, B, and b [r] each
+  for (const auto& a : set.adapters) {
+    ChainAdapter& ad = *a.adapter;
+    REQUIRE(ad.biases().size() == 1);
+    CHECK(ad.biases()[0].numel() == 4);
+    CHECK(set.store->has(a.module + ".lora_A.bias"));
+    // nn.Linear(r, r)'s bias init, U(±1/√r) = U(±0.5), and not all zero
+    double bmax = 0;
+    for (double v : ad.biases()[0].to_f64_vector()) bmax = std::max(bmax, std::abs(v));
+    CHECK(bmax > 0);
+    CHECK(bmax <= 0.5);
+    CHECK(max_abs_diff(ad.beta().to_f64_vector(), ad.biases()[0].to_f64_vector()) == 0);
+    // Δb = s·B·b
+    const auto B = ad.b().to_f64_vector(), bv = ad.biases()[0].to_f64_vector();
+    const int64_t out = ad.out_features();
+    std::vector<double> db(static_cast<size_t>(out), 0.0);
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t k = 0; k < 4; ++k) db[static_cast<size_t>(o)] += ad.scale() * B[static_cast<size_t>(o * 4 + k)] * bv[static_cast<size_t>(k)];
+    CHECK(max_abs_diff(ad.delta_bias().to_f64_vector(), db) < 1e-6);
+    CHECK(!ad.probe().beta.defined());  // LoRA has no span to report β on
+  }
+  // The forward of q_proj against the formula, in double on the host.
+  {
+    NoGrad ng;
+    ChainAdapter& ad = *set.adapters[0].adapter;
+    const auto xv = x.to_f64_vector(), A = ad.a().to_f64_vector(), B = ad.b().to_f64_vector(),
+               bv = ad.biases()[0].to_f64_vector(), yb = y_base.to_f64_vector();
+    const int64_t rows = 10, in = 12, out = 20, r = 4;
+    std::vector<double> expect = yb;
+    for (int64_t i = 0; i < rows; ++i) {
+      std::vector<double> h(static_cast<size_t>(r));
+      for (int64_t k = 0; k < r; ++k) {
+        h[static_cast<size_t>(k)] = bv[static_cast<size_t>(k)];
+        for (int64_t c = 0; c < in; ++c) h[static_cast<size_t>(k)] += xv[static_cast<size_t>(i * in + c)] * A[static_cast<size_t>(c * r + k)];
+      }
+      for (int64_t o = 0; o < out; ++o)
+        for (int64_t k = 0; k < r; ++k)
+          expect[static_cast<size_t>(i * out + o)] += ad.scale() * h[static_cast<size_t>(k)] * B[static_cast<size_t>(o * r + k)];
+    }
+    CHECK(max_abs_diff(m.q.forward(x).to_f64_vector(), expect) < 1e-5);
+  }
+  // ∂L/∂b and ∂L/∂A against central differences of the loss (every module, one element each).
+  for (const auto& a : set.adapters) {
+    ChainAdapter& ad = *a.adapter;
+    for (const auto& [t, i] : {std::pair<Tensor, size_t>{ad.biases()[0], 1}, std::pair<Tensor, size_t>{ad.a(), 5}}) {
+      const double analytic = t.grad().to_f64_vector()[i];
+      const double numeric = numeric_grad(m, t, i);
+      INFO(a.module << " element " << i << ": analytic " << analytic << ", numeric " << numeric);
+      CHECK(std::abs(analytic) > 1e-5);  // B is random: the bias has a gradient
+      CHECK(std::abs(analytic - numeric) <= 2e-3 * std::max(1.0, std::abs(analytic)));
+    }
+  }
+  // Merging folds s·B·b into the output bias and changes nothing else.
+  {
+    NoGrad ng;
+    const Tensor y = m.forward(x);
+    set.merge_all();
+    CHECK(m.q.bias.defined());
+    CHECK(max_abs_diff(m.forward(x).to_f64_vector(), y.to_f64_vector()) < 1e-5);
+    set.unmerge_all();
+  }
+}
+
 TEST_CASE("frozen base: no grad buffers, no weight-gradient GEMMs") {
   Tiny m;
   AdapterSet set = attach_adapters(m.linears(), config(AdapterKind::LinChain, 3), 2);

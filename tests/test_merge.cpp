@@ -45,13 +45,14 @@ void randomize_b(nn::AdapterSet& set, uint64_t seed) {
   }
 }
 
-nn::AdapterConfig kind_config(int v) {  // 0 LoRA, 1 MoSLoRA, 2 LinChain, 3 LinChain with chain biases
+// 0 LoRA, 1 MoSLoRA, 2 LinChain, 3 LinChain with chain biases, 4 LoRA with a bias on A's output
+nn::AdapterConfig kind_config(int v) {
   nn::AdapterConfig c;
-  c.kind = v == 0 ? nn::AdapterKind::LoRA : v == 1 ? nn::AdapterKind::MoSLoRA : nn::AdapterKind::LinChain;
+  c.kind = v == 0 || v == 4 ? nn::AdapterKind::LoRA : v == 1 ? nn::AdapterKind::MoSLoRA : nn::AdapterKind::LinChain;
   c.rank = 4;
   c.chain = 3;
   c.alpha = 8;
-  c.chain_bias = v == 3;
+  c.chain_bias = v >= 3;
   return c;
 }
 
@@ -72,7 +73,7 @@ Tensor ids(uint64_t seed) {
 }  // namespace
 
 TEST_CASE("merge: every kind, with and without a base bias, is exact and unmerges") {
-  for (int v = 0; v < 4; ++v)
+  for (int v = 0; v < 5; ++v)
     for (bool base_bias : {false, true}) {
       const nn::AdapterConfig ac = kind_config(v);
       const std::string what = nn::adapter_kind_name(ac.kind) + (ac.chain_bias ? "+bias" : "") +

@@ -431,6 +431,29 @@ TEST_CASE("tools: --adapter-in reads both layouts; --export-lora; hostile adapte
   cg::testing::check_usage_error(cg::testing::run(convert, {"--adapter-in", d.file("lcb"), "--export-lora", d.file("x")}),
                                  "convert", "cannot carry");
   CHECK_FALSE(fs::exists(d.file("x")));
+  // LoRA with a bias in B's span: no PEFT form, refused before training; as one file it
+  // loads back with its bias (the loss differs from the bias-free LoRA of the same seed).
+  cg::testing::check_usage_error(ft({"--adapter", "lora", "--chain-bias", "--out", d.file("lb")}), "finetune",
+                                 "has no PEFT form");
+  CHECK_FALSE(fs::exists(d.file("lb")));
+  r = ft({"--adapter", "lora", "--chain-bias", "--out", d.file("lb.safetensors"), "--summary", d.file("lb.json")});
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(r.err.find("lora (chain biases) r=4 n=0") != std::string::npos);
+  r = ft({"--adapter", "lora", "--out", d.file("l.safetensors")});
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(loss_with(d.file("lb.safetensors")) != loss_with(d.file("l.safetensors")));
+  {
+    const cg::models::AdapterFile f = cg::models::read_adapter_file(d.file("lb.safetensors"));
+    CHECK(f.config.kind == AdapterKind::LoRA);
+    CHECK(f.config.chain_bias);
+  }
+  cg::testing::check_usage_error(cg::testing::run(convert, {"--adapter-in", d.file("lb.safetensors"), "--adapter-out",
+                                                            d.file("lb_dir")}),
+                                 "convert", "has no PEFT form");
+  CHECK_FALSE(fs::exists(d.file("lb_dir")));
+  cg::testing::check_usage_error(cg::testing::run(convert, {"--adapter-in", d.file("lb.safetensors"), "--export-lora",
+                                                            d.file("x")}),
+                                 "convert", "cannot carry");
   cg::testing::check_usage_error(ft({"--adapter-in", d.file("lc"), "--out", d.file("lc")}), "finetune",
                                  "same file as --adapter-in");
   cg::testing::check_usage_error(ft({"--adapter-in", d.file("lc") + "/adapter_model.safetensors", "--out", d.file("lc")}),

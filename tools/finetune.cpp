@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
   app.add_option("--init", init, "mixer / chain-factor init: kaiming, identity or orthogonal")->capture_default_str();
   app.add_flag("--chain-bias", chain_bias,
                "linchain: a bias on every chain factor, as the authors' code (nn.Linear(r, r)); default: the paper's "
-               "linear chain");
+               "linear chain. lora: one bias on A's output, s·B·(A·x + b) (the control; saved only as .safetensors)");
   app.add_option("--dropout", dropout,
                  "adapter dropout p on the adapter's input during training (PEFT's lora_dropout; the base path sees x "
                  "unchanged; masks from --seed and the data position; with --adapter-in: default the file's)")
@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   app.add_option("--export-lora", export_lora,
                  "also save it as a plain LoRA, the MoSLoRA/LinChain chain folded into A (same update; not with "
                  "chain biases): a PEFT folder, or one .safetensors file");
-  app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors; a LinChain with chain biases adds the biases, "
+  app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors; an adapter with chain biases adds the biases, "
                  "attention_bias / mlp_bias in its config); build/bin/convert --save-hf makes an HF folder of it");
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");
   std::string config_path;
@@ -131,6 +131,9 @@ int main(int argc, char** argv) {
     if (!adapter_in.empty()) start = models::read_adapter_file(adapter_in);
     if (!export_lora.empty() && (start ? start->config.chain_bias : chain_bias))
       models::export_plain_lora(start ? *start : models::AdapterFile{flags_cfg, {}, {}});  // throws: says why
+    if (const nn::AdapterConfig& c = start ? start->config : flags_cfg; c.kind == nn::AdapterKind::LoRA && c.chain_bias)
+      for (const std::string& p : {out, best_out})  // refused before training, not after it
+        if (!p.empty() && models::is_adapter_folder_path(p)) throw FormatError("--out " + p + ": " + models::kLoraBiasNotPeft);
     models::Checkpoint ck = models::read_checkpoint(model_path);
     auto model = models::LlamaModel::from_checkpoint(ck, run.device());
     // Without --tokenizer, the tokenizer the model carries (GGUF vocabulary, HF tokenizer.json).

@@ -359,6 +359,8 @@ int run_dump(models::LlamaModel& model, const models::Tokenizer& tok, const std:
   for (const auto& m : set.adapters) {
     const nn::ChainAdapter& ad = *m.adapter;
     tensors.emplace_back(models::kPeftPrefix + nn::adapter_a_name(m.module), grad_of(ad.a(), true));
+    if (ad.mixers().empty() && !ad.biases().empty())  // LoRA's bias on A's output
+      tensors.emplace_back(models::kPeftPrefix + nn::adapter_lora_bias_name(m.module), grad_of(ad.biases()[0], false));
     for (size_t j = 0; j < ad.mixers().size(); ++j) {
       tensors.emplace_back(models::kPeftPrefix + nn::adapter_mixer_name(m.module, kind, static_cast<int>(j)),
                            grad_of(ad.mixers()[j], true));
@@ -415,7 +417,7 @@ int main(int argc, char** argv) {
   app.add_option("--alpha", alpha, "alpha (scale s = alpha/r); default 32 with --model, 2·rank for the teacher");
   app.add_option("--targets", targets, "modules to adapt (default: q for the teacher, q,k,v,up,down for a model)");
   app.add_option("--init", init, "mixer init: kaiming | identity | orthogonal")->capture_default_str();
-  app.add_flag("--chain-bias", o.adapter.chain_bias, "linchain: a bias on every chain factor (the authors' code)");
+  app.add_flag("--chain-bias", o.adapter.chain_bias, "linchain: a bias on every chain factor (the authors' code); lora: one bias on A's output");
   app.add_option("--dropout", o.adapter.dropout, "adapter dropout p on the adapter's input during training (PEFT's "
                                                  "lora_dropout); not with --check-preconditioner or --dump-grads")
       ->capture_default_str()

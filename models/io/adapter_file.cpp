@@ -28,6 +28,7 @@ std::string peft_mixer(const std::string& m, nn::AdapterKind kind, int j) {
   return kPeftPrefix + nn::adapter_mixer_name(m, kind, j);
 }
 std::string peft_bias(const std::string& m, int j) { return kPeftPrefix + nn::adapter_mixer_bias_name(m, j); }
+std::string peft_lora_bias(const std::string& m) { return kPeftPrefix + nn::adapter_lora_bias_name(m); }
 
 Tensor transposed_host(const Tensor& t) {
   NoGrad ng;
@@ -180,6 +181,8 @@ std::vector<std::pair<std::string, Tensor>> peft_tensors(const AdapterFile& f) {
   std::vector<std::pair<std::string, Tensor>> out;
   for (const std::string& m : f.modules) {
     out.emplace_back(peft_a(m), transposed_host(f.tensors.at(nn::adapter_a_name(m))));  // [r, in] = Aᵀ
+    if (cfg.chain_bias && cfg.kind == nn::AdapterKind::LoRA)  // LoRA's b on A's output, [r] as is
+      out.emplace_back(peft_lora_bias(m), f.tensors.at(nn::adapter_lora_bias_name(m)));
     for (int j = 0; j < cfg.num_mixers(); ++j) {  // Mⱼ = Wⱼ₊₁ᵀ, bias bⱼ₊₁ as is
       out.emplace_back(peft_mixer(m, cfg.kind, j), transposed_host(f.tensors.at(nn::adapter_mixer_name(m, cfg.kind, j))));
       if (cfg.chain_bias) out.emplace_back(peft_bias(m, j), f.tensors.at(nn::adapter_mixer_bias_name(m, j)));
@@ -275,6 +278,13 @@ AdapterFile adapter_from_peft_tensors(const SafeTensors& st, const nn::AdapterCo
     for (const auto& t : cfg.targets) targeted |= ends_with(m, "." + nn::target_module_name(t));
     if (!targeted) throw FormatError(path + ": module '" + m + "' is not in target_modules");
     f.tensors[nn::adapter_a_name(m)] = transposed_host(a.to(DType::F32));
+    if (cfg.chain_bias && cfg.kind == nn::AdapterKind::LoRA) {  // LoRA's b on A's output
+      const std::string bname = peft_lora_bias(m);
+      const Tensor& bias = take(bname, 1);
+      if (bias.numel() != r)
+        throw FormatError(path + ": tensor '" + bname + "' is " + bias.desc() + ", expected [" + std::to_string(r) + "]");
+      f.tensors[nn::adapter_lora_bias_name(m)] = bias.to(DType::F32).clone();
+    }
     for (int j = 0; j < nm; ++j) {
       const std::string name = peft_mixer(m, cfg.kind, j);
       const Tensor& w = take(name, 2);

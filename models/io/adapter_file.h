@@ -15,6 +15,9 @@
 //   LinChain: base_model.model.M.lora_mixer.{j}.weight [r, r] = W_{j+1}ᵀ, j = 0..n−1
 //             (0-based; factor j is applied j-th after A)
 //             with chain biases also base_model.model.M.lora_mixer.{j}.bias [r] = b_{j+1}
+//   LoRA with chain biases (the control Δy = s·(x·A + b)·Bᵀ): base_model.model.M.lora_A.bias [r] = b;
+//             only in the single-file layout: PEFT's LoRA has no bias on lora_A's output (its
+//             lora_bias is a free bias on lora_B's output), so write_peft_folder refuses it
 // Why the transposes: our code uses the paper's row convention,
 //   Δy = s · x · A · W₁ ⋯ Wₙ · Bᵀ   (x a row vector, A [in,r], Wⱼ [r,r], B [out,r]),
 // PEFT the column convention of nn.Linear (W [out,in], y = W x):

@@ -71,6 +71,7 @@ std::string pickle_refusal(const std::string& path) {
 
 void write_peft_folder(const std::string& dir, const AdapterFile& f, const AdapterWriteInfo& info) {
   const nn::AdapterConfig& c = f.config;
+  if (c.kind == nn::AdapterKind::LoRA && c.chain_bias) throw FormatError(dir + ": " + kLoraBiasNotPeft);
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
     throw FormatError(dir + ": exists and is not a folder (a PEFT adapter is a folder; a path ending in .safetensors "

@@ -34,9 +34,14 @@ namespace cg::models {
 constexpr const char* kPeftConfigName = "adapter_config.json";
 constexpr const char* kPeftWeightsName = "adapter_model.safetensors";
 constexpr const char* kPeftPickleName = "adapter_model.bin";
+// Why a LoRA with a bias on A's output (--adapter lora --chain-bias) has no PEFT folder.
+constexpr const char* kLoraBiasNotPeft =
+    "a LoRA with a bias on A's output (--chain-bias: Δy = s·B·(A·x + b)) has no PEFT form: PEFT's LoRA has no bias on "
+    "lora_A, and its lora_bias is a free bias on lora_B's output (a folder with an extra lora_A.bias would be loaded "
+    "by PEFT without it); save it as one .safetensors file, or merge it (--merge-out)";
 
 // Creates `dir` when absent and writes adapter_model.safetensors, then adapter_config.json,
-// each atomically (temp + rename).
+// each atomically (temp + rename). A LoRA with chain biases is refused (FormatError, kLoraBiasNotPeft).
 void write_peft_folder(const std::string& dir, const AdapterFile& f, const AdapterWriteInfo& info = {});
 
 // Reads and validates a PEFT adapter folder (FormatError naming the file and the key).
