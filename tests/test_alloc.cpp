@@ -5,7 +5,7 @@
 // tensor handles come from pools (engine/pool.h) and chain_matmul plans in fixed tables, so
 // a pretraining or adapter fine-tuning step — forward, loss, backward, optimizer step,
 // zero_grad, and the same through models::Trainer with a fresh batch per micro-batch —
-// must not call it at all. Any per-step allocation fails here.
+// must not call it at all. Any per-step allocation fails here. With bf16 GEMMs, see the last case.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -14,6 +14,7 @@
 #include <new>
 
 #include "engine/backend.h"
+#include "engine/cpu/cpu_dnnl.h"
 #include "engine/rng.h"
 #include "engine/tape.h"
 #include "models/text/data.h"
@@ -63,6 +64,8 @@ struct StepCounts {
   int64_t cold_news = 0;      // operator new calls of the first step (the tape and pools fill up)
   int64_t system_allocs = 0;  // after warm-up, all steps: backend allocations the cache could not serve
   int64_t news = 0;           // after warm-up, all steps: operator new calls
+  int64_t dnnl_execs = 0;     // after warm-up, all steps: oneDNN matmul executions (bf16 GEMMs)
+  int64_t dnnl_execs_beta = 0;  // ... of which with beta ≠ 0
 };
 
 // Runs `warm` steps, then `steps` more, and returns the counts (totals, not per-step
@@ -74,10 +77,13 @@ StepCounts count_steps(const std::function<void()>& step, int warm, int steps) {
   c.cold_news = g_news.load() - cold0;
   for (int i = 1; i < warm; ++i) step();
   Backend& be = backend_for(Device::CPU);
-  const int64_t sys0 = be.stats().system_allocs, new0 = g_news.load();
+  const int64_t sys0 = be.stats().system_allocs, new0 = g_news.load(), ex0 = cpu::dnnl_executions(),
+                exb0 = cpu::dnnl_executions_with_beta();
   for (int i = 0; i < steps; ++i) step();
   c.system_allocs = be.stats().system_allocs - sys0;
   c.news = g_news.load() - new0;
+  c.dnnl_execs = cpu::dnnl_executions() - ex0;
+  c.dnnl_execs_beta = cpu::dnnl_executions_with_beta() - exb0;
   return c;
 }
 
@@ -149,9 +155,11 @@ TEST_CASE("a training step after warm-up takes nothing from the heap") {
     CHECK(g_news.load() - n0 >= 1);
   }
   const int prev = num_threads();
+  const GemmPrecision prev_p = gemm_precision();
   constexpr int kWarm = 2, kSteps = 3;
   for (int threads : {1, 2}) {
     set_num_threads(threads);
+    set_gemm_precision(GemmPrecision::F32);
     models::LlamaModel model(small_config(), 3);
     model.params().set_trainable(true);
     check_zero("pretrain", threads, count_model_steps(model, model.params(), kWarm, kSteps), kSteps);
@@ -171,4 +179,60 @@ TEST_CASE("a training step after warm-up takes nothing from the heap") {
     }
   }
   set_num_threads(prev);
+  set_gemm_precision(prev_p);
+}
+
+// With bf16 GEMMs the rounded copies of A and B come from the backend's block cache, so no
+// backend allocation misses it. oneDNN 2.6's dnnl_primitive_execute builds a std::unordered_map
+// of its arguments on every call (operator new inside the library; its C API offers no way
+// around it), so where oneDNN runs the bf16 GEMMs the operator-new count must be exactly that
+// per-execution cost (measured here on one product, with beta = 0 and with beta = 1, which
+// adds a sum post-op) times the executions, nothing more; on the OpenBLAS path it must be zero.
+TEST_CASE("a bf16 training step after warm-up: nothing from the backend's allocator, no operator new of ours") {
+  const int prev = num_threads();
+  const GemmPrecision prev_p = gemm_precision();
+  set_gemm_precision(GemmPrecision::BF16);
+  constexpr int kWarm = 2, kSteps = 3;
+  const bool dnnl = cpu_bf16_gemm_native();
+  MESSAGE("bf16 GEMMs: " << cpu_bf16_gemm_path());
+  int64_t per_exec[2] = {0, 0};  // oneDNN's own operator-new calls per execution: beta = 0, beta ≠ 0
+  if (dnnl) {
+    set_num_threads(1);
+    const Tensor a = Tensor::ones({8, 8}), b = Tensor::ones({8, 8});
+    Tensor c = Tensor::zeros({8, 8});
+    Backend& be = backend_for(Device::CPU);
+    for (int beta : {0, 1}) {
+      be.gemm(mat(a), mat(b), mat(c), 1.0, beta);
+      const int64_t n0 = g_news.load(), e0 = cpu::dnnl_executions();
+      be.gemm(mat(a), mat(b), mat(c), 1.0, beta);
+      REQUIRE(cpu::dnnl_executions() - e0 == 1);
+      per_exec[beta] = g_news.load() - n0;
+    }
+    MESSAGE("oneDNN: " << per_exec[0] << " operator-new calls per matmul execution, " << per_exec[1] << " with beta ≠ 0");
+    CHECK(per_exec[0] <= 16);
+    CHECK(per_exec[1] <= 16);
+  }
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    auto check = [&](const std::string& what, const std::function<StepCounts()>& f) {
+      const StepCounts c = f();
+      MESSAGE(what << " (bf16), " << threads << " thread(s): over " << kSteps << " steps after warm-up: system allocs "
+                   << c.system_allocs << ", operator new " << c.news << " (" << c.dnnl_execs << " oneDNN executions, "
+                   << c.dnnl_execs_beta << " with beta ≠ 0)");
+      if (!kAllocCache) return;
+      CHECK(c.system_allocs == 0);
+      CHECK(c.news == per_exec[0] * (c.dnnl_execs - c.dnnl_execs_beta) + per_exec[1] * c.dnnl_execs_beta);
+    };
+    models::LlamaModel model(small_config(), 3);
+    model.params().set_trainable(true);
+    check("pretrain", [&] { return count_model_steps(model, model.params(), kWarm, kSteps); });
+    models::LlamaModel base(small_config(), 4);
+    nn::AdapterConfig ac;
+    ac.kind = nn::AdapterKind::LinChain;
+    ac.rank = 4;
+    nn::AdapterSet set = nn::attach_adapters(base.linears(), ac, 9);
+    check("LinChain fine-tune (Trainer)", [&] { return count_trainer_steps(base, *set.store, kWarm, kSteps); });
+  }
+  set_num_threads(prev);
+  set_gemm_precision(prev_p);
 }
