@@ -220,7 +220,11 @@ int main(int argc, char** argv) {
   }
   set_num_threads(threads);
   set_gemm_precision(precision == "bf16" ? GemmPrecision::BF16 : GemmPrecision::F32);
-  if (gemm_libs_mode) return gemm_libs(named_config(config), batch_of(config));
+  if (gemm_libs_mode) {  // the config's step; the SmolLM2 shape on one sequence of 256 tokens
+    models::LlamaConfig c = named_config(config);
+    if (config == "smollm2") c.seq_len = 256;
+    return gemm_libs(c, config == "smollm2" ? 1 : batch_of(config));
+  }
   if (sgemm) {
     // Raw OpenBLAS with its own threading at the requested count (the engine itself runs
     // OpenBLAS single-threaded and splits GEMMs over its worker pool).

@@ -33,6 +33,7 @@ void dnnl_gemm_bf16(bool, bool, int64_t, int64_t, int64_t, float, const uint16_t
 int64_t dnnl_executions() { return 0; }
 int64_t dnnl_executions_with_beta() { return 0; }
 bool dnnl_built() { return false; }
+bool dnnl_f32_route(int64_t, int64_t, int64_t) { return false; }
 void dnnl_gemm_f32(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
                    float*, int64_t) {
   throw Error("dnnl_gemm_f32: this chaingrad was built without oneDNN");
@@ -60,7 +61,7 @@ struct OneOmpThread {
 
 struct Engine {
   dnnl_engine_t engine = nullptr;
-  bool bf16 = false;
+  bool bf16 = false, avx512 = false;
   std::string describe;
 };
 
@@ -75,6 +76,8 @@ const Engine& engine() {
     const bool amx = (isa & static_cast<unsigned>(dnnl_cpu_isa_avx512_core_amx)) ==
                      static_cast<unsigned>(dnnl_cpu_isa_avx512_core_amx);
     x.bf16 = (isa & want) == want;
+    const unsigned core = static_cast<unsigned>(dnnl_cpu_isa_avx512_core);
+    x.avx512 = (isa & core) == core;
     check(dnnl_engine_create(&x.engine, dnnl_cpu, 0), "engine_create");
     if (!x.bf16) {
       x.describe = ver + " built in, but this CPU has no bf16 dot products (avx512_core_bf16)";
@@ -157,6 +160,9 @@ std::atomic<int64_t> g_executions{0}, g_executions_beta{0};
 
 bool dnnl_has_bf16() { return engine().bf16; }
 bool dnnl_built() { return true; }
+bool dnnl_f32_route(int64_t m, int64_t n, int64_t k) {
+  return engine().avx512 && m >= 16 && n >= 16 && k >= 16 && static_cast<double>(m) * n * k >= 65536.0;
+}
 int64_t dnnl_executions() { return g_executions.load(std::memory_order_relaxed); }
 int64_t dnnl_executions_with_beta() { return g_executions_beta.load(std::memory_order_relaxed); }
 std::string dnnl_describe() { return engine().describe; }

@@ -1,7 +1,8 @@
-// engine/cpu/cpu_dnnl.h — the CPU backend's bfloat16 pieces: rounding f32 to bf16 (round to
-// nearest even) and, when built with oneDNN (make DNNL=1) on a CPU with bf16 dot-product
-// instructions, one single-threaded oneDNN matmul C = alpha·op(A)·op(B) + beta·C with bf16
-// A, B and f32 C and accumulation. cpu_gemm.cpp decides when to call them.
+// engine/cpu/cpu_dnnl.h — the CPU backend's oneDNN and bfloat16 pieces: rounding f32 to bf16
+// (round to nearest even) and, when built with oneDNN (make DNNL=1), one single-threaded
+// oneDNN matmul C = alpha·op(A)·op(B) + beta·C with f32 C and accumulation: bf16 A and B on
+// a CPU with bf16 dot-product instructions, f32 A and B where the fixed rule below says it
+// beats OpenBLAS. cpu_gemm.cpp decides when to call them.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -37,8 +38,14 @@ std::string dnnl_describe();
 // major with leading dims lda, ldb; C: f32 with ldc; m, n, k ≥ 1. Only when dnnl_has_bf16().
 void dnnl_gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
                     int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc);
-// The same with f32 A and B (for bench_train --gemm-libs; needs oneDNN built in, any CPU).
+// The same with f32 A and B (needs oneDNN built in, any CPU).
 bool dnnl_built();
+// The fixed rule for f32: oneDNN's f32 matmul instead of OpenBLAS for a piece of m·n·k ≥
+// 65536 multiply-adds with every side ≥ 16, when oneDNN is built in and the CPU has AVX-512
+// (measured on Zen 5: 1.5–2.2× OpenBLAS 0.3.21 on one core for every product of the bench
+// configs; below that size it loses; docs/design-notes.md). Shapes and CPU features only,
+// never timings, so a run is reproducible.
+bool dnnl_f32_route(int64_t m, int64_t n, int64_t k);
 void dnnl_gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                    const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 // oneDNN matmul executions so far (all threads), for tests: all of them, and those with

@@ -1,5 +1,6 @@
-// engine/cpu/cpu_gemm.cpp — GEMM for the CPU backend: OpenBLAS (and, for bf16 products,
-// oneDNN: engine/cpu/cpu_dnnl.h), single-threaded, with the backend's own threading over
+// engine/cpu/cpu_gemm.cpp — GEMM for the CPU backend: OpenBLAS and oneDNN (bf16 products,
+// and f32 pieces where a fixed rule of shape and CPU features says so: engine/cpu/cpu_dnnl.h),
+// single-threaded, with the backend's own threading over
 // pieces fixed by the shapes (so results never depend on the thread count).
 #include <cblas.h>
 
@@ -139,7 +140,12 @@ void CpuBackend::do_gemm(const GemmArgs& g) {
     split_gemm<T, T>(g, static_cast<const T*>(g.a.data), g.a.ld, g.a.stride, static_cast<const T*>(g.b.data), g.b.ld,
                      g.b.stride,
                      [&](bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
-                         int64_t ldb, T be, T* c, int64_t ldc) { gemm_one<T>(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc); });
+                         int64_t ldb, T be, T* c, int64_t ldc) {
+                       if constexpr (std::is_same_v<T, float>)
+                         if (cpu::dnnl_f32_route(m, n, k))
+                           return cpu::dnnl_gemm_f32(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
+                       gemm_one<T>(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
+                     });
   });
 }
 
