@@ -34,6 +34,9 @@ int64_t dnnl_executions() { return 0; }
 int64_t dnnl_executions_with_beta() { return 0; }
 bool dnnl_built() { return false; }
 bool dnnl_f32_route(int64_t, int64_t, int64_t) { return false; }
+bool dnnl_size_rule(int64_t m, int64_t n, int64_t k) {
+  return m >= 16 && n >= 16 && k >= 16 && static_cast<double>(m) * n * k >= 65536.0;
+}
 void dnnl_gemm_f32(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
                    float*, int64_t) {
   throw Error("dnnl_gemm_f32: this chaingrad was built without oneDNN");
@@ -160,9 +163,10 @@ std::atomic<int64_t> g_executions{0}, g_executions_beta{0};
 
 bool dnnl_has_bf16() { return engine().bf16; }
 bool dnnl_built() { return true; }
-bool dnnl_f32_route(int64_t m, int64_t n, int64_t k) {
-  return engine().avx512 && m >= 16 && n >= 16 && k >= 16 && static_cast<double>(m) * n * k >= 65536.0;
+bool dnnl_size_rule(int64_t m, int64_t n, int64_t k) {
+  return m >= 16 && n >= 16 && k >= 16 && static_cast<double>(m) * n * k >= 65536.0;
 }
+bool dnnl_f32_route(int64_t m, int64_t n, int64_t k) { return engine().avx512 && dnnl_size_rule(m, n, k); }
 int64_t dnnl_executions() { return g_executions.load(std::memory_order_relaxed); }
 int64_t dnnl_executions_with_beta() { return g_executions_beta.load(std::memory_order_relaxed); }
 std::string dnnl_describe() { return engine().describe; }

@@ -46,6 +46,8 @@ bool dnnl_built();
 // configs; below that size it loses; docs/design-notes.md). Shapes and CPU features only,
 // never timings, so a run is reproducible.
 bool dnnl_f32_route(int64_t m, int64_t n, int64_t k);
+// The size half of that rule (m·n·k ≥ 65536, every side ≥ 16), which bf16 products follow too.
+bool dnnl_size_rule(int64_t m, int64_t n, int64_t k);
 void dnnl_gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                    const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 // oneDNN matmul executions so far (all threads), for tests: all of them, and those with

@@ -151,7 +151,7 @@ void CpuBackend::do_gemm(const GemmArgs& g) {
 
 // bf16 × bf16 → f32: A and B rounded once per call into blocks from the backend's cache,
 // then the same split as f32, each piece through oneDNN's bf16 matmul where the CPU has
-// bf16 dot products (cpu_dnnl.h), else through OpenBLAS on the rounded values (products of
+// bf16 dot products and the product is large enough (cpu_dnnl.h), else through OpenBLAS on the rounded values (products of
 // bf16 values are exact in f32, so this is the same math up to the summation order).
 void CpuBackend::gemm_bf16(const GemmArgs& g) {
   if (g.m == 0 || g.n == 0) return;
@@ -176,7 +176,9 @@ void CpuBackend::gemm_bf16(const GemmArgs& g) {
                                gemm_one<float>(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
                            });
   };
-  if (cpu::dnnl_has_bf16()) run(uint16_t{});
+  // oneDNN for products the size rule of cpu_dnnl.h picks (its per-call cost loses on small
+  // ones, e.g. attention's k = 8 products of the tiny config); decided on the whole product.
+  if (cpu::dnnl_has_bf16() && cpu::dnnl_size_rule(g.m, g.n, g.k)) run(uint16_t{});
   else run(float{});
 }
 
