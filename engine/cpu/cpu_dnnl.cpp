@@ -1,9 +1,10 @@
-// engine/cpu/cpu_dnnl.cpp — oneDNN's bf16 matmul for the CPU backend (built with
-// CG_WITH_DNNL; otherwise dnnl_has_bf16() is false and cpu_gemm.cpp rounds the inputs and
-// multiplies with OpenBLAS). A matmul primitive is made once per shape and thread and
-// kept, with its memory objects and its scratchpad (user-managed), so a step after warm-up
-// creates nothing; oneDNN always runs with one OpenMP thread here (the backend splits the
-// product itself, by shape), and is used only where the CPU has bf16 dot products.
+// engine/cpu/cpu_dnnl.cpp — oneDNN's matmul for the CPU backend, bf16 and f32 (built with
+// CG_WITH_DNNL; otherwise dnnl_has_bf16() and dnnl_f32_route() are false and cpu_gemm.cpp
+// uses OpenBLAS, on rounded inputs for bf16). A matmul primitive is made once per shape,
+// data type and thread and kept, with its memory objects and its scratchpad (user-managed),
+// so a step after warm-up creates nothing of ours; oneDNN always runs with one OpenMP thread
+// here (the backend splits the product itself, by shape). bf16 is used only where the CPU
+// has bf16 dot products, f32 only on AVX-512, both by the size rule of cpu_dnnl.h.
 #include "engine/cpu/cpu_dnnl.h"
 
 #include "engine/error.h"
