@@ -296,6 +296,15 @@ TEST_CASE("--precision: f32 or bf16 on train, finetune, evaluate and generate; a
   REQUIRE(bf16.size() == 3);
   CHECK(f32 != bf16);
   for (size_t i = 0; i < f32.size(); ++i) CHECK(std::abs(bf16[i] - f32[i]) <= 0.02 * std::abs(f32[i]));
+  // A checkpoint records the precision: --resume under the other one is refused, naming it.
+  const std::string ck = d.file("ck.safetensors");
+  Run c = run(kTrain, with(kModel, {"--steps", "4", "--stop-after", "2", "--checkpoint", ck, "--precision", "bf16"}));
+  REQUIRE_MESSAGE(c.code == 0, c.err);
+  Run other = run(kTrain, with(kModel, {"--steps", "4", "--resume", ck}));
+  CHECK(other.code == 2);
+  CHECK(other.err.find("precision differs") != std::string::npos);
+  Run same = run(kTrain, with(kModel, {"--steps", "4", "--resume", ck, "--precision", "bf16"}));
+  CHECK_MESSAGE(same.code == 0, same.err);
   Run g = run("build/bin/generate", {"--model", base, "--tokenizer", "byte", "--precision", "bf16", "--steps", "8", "--temperature", "0"});
   CHECK_MESSAGE(g.code == 0, g.err);
 }

@@ -207,6 +207,7 @@ int main(int argc, char** argv) {
                                  " chain_bias=" + (ac.chain_bias ? "on" : "off") + " dropout=" + std::to_string(ac.dropout) +
                                  " adapter_in=" + (adapter_in.empty() ? "none" : "given");
       loop.describe["optimizer"] = tools::describe(oc);
+      loop.describe["precision"] = precision.value;  // GEMM precision: a resume under another is not bit-identical
       loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) + " accum=" +
                               std::to_string(optf.accum) + " seed=" + std::to_string(run.seed);
     }

@@ -83,6 +83,7 @@ int main(int argc, char** argv) {
     tools::TrainLoop loop(trainer, model.params(), run, "train");
     loop.describe["model"] = cfg.str() + " seed=" + std::to_string(run.seed);
     loop.describe["optimizer"] = tools::describe(oc);
+    loop.describe["precision"] = precision.value;  // GEMM precision: a resume under another is not bit-identical
     loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) + " accum=" +
                             std::to_string(optf.accum);
     loop.sample = [&](int64_t step) {
