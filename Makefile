@@ -7,6 +7,7 @@
 #   make CUDA=1       insist on the CUDA backend (CUDA=0 skips it; default: detect nvcc)
 #   make NATIVE=0     build for the baseline CPU instead of -march=native
 #   make MPI=1        insist on MPI for data-parallel runs (MPI=0 skips it; default: detect)
+#   make DNNL=1       insist on oneDNN for the CPU's bf16 GEMMs (DNNL=0 skips it; default: detect)
 #   make bench        microbenchmarks into build/bin (Google Benchmark)
 #   make tools        only the binaries of tools/ (make examples: only the tour's programs)
 # The Makefile detects rather than demands: it says what it found and builds what it can.
@@ -18,6 +19,7 @@ endif
 SANITIZE ?= 0
 CUDA     ?= auto
 MPI      ?= auto
+DNNL     ?= auto
 
 BUILD := build
 OBJ   := $(BUILD)/obj
@@ -68,6 +70,33 @@ $(error OpenBLAS not found: run scripts/install-deps.sh)
 endif
 CXXFLAGS += $(OPENBLAS_CFLAGS)
 LDLIBS   += $(OPENBLAS_LIBS) $(LAPACK_LIBS) -lm
+
+# ---- oneDNN (optional): the CPU backend's bf16 GEMMs (--precision bf16) -------------------
+# Found as oneapi/dnnl/dnnl.h + libdnnl (Debian's libdnnl-dev; or under DEPS=dir). Only
+# engine/cpu/cpu_dnnl.o sees the flag; without oneDNN, bf16 GEMMs round their inputs and run
+# through OpenBLAS (the same math, slower).
+DNNL_ROOT := $(if $(DEPS),$(abspath $(DEPS)),/usr)
+DNNL_LIBDIRS := $(DNNL_ROOT)/lib $(DNNL_ROOT)/lib64 $(DNNL_ROOT)/lib/x86_64-linux-gnu $(DNNL_ROOT)/lib/aarch64-linux-gnu
+DNNL_FOUND := $(and $(wildcard $(DNNL_ROOT)/include/oneapi/dnnl/dnnl.h),$(firstword $(wildcard $(addsuffix /libdnnl.so,$(DNNL_LIBDIRS)))))
+ifeq ($(DNNL),auto)
+DNNL := $(if $(DNNL_FOUND),1,0)
+endif
+ifeq ($(DNNL),1)
+ifeq ($(DNNL_FOUND),)
+$(error DNNL=1 but oneDNN was not found (oneapi/dnnl/dnnl.h and libdnnl.so under $(DNNL_ROOT)): run scripts/install-deps.sh)
+endif
+DNNL_FLAGS := -DCG_WITH_DNNL
+ifneq ($(DEPS),)
+DNNL_FLAGS += -I$(DNNL_ROOT)/include
+LDLIBS     += $(DNNL_FOUND) -Wl,-rpath,$(dir $(DNNL_FOUND))
+else
+LDLIBS     += -ldnnl
+endif
+DNNL_INFO  := DNNL=1 [$(DNNL_FOUND)]
+else
+DNNL_FLAGS :=
+DNNL_INFO  := DNNL=0
+endif
 
 # ---- CUDA (optional) ------------------------------------------------------------------
 NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
@@ -160,7 +189,7 @@ tools: $(TOOLS)
 examples: $(EXAMPLES)
 
 info:
-	@echo "chaingrad build: $(CXX), OpenBLAS [$(OPENBLAS_LIBS)], CUDA=$(CUDA)$(if $(filter 1,$(CUDA)), ($(NVCC)),), $(MPI_INFO), SANITIZE=$(SANITIZE)"
+	@echo "chaingrad build: $(CXX), OpenBLAS [$(OPENBLAS_LIBS)], CUDA=$(CUDA)$(if $(filter 1,$(CUDA)), ($(NVCC)),), $(MPI_INFO), $(DNNL_INFO), SANITIZE=$(SANITIZE)"
 
 $(OBJ)/%.o: %.cpp
 	@mkdir -p $(dir $@)
@@ -170,13 +199,17 @@ $(OBJ)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-# The library records which CUDA/MPI setting built it: switching CUDA=0/1 or MPI=0/1 in one
+# The library records which CUDA/MPI/oneDNN setting built it: switching CUDA=0/1 or MPI=0/1 in one
 # tree rebuilds the library (CUDA objects or the stub, the communicators) and relinks every
 # binary. The stamp is rewritten while the Makefile is read, and only when the setting changed
 # (written here, not by a rule, so it exists before any target is considered).
-CONFIG       := cuda$(CUDA)-mpi$(MPI)-nccl$(NCCL)
+CONFIG       := cuda$(CUDA)-mpi$(MPI)-nccl$(NCCL)-dnnl$(DNNL)
 CONFIG_STAMP := $(OBJ)/config
 $(shell mkdir -p $(OBJ) && { [ "$$(cat $(CONFIG_STAMP) 2>/dev/null)" = "$(CONFIG)" ] || echo "$(CONFIG)" > $(CONFIG_STAMP); })
+
+# The oneDNN wrapper is compiled with its flag, and again when the setting changes.
+$(OBJ)/engine/cpu/cpu_dnnl.o: CXXFLAGS += $(DNNL_FLAGS)
+$(OBJ)/engine/cpu/cpu_dnnl.o: $(CONFIG_STAMP)
 
 # The communicators are compiled with the MPI/NCCL flags, and again when the setting changes.
 $(OBJ)/nn/dist/dist.o $(OBJ)/nn/dist/dist_mpi.o: CXXFLAGS += $(DIST_FLAGS)

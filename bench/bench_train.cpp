@@ -4,11 +4,17 @@
 // forward + loss, backward, AdamW with clip 1.0) on random token batches. Prints one JSON
 // line like bench/torch_ref.py: median wall and CPU ms/step, tokens/s, peak RSS (getrusage),
 // model FLOPs per step and the GFLOP/s they give.
+// `--precision bf16` runs every GEMM with bf16 inputs and f32 accumulation (engine/gemm.h).
 // `--sgemm` instead times raw cblas_sgemm (the BLAS ceiling the step is compared with).
+// `--gemm-libs` times, on one thread, every Linear's three products of a config's step
+// (forward, input and weight gradients) with OpenBLAS f32, oneDNN f32 and oneDNN bf16, and
+// the engine's own f32 and bf16 GEMM (bf16: with the input rounding), by thread CPU time.
 //
 // usage: bench_train [--config tiny|small|smollm2] [--mode pretrain|lora|moslora|linchain]
 //                    [--threads N] [--steps N] [--warmup N] [--rank R] [--chain N] [--chain-bias]
+//                    [--precision f32|bf16]
 //        bench_train --sgemm [--threads N] [--size N]
+//        bench_train --gemm-libs [--config tiny|small|smollm2]
 #include <cblas.h>
 #include <sys/resource.h>
 
@@ -21,6 +27,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/cpu/cpu_dnnl.h"
 #include "engine/rng.h"
 #include "engine/tape.h"
 #include "models/llama/llama.h"
@@ -89,13 +96,98 @@ SgemmRate sgemm_gflops(int64_t n) {
   return best;
 }
 
+double thread_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Best GFLOP/s (thread CPU time) of f() doing `flop` operations, over a few repetitions.
+template <class F>
+double best_rate(double flop, F&& f) {
+  double best = 0;
+  for (int rep = 0; rep < 6; ++rep) {
+    const double t0 = thread_cpu_s();
+    f();
+    const double t = thread_cpu_s() - t0;
+    if (rep > 0 && t > 0) best = std::max(best, flop / t * 1e-9);
+  }
+  return best;
+}
+
+// --gemm-libs: one JSON line per product, then the step's total for each library.
+int gemm_libs(const models::LlamaConfig& cfg, int64_t batch) {
+  set_num_threads(1);
+  openblas_set_num_threads(1);
+  const int64_t M = batch * cfg.seq_len, D = cfg.dim, KV = cfg.kv_dim(), F = cfg.hidden_dim;
+  struct Lin {
+    const char* name;
+    int64_t in, out, count;
+  };
+  const std::vector<Lin> lins{{"q,o", D, D, 2 * cfg.n_layers},  {"k,v", D, KV, 2 * cfg.n_layers},
+                              {"gate,up", D, F, 2 * cfg.n_layers}, {"down", F, D, cfg.n_layers},
+                              {"head", D, cfg.vocab_size, 1}};
+  const bool dnnl = cpu::dnnl_built(), bf16 = cpu::dnnl_has_bf16();
+  std::printf("# gemm-libs: M = %lld tokens, one thread; oneDNN: %s\n", static_cast<long long>(M),
+              cpu::dnnl_describe().c_str());
+  double tot[5] = {0, 0, 0, 0, 0}, tot_flop = 0;  // seconds: openblas, dnnl f32, dnnl bf16, engine f32, engine bf16
+  Backend& be = backend_for(Device::CPU);
+  for (const Lin& l : lins) {
+    // forward Y[M,out] = X·Wᵀ; dX[M,in] = dY·W; dW[out,in] = dYᵀ·X
+    struct P {
+      const char* what;
+      bool ta, tb;
+      int64_t m, n, k;
+    };
+    for (const P& p : {P{"fwd", false, true, M, l.out, l.in}, P{"dX", false, false, M, l.in, l.out},
+                       P{"dW", true, false, l.out, l.in, M}}) {
+      const int64_t ar = p.ta ? p.k : p.m, ac = p.ta ? p.m : p.k, br = p.tb ? p.n : p.k, bc = p.tb ? p.k : p.n;
+      Rng rng(1);
+      const Tensor a = rand_uniform({ar, ac}, -1, 1, rng), b = rand_uniform({br, bc}, -1, 1, rng);
+      Tensor c = Tensor::zeros({p.m, p.n});
+      const float *pa = a.data<float>(), *pb = b.data<float>();
+      float* pc = c.data<float>();
+      std::vector<uint16_t> a16(static_cast<size_t>(ar * ac)), b16(static_cast<size_t>(br * bc));
+      for (size_t i = 0; i < a16.size(); ++i) a16[i] = cpu::bf16_bits(pa[i]);
+      for (size_t i = 0; i < b16.size(); ++i) b16[i] = cpu::bf16_bits(pb[i]);
+      const double flop = 2.0 * static_cast<double>(p.m) * p.n * p.k;
+      double g[5] = {0, 0, 0, 0, 0};
+      g[0] = best_rate(flop, [&] {
+        cblas_sgemm(CblasRowMajor, p.ta ? CblasTrans : CblasNoTrans, p.tb ? CblasTrans : CblasNoTrans, p.m, p.n, p.k,
+                    1.0f, pa, ac, pb, bc, 0.0f, pc, p.n);
+      });
+      if (dnnl) g[1] = best_rate(flop, [&] { cpu::dnnl_gemm_f32(p.ta, p.tb, p.m, p.n, p.k, 1.0f, pa, ac, pb, bc, 0.0f, pc, p.n); });
+      if (bf16)
+        g[2] = best_rate(flop, [&] {
+          cpu::dnnl_gemm_bf16(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a16.data(), ac, b16.data(), bc, 0.0f, pc, p.n);
+        });
+      const MatView va = mat(a).t(p.ta), vb = mat(b).t(p.tb), vc = mat(c);
+      set_gemm_precision(GemmPrecision::F32);
+      g[3] = best_rate(flop, [&] { be.gemm(va, vb, vc); });
+      set_gemm_precision(GemmPrecision::BF16);
+      g[4] = best_rate(flop, [&] { be.gemm(va, vb, vc); });
+      set_gemm_precision(GemmPrecision::F32);
+      std::printf("{\"linear\": \"%s\", \"product\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"count\": %lld, "
+                  "\"openblas_f32\": %.1f, \"dnnl_f32\": %.1f, \"dnnl_bf16\": %.1f, \"engine_f32\": %.1f, \"engine_bf16\": %.1f}\n",
+                  l.name, p.what, static_cast<long long>(p.m), static_cast<long long>(p.n), static_cast<long long>(p.k),
+                  static_cast<long long>(l.count), g[0], g[1], g[2], g[3], g[4]);
+      tot_flop += flop * static_cast<double>(l.count);
+      for (int i = 0; i < 5; ++i) tot[i] += g[i] > 0 ? flop * static_cast<double>(l.count) / (g[i] * 1e9) : 0;
+    }
+  }
+  std::printf("{\"total\": true, \"gflop\": %.2f, \"openblas_f32_s\": %.4f, \"dnnl_f32_s\": %.4f, \"dnnl_bf16_s\": %.4f, "
+              "\"engine_f32_s\": %.4f, \"engine_bf16_s\": %.4f}\n",
+              tot_flop * 1e-9, tot[0], tot[1], tot[2], tot[3], tot[4]);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config = "tiny", mode = "pretrain";
+  std::string config = "tiny", mode = "pretrain", precision = "f32";
   int threads = 2, steps = 10, warmup = 3, rank = 16, chain = 3, size = 1024;
   bool chain_bias = false;
-  bool sgemm = false;
+  bool sgemm = false, gemm_libs_mode = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -105,6 +197,7 @@ int main(int argc, char** argv) {
     try {
       if (a == "--config") config = next();
       else if (a == "--mode") mode = next();
+      else if (a == "--precision") precision = next();
       else if (a == "--threads") threads = std::stoi(next());
       else if (a == "--steps") steps = std::stoi(next());
       else if (a == "--warmup") warmup = std::stoi(next());
@@ -112,6 +205,7 @@ int main(int argc, char** argv) {
       else if (a == "--chain") chain = std::stoi(next());
       else if (a == "--size") size = std::stoi(next());
       else if (a == "--sgemm") sgemm = true;
+      else if (a == "--gemm-libs") gemm_libs_mode = true;
       else if (a == "--chain-bias") chain_bias = true;
       else { std::fprintf(stderr, "bench_train: unknown flag %s\n", a.c_str()); return 2; }
     } catch (const std::exception&) {
@@ -120,7 +214,17 @@ int main(int argc, char** argv) {
     }
   }
   if (threads < 1 || steps < 1 || warmup < 0 || size < 16) { std::fprintf(stderr, "bench_train: bad counts\n"); return 2; }
+  if (precision != "f32" && precision != "bf16") {
+    std::fprintf(stderr, "bench_train: --precision must be f32 or bf16, got '%s'\n", precision.c_str());
+    return 2;
+  }
   set_num_threads(threads);
+  set_gemm_precision(precision == "bf16" ? GemmPrecision::BF16 : GemmPrecision::F32);
+  if (gemm_libs_mode) {  // the config's step; the SmolLM2 shape on one sequence of 256 tokens
+    models::LlamaConfig c = named_config(config);
+    if (config == "smollm2") c.seq_len = 256;
+    return gemm_libs(c, config == "smollm2" ? 1 : batch_of(config));
+  }
   if (sgemm) {
     // Raw OpenBLAS with its own threading at the requested count (the engine itself runs
     // OpenBLAS single-threaded and splits GEMMs over its worker pool).
@@ -196,10 +300,10 @@ int main(int argc, char** argv) {
   const double attn = 12.0 * static_cast<double>(B) * T * T * D * cfg.n_layers;
   const double flops = 6.0 * matmul_params * tokens + attn;
   std::printf(
-      "{\"impl\": \"chaingrad\", \"config\": \"%s\", \"mode\": \"%s\", \"threads\": %d, \"ms_per_step\": %.3f, \"cpu_ms_per_step\": %.3f, "
+      "{\"impl\": \"chaingrad\", \"variant\": \"%s\", \"config\": \"%s\", \"mode\": \"%s\", \"threads\": %d, \"ms_per_step\": %.3f, \"cpu_ms_per_step\": %.3f, "
       "\"tok_s\": %.1f, \"peak_rss_mb\": %.1f, \"tensor_peak_mb\": %.1f, \"trainable_params\": %lld, \"model_gflop_per_step\": %.4f, "
       "\"gflops\": %.2f, \"loss\": %.4f}\n",
-      config.c_str(), mode.c_str(), threads, step_ms, median(cpu_ms), tokens / (step_ms / 1000.0), peak_rss_mb(),
+      precision.c_str(), config.c_str(), mode.c_str(), threads, step_ms, median(cpu_ms), tokens / (step_ms / 1000.0), peak_rss_mb(),
       static_cast<double>(backend_for(Device::CPU).stats().peak_bytes) / (1024.0 * 1024.0),
       static_cast<long long>(trainable->numel()), flops * 1e-9, flops * 1e-9 / (step_ms / 1000.0), loss);
   return 0;

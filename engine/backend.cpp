@@ -1,5 +1,7 @@
-// engine/backend.cpp — picks the backend of a device; thread-count control.
+// engine/backend.cpp — picks the backend of a device; GEMM precision and thread-count control.
 #include "engine/backend.h"
+
+#include <atomic>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -27,6 +29,10 @@ bool cuda_available() {
   std::string why;
   return cuda_backend(&why) != nullptr;
 }
+
+static std::atomic<GemmPrecision> g_precision{GemmPrecision::F32};
+void set_gemm_precision(GemmPrecision p) { g_precision.store(p, std::memory_order_relaxed); }
+GemmPrecision gemm_precision() { return g_precision.load(std::memory_order_relaxed); }
 
 static int g_threads = 0;
 

@@ -7,6 +7,7 @@
 // thread count (no atomics, no thread-count-dependent reduction order).
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "engine/gemm.h"
 #include "engine/tensor.h"
@@ -43,6 +44,17 @@ struct BackendStats {
   void reset_peak() { peak_bytes = bytes_in_use; }
 };
 
+// The precision of every f32 GEMM on every backend (--precision): F32 (the default) or
+// BF16, bfloat16 inputs with f32 accumulation (engine/gemm.h). Everything else — weights,
+// optimizer state, norms, softmax, loss — stays f32. Process-wide, set once by a tool.
+void set_gemm_precision(GemmPrecision p);
+GemmPrecision gemm_precision();
+// How the CPU backend runs bf16 GEMMs: natively (oneDNN's bf16 matmul, on a CPU with bf16
+// dot products or AMX), or by rounding the inputs to bf16 and multiplying with OpenBLAS
+// (same math, no speed-up). A fixed property of the build and the CPU; the text says which.
+bool cpu_bf16_gemm_native();
+std::string cpu_bf16_gemm_path();
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -64,9 +76,10 @@ class Backend {
   // op(B) k×n and C m×n derived from the views and checked (a ShapeError names all three).
   // The product has as many entries as the largest batch count; a view with batch 1 is the
   // same matrix for every entry, and a C with batch 1 under a batched A or B receives the
-  // sum, C = alpha · Σ_i op(A_i)·op(B_i) + beta · C, added in order of i. Counts calls/FLOPs.
+  // sum, C = alpha · Σ_i op(A_i)·op(B_i) + beta · C, added in order of i. f32 products run
+  // at gemm_precision() (above). Counts calls/FLOPs.
   void gemm(const MatView& a, const MatView& b, const MatView& c, double alpha = 1.0, double beta = 0.0) {
-    const GemmArgs g = gemm_args(a, b, c, alpha, beta);
+    const GemmArgs g = gemm_args(a, b, c, alpha, beta, gemm_precision());
     stats_.gemm_calls += 1;
     stats_.gemm_flops += 2.0 * static_cast<double>(g.m) * g.n * g.k * g.batch;
     do_gemm(g);

@@ -41,7 +41,10 @@ MatView mat(const Tensor& t, int64_t batch, int64_t rows, int64_t cols) {
   return MatView{t.raw(), t.dtype(), rows, cols, std::max<int64_t>(cols, 1), batch, rows * cols, false};
 }
 
-GemmArgs gemm_args(const MatView& a, const MatView& b, const MatView& c, double alpha, double beta) {
+const char* precision_name(GemmPrecision p) { return p == GemmPrecision::BF16 ? "bf16" : "f32"; }
+
+GemmArgs gemm_args(const MatView& a, const MatView& b, const MatView& c, double alpha, double beta,
+                   GemmPrecision precision) {
   auto fail = [&](const std::string& why) {
     throw ShapeError("gemm: op(A) " + a.desc() + " · op(B) " + b.desc() + " → C " + c.desc() + ": " + why);
   };
@@ -59,7 +62,9 @@ GemmArgs gemm_args(const MatView& a, const MatView& b, const MatView& c, double 
   const int64_t batch = std::max({a.batch, b.batch, c.batch});
   for (const MatView* v : {&a, &b, &c})
     if (v->batch != 1 && v->batch != batch) fail("batch counts differ (each is 1 or " + std::to_string(batch) + ")");
-  GemmArgs g{a, b, c, alpha, beta, m, n, k, batch};
+  // BF16 applies to f32 products with something to multiply (k = 0 only scales C).
+  if (a.dtype != DType::F32 || k == 0) precision = GemmPrecision::F32;
+  GemmArgs g{a, b, c, alpha, beta, m, n, k, batch, precision};
   for (MatView* v : {&g.a, &g.b, &g.c})
     if (v->batch == 1) v->stride = 0;  // one matrix for every entry
   return g;

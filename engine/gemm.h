@@ -38,14 +38,22 @@ MatView mat(const Tensor& t);
 // t's first batch·rows·cols elements as `batch` contiguous [rows, cols] matrices.
 MatView mat(const Tensor& t, int64_t batch, int64_t rows, int64_t cols);
 
-// A checked product: the views (batch-1 views with stride 0), the scalars, and the sizes
-// op(A)[m,k] · op(B)[k,n] over `batch` entries. Made by gemm_args, which throws a
-// ShapeError naming the three views when they do not fit.
+// How an f32 product multiplies: F32, or BF16 — A and B rounded to bfloat16 (round to
+// nearest even), products accumulated in f32, C stays f32. f64 products are always exact.
+enum class GemmPrecision { F32, BF16 };
+const char* precision_name(GemmPrecision p);  // "f32", "bf16"
+
+// A checked product: the views (batch-1 views with stride 0), the scalars, the sizes
+// op(A)[m,k] · op(B)[k,n] over `batch` entries, and the precision (BF16 only for f32
+// views). Made by gemm_args, which throws a ShapeError naming the three views when they
+// do not fit.
 struct GemmArgs {
   MatView a, b, c;
   double alpha, beta;
   int64_t m, n, k, batch;
+  GemmPrecision precision = GemmPrecision::F32;
 };
-GemmArgs gemm_args(const MatView& a, const MatView& b, const MatView& c, double alpha, double beta);
+GemmArgs gemm_args(const MatView& a, const MatView& b, const MatView& c, double alpha, double beta,
+                   GemmPrecision precision = GemmPrecision::F32);
 
 }  // namespace cg

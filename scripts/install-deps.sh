@@ -6,6 +6,7 @@ set -euo pipefail
 pkgs=(
   build-essential make pkg-config
   libopenblas-dev          # BLAS + LAPACK for the CPU backend
+  libdnnl-dev              # oneDNN: the CPU backend's bf16 GEMMs (optional: the Makefile detects it)
   doctest-dev              # unit tests
   libbenchmark-dev         # microbenchmarks
   nlohmann-json3-dev       # JSON (safetensors headers, metrics)

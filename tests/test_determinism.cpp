@@ -1,6 +1,6 @@
 // tests/test_determinism.cpp — the same seed gives bit-identical gradients, with 1 and
 // with 2 threads, with T = 64 (one attention block) and T = 160 (three blocks of the causal
-// staircase).
+// staircase), in f32 and with bf16 GEMMs.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -78,4 +78,23 @@ TEST_CASE("same seed, same bits with 1 and 2 threads over the multi-block causal
   CHECK(bit_equal(one, two));
   CHECK(bit_equal(two, two_b));
   CHECK_FALSE(bit_equal(one, run_block(14, 160)));
+}
+
+TEST_CASE("bf16 GEMMs: same seed, same bits with 1 and 2 threads (T = 64 and 160), and not the f32 bits") {
+  const int prev = num_threads();
+  const GemmPrecision prev_p = gemm_precision();
+  set_num_threads(1);
+  const auto f32 = run_block(15, 160);
+  set_gemm_precision(GemmPrecision::BF16);
+  std::vector<std::vector<float>> one, two;
+  for (int64_t T : {64, 160}) one.push_back(run_block(15, T));
+  set_num_threads(2);
+  for (int64_t T : {64, 160}) two.push_back(run_block(15, T));
+  const auto two_b = run_block(15, 160);
+  set_gemm_precision(prev_p);
+  set_num_threads(prev);
+  CHECK(bit_equal(one[0], two[0]));
+  CHECK(bit_equal(one[1], two[1]));
+  CHECK(bit_equal(two[1], two_b));
+  CHECK_FALSE(bit_equal(one[1], f32));  // the precision switch reached the GEMMs
 }

@@ -266,3 +266,45 @@ TEST_CASE("adapter files: LoRA/MoSLoRA/LinChain load without chain_length; lora_
                          cg::FormatError);
   }
 }
+
+TEST_CASE("--precision: f32 or bf16 on train, finetune, evaluate and generate; anything else is exit 2") {
+  if (!have_tools()) return;
+  TempDir d;
+  const std::string base = make_base(d);
+  // Refused by the parser, before anything loads (the model file need not exist).
+  for (const char* bad : {"fp16", "BF16", "bf32", ""}) {
+    INFO("--precision '" << bad << "'");
+    check_usage_error(run(kTrain, with(kModel, {"--steps", "2", "--precision", bad})), "train", "--precision");
+    check_usage_error(run(kFinetune, {"--model", base, "--arith", "sub", "--steps", "2", "--precision", bad}), "finetune",
+                      "--precision");
+    check_usage_error(run("build/bin/evaluate", {"--model", d.file("none.bin"), "--text", base, "--precision", bad}),
+                      "evaluate", "--precision");
+    check_usage_error(run("build/bin/generate", {"--model", d.file("none.bin"), "--precision", bad}), "generate",
+                      "--precision");
+  }
+  // bf16 runs, and its losses are close to f32's but not the same bits (the GEMMs changed).
+  auto losses = [&](const std::string& p) {
+    const std::string m = d.file("m_" + p + ".jsonl");
+    Run r = run(kTrain, with(kModel, {"--steps", "3", "--eval-every", "0", "--precision", p, "--metrics", m}));
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    std::vector<double> l;
+    for (const nlohmann::json& j : rows(m)) l.push_back(j["loss"].get<double>());
+    return l;
+  };
+  const std::vector<double> f32 = losses("f32"), bf16 = losses("bf16");
+  REQUIRE(f32.size() == 3);
+  REQUIRE(bf16.size() == 3);
+  CHECK(f32 != bf16);
+  for (size_t i = 0; i < f32.size(); ++i) CHECK(std::abs(bf16[i] - f32[i]) <= 0.02 * std::abs(f32[i]));
+  // A checkpoint records the precision: --resume under the other one is refused, naming it.
+  const std::string ck = d.file("ck.safetensors");
+  Run c = run(kTrain, with(kModel, {"--steps", "4", "--stop-after", "2", "--checkpoint", ck, "--precision", "bf16"}));
+  REQUIRE_MESSAGE(c.code == 0, c.err);
+  Run other = run(kTrain, with(kModel, {"--steps", "4", "--resume", ck}));
+  CHECK(other.code == 2);
+  CHECK(other.err.find("precision differs") != std::string::npos);
+  Run same = run(kTrain, with(kModel, {"--steps", "4", "--resume", ck, "--precision", "bf16"}));
+  CHECK_MESSAGE(same.code == 0, same.err);
+  Run g = run("build/bin/generate", {"--model", base, "--tokenizer", "byte", "--precision", "bf16", "--steps", "8", "--temperature", "0"});
+  CHECK_MESSAGE(g.code == 0, g.err);
+}

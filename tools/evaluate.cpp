@@ -15,6 +15,7 @@
 #include "models/train/task_generate.h"
 #include "models/io/file_io.h"
 #include "tools/common/cli.h"
+#include "tools/common/precision.h"
 #include "tools/common/train_flags.h"
 
 int main(int argc, char** argv) {
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   int64_t limit = 0;
   cg::models::GenerateEvalOptions gen;
   int threads = 0;
+  cg::tools::PrecisionFlag precision;
   bool json = false;
   app.add_option("--model", model_path, "checkpoint: llama2.c .bin, HF .safetensors or folder, or .gguf")->required();
   app.add_option("--tokenizer", tok_path,
@@ -62,6 +64,7 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--threads", threads, "CPU threads (0: the library default)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  precision.add(app);
   return cg::tools::run_tool(app, argc, argv, [&] {
     if (text_path.empty() && task_path.empty()) throw cg::FormatError("give --text FILE or --task FILE.json");
     if (mode != "generate" && (app.count("--max-new") || app.count("--batch")))
@@ -69,6 +72,7 @@ int main(int argc, char** argv) {
     cg::tools::check_outputs({{model_path, "--model"}, {tok_path, "--tokenizer"}, {task_path, "--task"}},
                              {{items_out, "--items-out"}});
     if (threads > 0) cg::set_num_threads(threads);
+    precision.apply(device == "cpu");
     const cg::Device dev = device == "cuda" ? cg::Device::CUDA : cg::Device::CPU;
     // The adapter is read and checked before the (possibly large) model.
     std::optional<cg::models::AdapterFile> adapter;

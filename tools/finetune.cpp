@@ -29,6 +29,7 @@
 #include "models/io/file_io.h"
 #include "tools/common/cli.h"
 #include "tools/common/interrupt.h"
+#include "tools/common/precision.h"
 #include "tools/common/train_flags.h"
 
 using namespace cg;
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
   tools::DataFlags data;
   tools::OptimFlags optf;
   tools::RunFlags run;
+  tools::PrecisionFlag precision;
   tools::FlowFlags flow;
   tools::EvalFlags evalf;
   app.add_option("--model", model_path, "base model: llama2.c .bin, HF .safetensors or folder, or .gguf")->required();
@@ -68,6 +70,7 @@ int main(int argc, char** argv) {
   data.add(app, /*allow_text=*/true);
   optf.add(app);
   run.add(app);
+  precision.add(app);
   flow.add(app, "--flow", "--flow-every");
   evalf.add(app);
   app.add_option("--out", out,
@@ -95,6 +98,7 @@ int main(int argc, char** argv) {
     const std::string best_out = evalf.keep_best.empty() ? "" : tools::best_path(out);
     nn::Communicator& comm = nn::world();  // under mpirun: data parallel, rank 0 reports
     run.apply();
+    precision.apply(run.device() == Device::CPU);
     if (comm.lead()) {
       auto inputs = data.inputs();
       inputs.insert(inputs.end(), {{model_path, "--model"}, {adapter_in, "--adapter-in"}, {evalf.task, "--eval-task"}});
@@ -206,6 +210,7 @@ int main(int argc, char** argv) {
                                  " chain_bias=" + (ac.chain_bias ? "on" : "off") + " dropout=" + std::to_string(ac.dropout) +
                                  " adapter_in=" + (adapter_in.empty() ? "none" : "given");
       loop.describe["optimizer"] = tools::describe(oc);
+      loop.describe["precision"] = precision.value;  // GEMM precision: a resume under another is not bit-identical
       loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) + " accum=" +
                               std::to_string(optf.accum) + " seed=" + std::to_string(run.seed);
     }

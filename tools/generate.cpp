@@ -14,12 +14,14 @@
 #include "models/llama/generation.h"
 #include "models/text/chat_template.h"
 #include "tools/common/cli.h"
+#include "tools/common/precision.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Generate text from a Llama checkpoint (greedy with --temperature 0).", "generate"};
   std::string model_path, tok_path, adapter_in, device = "cpu", chat, system, chat_template;
   cg::models::GenerateOptions opt;
   int threads = 0;
+  cg::tools::PrecisionFlag precision;
   app.add_option("--model", model_path, "checkpoint: llama2.c .bin, HF .safetensors or folder, or .gguf")->required();
   app.add_option("--tokenizer", tok_path,
                  "tokenizer (tok*.bin, tokenizer.json, .gguf, HF folder, 'byte'); default: the model's own");
@@ -41,8 +43,10 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--threads", threads, "CPU threads (0: the library default)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  precision.add(app);
   return cg::tools::run_tool(app, argc, argv, [&] {
     if (threads > 0) cg::set_num_threads(threads);
+    precision.apply(device == "cpu");
     const cg::Device dev = device == "cuda" ? cg::Device::CUDA : cg::Device::CPU;
     // The adapter is read and checked before the (possibly large) model.
     std::optional<cg::models::AdapterFile> adapter;

@@ -12,6 +12,7 @@
 #include "nn/dist/dist.h"
 #include "models/io/file_io.h"
 #include "tools/common/cli.h"
+#include "tools/common/precision.h"
 #include "tools/common/train_flags.h"
 
 using namespace cg;
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   tools::DataFlags data;
   tools::OptimFlags optf;
   tools::RunFlags run;
+  tools::PrecisionFlag precision;
   models::LlamaConfig cfg;
   cfg.dim = 64;
   cfg.n_layers = 4;
@@ -40,12 +42,14 @@ int main(int argc, char** argv) {
   optf.min_lr_frac = 0.1;
   optf.add(app);
   run.add(app);
+  precision.add(app);
   app.add_option("--out", out, "write the final model here (HF Llama safetensors)");
   return nn::finish(tools::run_tool(app, argc, argv, [&] {
     data.validate();
     run.validate();
     nn::Communicator& comm = nn::world();  // under mpirun: data parallel, rank 0 reports
     run.apply();
+    precision.apply(run.device() == Device::CPU);
     if (comm.lead()) {
       auto inputs = data.inputs();
       if (!models::same_file(run.resume, run.checkpoint)) inputs.emplace_back(run.resume, "--resume");
@@ -79,6 +83,7 @@ int main(int argc, char** argv) {
     tools::TrainLoop loop(trainer, model.params(), run, "train");
     loop.describe["model"] = cfg.str() + " seed=" + std::to_string(run.seed);
     loop.describe["optimizer"] = tools::describe(oc);
+    loop.describe["precision"] = precision.value;  // GEMM precision: a resume under another is not bit-identical
     loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) + " accum=" +
                             std::to_string(optf.accum);
     loop.sample = [&](int64_t step) {

@@ -1,9 +1,10 @@
 // engine/cpu/cpu_backend.h — the CPU implementation of the backend table: OpenBLAS for
-// GEMM, parallel_for loops (engine/cpu/cpu_parallel.h: serial below a size threshold, a
+// GEMM (oneDNN for bf16 GEMMs where built in and the CPU has bf16 instructions),
+// parallel_for loops (engine/cpu/cpu_parallel.h: serial below a size threshold, a
 // sleeping worker pool above it) and `omp simd` vectorisation for everything else. Loops
 // are parallel only over independent outputs, and every reduction runs in a fixed order,
 // so results never depend on the thread count. Kernels are split by family:
-// cpu_memory.cpp, cpu_gemm.cpp, cpu_elementwise.cpp, cpu_nn.cpp, cpu_optim.cpp.
+// cpu_memory.cpp, cpu_gemm.cpp (+ cpu_dnnl.cpp), cpu_elementwise.cpp, cpu_nn.cpp, cpu_optim.cpp.
 #pragma once
 #include <mutex>
 #include <unordered_map>
@@ -62,6 +63,7 @@ class CpuBackend final : public Backend {
 
  protected:
   void do_gemm(const GemmArgs& g) override;  // cpu_gemm.cpp
+  void gemm_bf16(const GemmArgs& g);          // cpu_gemm.cpp: GemmPrecision::BF16
 };
 
 // Calls f(T{}) with T = float or double for a float dtype; throws for i32.

@@ -1,12 +1,14 @@
-// engine/cpu/cpu_gemm.cpp — GEMM for the CPU backend: OpenBLAS, single-threaded, with the
-// backend's own threading over pieces fixed by the shapes (so results never depend on the
-// thread count).
+// engine/cpu/cpu_gemm.cpp — GEMM for the CPU backend: OpenBLAS and oneDNN (bf16 products,
+// and f32 pieces where a fixed rule of shape and CPU features says so: engine/cpu/cpu_dnnl.h),
+// single-threaded, with the backend's own threading over
+// pieces fixed by the shapes (so results never depend on the thread count).
 #include <cblas.h>
 
 #include <algorithm>
 #include <type_traits>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/cpu_dnnl.h"
 #include "engine/cpu/cpu_parallel.h"
 
 namespace cg {
@@ -35,8 +37,8 @@ void gemm_one(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const 
   else cblas_dgemm(CblasRowMajor, TA, TB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-// OpenBLAS runs single-threaded, always: its own threading does not give the same bits
-// for every thread count on every CPU (seen with OpenBLAS 0.3.21's generic kernels). The
+// OpenBLAS (and oneDNN) run single-threaded, always: OpenBLAS's own threading does not give
+// the same bits for every thread count on every CPU (seen with OpenBLAS 0.3.21's generic kernels). The
 // backend parallelises GEMMs itself, in pieces fixed by the shapes alone:
 //  - a batch of small products: one product per thread;
 //  - one large product: C cut into at most kMaxBlocks blocks of rows (or, when C has few
@@ -53,7 +55,84 @@ int64_t block_start(int64_t i, int64_t blocks, int64_t total) {
   return std::min(total, (total * i / blocks + 15) / 16 * 16);
 }
 
+// Splits one checked product into the pieces above and calls
+// kern(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc) on each (alpha is the kernel's).
+// A and B are given separately from g (the bf16 path passes converted copies).
+template <class Tin, class Tc, class Kern>
+void split_gemm(const GemmArgs& g, const Tin* pa, int64_t lda, int64_t sa, const Tin* pb, int64_t ldb, int64_t sb,
+                Kern&& kern) {
+  const int64_t m = g.m, n = g.n, k = g.k, batch = g.batch;
+  const bool ta = g.a.trans, tb = g.b.trans;
+  const int64_t ldc = g.c.ld;
+  Tc* pc = static_cast<Tc*>(g.c.data);
+  // A C shared by the batch (stride 0) sums the entries: the first with beta, the rest add.
+  auto beta_of = [&](int64_t i) { return static_cast<Tc>(g.c.stride == 0 && i > 0 ? 1.0 : g.beta); };
+  auto one = [&](int64_t i) {
+    kern(ta, tb, m, n, k, pa + i * sa, lda, pb + i * sb, ldb, beta_of(i), pc + i * g.c.stride, ldc);
+  };
+  const double mnk = static_cast<double>(m) * n * k;
+  // A batch of small products into separate Cs (a shared C's entries stay in order, serially).
+  if (batch > 1 && g.c.stride != 0 && mnk <= kSmallGemm) {
+    cpu::parallel_for(batch, static_cast<int64_t>(mnk * batch / 64), static_cast<int64_t>(kMinParallelGemm / 64), one);
+    return;
+  }
+  for (int64_t i = 0; i < batch; ++i) {
+    if (mnk <= kSmallGemm) {
+      one(i);
+      continue;
+    }
+    const Tin* ai = pa + i * sa;
+    const Tin* bi = pb + i * sb;
+    Tc* ci = pc + i * g.c.stride;
+    const Tc be = beta_of(i);
+    const bool by_rows = m >= 2 * kMinBlockRows;
+    const int64_t total = by_rows ? m : n;
+    const int64_t blocks = std::min<int64_t>(kMaxBlocks, std::max<int64_t>(1, total / kMinBlockRows));
+    cpu::parallel_for(blocks, blocks, 1, [&](int64_t j) {
+      const int64_t s = block_start(j, blocks, total), e = block_start(j + 1, blocks, total);
+      if (e <= s) return;
+      if (by_rows)  // rows s..e of op(A) and of C
+        kern(ta, tb, e - s, n, k, ta ? ai + s : ai + s * lda, lda, bi, ldb, be, ci + s * ldc, ldc);
+      else  // columns s..e of op(B) and of C
+        kern(ta, tb, m, e - s, k, ai, lda, tb ? bi + s * ldb : bi + s, ldb, be, ci + s, ldc);
+    });
+  }
+}
+
+// A view's stored matrices (one, or one per batch entry) rounded to bf16, packed densely
+// (ld = cols, stride = rows·cols, or 0 for one matrix shared by the batch). Out is
+// uint16_t (bf16 bits, for oneDNN) or float (the bf16 values, for OpenBLAS).
+template <class Out>
+struct Rounded {
+  Out* data = nullptr;
+  int64_t ld = 0, stride = 0;
+};
+template <class Out>
+Rounded<Out> round_view(const MatView& v, Out* dst) {
+  const int64_t rows = v.rows, cols = v.cols, entries = v.stride == 0 ? 1 : v.batch;
+  const float* src = static_cast<const float*>(v.data);
+  cpu::parallel_for(entries * rows, entries * rows * cols, cpu::kParElementwise, [&](int64_t r) {
+    const int64_t e = r / rows, i = r % rows;
+    const float* s = src + e * v.stride + i * v.ld;
+    Out* d = dst + r * cols;
+    if constexpr (std::is_same_v<Out, uint16_t>) {
+#pragma omp simd
+      for (int64_t j = 0; j < cols; ++j) d[j] = cpu::bf16_bits(s[j]);
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < cols; ++j) d[j] = cpu::bf16_round(s[j]);
+    }
+  });
+  return {dst, std::max<int64_t>(cols, 1), v.stride == 0 ? 0 : rows * cols};
+}
+
 }  // namespace
+
+bool cpu_bf16_gemm_native() { return cpu::dnnl_has_bf16(); }
+std::string cpu_bf16_gemm_path() {
+  return cpu::dnnl_has_bf16() ? cpu::dnnl_describe()
+                              : "OpenBLAS on bf16-rounded inputs (" + cpu::dnnl_describe() + "): the bf16 math, no speed-up";
+}
 
 void CpuBackend::do_gemm(const GemmArgs& g) {
   static const bool single = [] {
@@ -61,49 +140,56 @@ void CpuBackend::do_gemm(const GemmArgs& g) {
     return true;
   }();
   (void)single;
-  const int64_t m = g.m, n = g.n, k = g.k, batch = g.batch;
-  const bool ta = g.a.trans, tb = g.b.trans;
-  const int64_t lda = g.a.ld, ldb = g.b.ld, ldc = g.c.ld;
+  if (g.precision == GemmPrecision::BF16) {
+    gemm_bf16(g);
+    return;
+  }
   dispatch_float(g.c.dtype, "gemm", [&](auto tag) {
     using T = decltype(tag);
-    const T* pa = static_cast<const T*>(g.a.data);
-    const T* pb = static_cast<const T*>(g.b.data);
-    T* pc = static_cast<T*>(g.c.data);
     const T al = static_cast<T>(g.alpha);
-    // A C shared by the batch (stride 0) sums the entries: the first with beta, the rest add.
-    auto beta_of = [&](int64_t i) { return static_cast<T>(g.c.stride == 0 && i > 0 ? 1.0 : g.beta); };
-    auto one = [&](int64_t i) {
-      gemm_one<T>(ta, tb, m, n, k, al, pa + i * g.a.stride, lda, pb + i * g.b.stride, ldb, beta_of(i),
-                  pc + i * g.c.stride, ldc);
-    };
-    const double mnk = static_cast<double>(m) * n * k;
-    // A batch of small products into separate Cs (a shared C's entries stay in order, serially).
-    if (batch > 1 && g.c.stride != 0 && mnk <= kSmallGemm) {
-      cpu::parallel_for(batch, static_cast<int64_t>(mnk * batch / 64), static_cast<int64_t>(kMinParallelGemm / 64), one);
-      return;
-    }
-    for (int64_t i = 0; i < batch; ++i) {
-      if (mnk <= kSmallGemm) {
-        one(i);
-        continue;
-      }
-      const T* ai = pa + i * g.a.stride;
-      const T* bi = pb + i * g.b.stride;
-      T* ci = pc + i * g.c.stride;
-      const T be = beta_of(i);
-      const bool by_rows = m >= 2 * kMinBlockRows;
-      const int64_t total = by_rows ? m : n;
-      const int64_t blocks = std::min<int64_t>(kMaxBlocks, std::max<int64_t>(1, total / kMinBlockRows));
-      cpu::parallel_for(blocks, blocks, 1, [&](int64_t j) {
-        const int64_t s = block_start(j, blocks, total), e = block_start(j + 1, blocks, total);
-        if (e <= s) return;
-        if (by_rows)  // rows s..e of op(A) and of C
-          gemm_one<T>(ta, tb, e - s, n, k, al, ta ? ai + s : ai + s * lda, lda, bi, ldb, be, ci + s * ldc, ldc);
-        else  // columns s..e of op(B) and of C
-          gemm_one<T>(ta, tb, m, e - s, k, al, ai, lda, tb ? bi + s * ldb : bi + s, ldb, be, ci + s, ldc);
-      });
-    }
+    split_gemm<T, T>(g, static_cast<const T*>(g.a.data), g.a.ld, g.a.stride, static_cast<const T*>(g.b.data), g.b.ld,
+                     g.b.stride,
+                     [&](bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                         int64_t ldb, T be, T* c, int64_t ldc) {
+                       if constexpr (std::is_same_v<T, float>)
+                         if (cpu::dnnl_f32_route(m, n, k))
+                           return cpu::dnnl_gemm_f32(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
+                       gemm_one<T>(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
+                     });
   });
+}
+
+// bf16 × bf16 → f32: A and B rounded once per call into blocks from the backend's cache,
+// then the same split as f32, each piece through oneDNN's bf16 matmul where the CPU has
+// bf16 dot products and the product is large enough (cpu_dnnl.h), else through OpenBLAS on the rounded values (products of
+// bf16 values are exact in f32, so this is the same math up to the summation order).
+void CpuBackend::gemm_bf16(const GemmArgs& g) {
+  if (g.m == 0 || g.n == 0) return;
+  const float al = static_cast<float>(g.alpha);
+  auto run = [&](auto tag) {
+    using Out = decltype(tag);
+    auto count = [](const MatView& v) { return (v.stride == 0 ? 1 : v.batch) * v.rows * v.cols; };
+    const size_t na = static_cast<size_t>(count(g.a)) * sizeof(Out), nb = static_cast<size_t>(count(g.b)) * sizeof(Out);
+    struct Block {  // released on every way out
+      CpuBackend& be;
+      void* p;
+      size_t n;
+      ~Block() { be.release(p, n); }
+    } ba{*this, alloc(na), na}, bb{*this, alloc(nb), nb};
+    const Rounded<Out> ra = round_view(g.a, static_cast<Out*>(ba.p)), rb = round_view(g.b, static_cast<Out*>(bb.p));
+    split_gemm<Out, float>(g, ra.data, ra.ld, ra.stride, rb.data, rb.ld, rb.stride,
+                           [&](bool ta, bool tb, int64_t m, int64_t n, int64_t k, const Out* a, int64_t lda,
+                               const Out* b, int64_t ldb, float be, float* c, int64_t ldc) {
+                             if constexpr (std::is_same_v<Out, uint16_t>)
+                               cpu::dnnl_gemm_bf16(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
+                             else
+                               gemm_one<float>(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
+                           });
+  };
+  // oneDNN for products the size rule of cpu_dnnl.h picks (its per-call cost loses on small
+  // ones, e.g. attention's k = 8 products of the tiny config); decided on the whole product.
+  if (cpu::dnnl_has_bf16() && cpu::dnnl_size_rule(g.m, g.n, g.k)) run(uint16_t{});
+  else run(float{});
 }
 
 }  // namespace cg

@@ -1,5 +1,6 @@
 // engine/cuda/cuda_gemm.cu — GEMM for the CUDA backend through cuBLAS (row-major on top
-// of column-major), strided-batched where the views allow.
+// of column-major), strided-batched where the views allow; GemmPrecision::BF16 through
+// cublasGemmStridedBatchedEx with bf16 tensor-core math and f32 accumulation.
 #include <climits>
 
 #include "engine/cuda/cuda_backend.h"
@@ -62,7 +63,15 @@ void CudaBackend::do_gemm(const GemmArgs& g) {
   const int cm = to_int(n, "n"), cn = to_int(m, "m"), ck = to_int(k, "k");
   const int ilda = to_int(g.a.ld, "lda"), ildb = to_int(g.b.ld, "ldb"), ildc = to_int(g.c.ld, "ldc");
   const int ibatch = to_int(g.batch, "batch");
-  if (dt == DType::F32) {
+  if (dt == DType::F32 && g.precision == GemmPrecision::BF16) {
+    // bf16 × bf16 with f32 accumulation: cuBLAS rounds the f32 inputs to bf16 itself and
+    // runs the tensor cores (CUBLAS_COMPUTE_32F_FAST_16BF); C stays f32.
+    const float fa = static_cast<float>(g.alpha), fb = static_cast<float>(g.beta);
+    CG_CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_, op_b, op_a, cm, cn, ck, &fa, g.b.data, CUDA_R_32F, ildb,
+                                               g.b.stride, g.a.data, CUDA_R_32F, ilda, g.a.stride, &fb, g.c.data,
+                                               CUDA_R_32F, ildc, g.c.stride, ibatch, CUBLAS_COMPUTE_32F_FAST_16BF,
+                                               CUBLAS_GEMM_DEFAULT));
+  } else if (dt == DType::F32) {
     const float fa = static_cast<float>(g.alpha), fb = static_cast<float>(g.beta);
     CG_CUBLAS_CHECK(cublasSgemmStridedBatched(cublas_, op_b, op_a, cm, cn, ck, &fa, static_cast<const float*>(g.b.data),
                                               ildb, g.b.stride, static_cast<const float*>(g.a.data), ilda, g.a.stride,
