@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
     if (comm.lead() && comm.size() > 1)
       std::fprintf(stderr, "train: data parallel over %d processes (%s), %lld sequences per rank per micro-batch\n",
                    comm.size(), comm.name().c_str(), static_cast<long long>(data.batch / comm.size()));
-    tools::TrainLoop loop(trainer, model.params(), run, "train");
+    models::TrainLoop loop(trainer, tools::loop_options(run), "train");
     loop.describe["model"] = cfg.str() + " seed=" + std::to_string(run.seed);
     loop.describe["optimizer"] = tools::describe(oc);
     loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) + " accum=" +
