@@ -177,7 +177,10 @@ $(OBJ)/%.o: %.cu
 # (written here, not by a rule, so it exists before any target is considered).
 CONFIG       := cuda$(CUDA)-mpi$(MPI)-nccl$(NCCL)
 CONFIG_STAMP := $(OBJ)/config
+# (Not for `make format-check` alone, which builds nothing: it must not flip the stamp.)
+ifneq ($(MAKECMDGOALS),format-check)
 $(shell mkdir -p $(OBJ) && { [ "$$(cat $(CONFIG_STAMP) 2>/dev/null)" = "$(CONFIG)" ] || echo "$(CONFIG)" > $(CONFIG_STAMP); })
+endif
 
 # The communicators are compiled with the MPI/NCCL flags, and again when the setting changes.
 $(OBJ)/nn/dist/dist.o $(OBJ)/nn/dist/dist_mpi.o: CXXFLAGS += $(DIST_FLAGS)
