@@ -10,6 +10,7 @@
 #   make DNNL=1       insist on oneDNN for the CPU's bf16 GEMMs (DNNL=0 skips it; default: detect)
 #   make bench        microbenchmarks into build/bin (Google Benchmark)
 #   make tools        only the binaries of tools/ (make examples: only the tour's programs)
+#   make format-check  clang-format --dry-run over the C++/CUDA sources (scripts/format.sh formats)
 # The Makefile detects rather than demands: it says what it found and builds what it can.
 
 CXX      ?= g++
@@ -205,7 +206,10 @@ $(OBJ)/%.o: %.cu
 # (written here, not by a rule, so it exists before any target is considered).
 CONFIG       := cuda$(CUDA)-mpi$(MPI)-nccl$(NCCL)-dnnl$(DNNL)
 CONFIG_STAMP := $(OBJ)/config
+# (Not for `make format-check` alone, which builds nothing: it must not flip the stamp.)
+ifneq ($(MAKECMDGOALS),format-check)
 $(shell mkdir -p $(OBJ) && { [ "$$(cat $(CONFIG_STAMP) 2>/dev/null)" = "$(CONFIG)" ] || echo "$(CONFIG)" > $(CONFIG_STAMP); })
+endif
 
 # The oneDNN wrapper is compiled with its flag, and again when the setting changes.
 $(OBJ)/engine/cpu/cpu_dnnl.o: CXXFLAGS += $(DNNL_FLAGS)
@@ -271,3 +275,18 @@ study: all
 .PHONY: study-real
 study-real: all
 	bash scripts/study_real.sh
+
+# The C++/CUDA style (.clang-format, clang-format 14): make format-check fails, listing the
+# places, when a tracked .cpp/.h/.cu file is not formatted; scripts/format.sh formats the
+# tree and moves the docs' code links and excerpts along.
+CLANG_FORMAT ?= $(shell command -v clang-format-14 || command -v clang-format)
+FORMAT_SRCS = $(shell git ls-files '*.cpp' '*.h' '*.cu' 2>/dev/null || \
+                find engine ops nn models tools tests bench examples fuzz -name '*.cpp' -o -name '*.h' -o -name '*.cu')
+.PHONY: format-check
+format-check:
+	@test -n "$(CLANG_FORMAT)" || { echo "format-check: no clang-format found (apt-get install clang-format-14)"; exit 2; }
+	@test -n "$(strip $(FORMAT_SRCS))" || { echo "format-check: no source files found"; exit 2; }
+	@$(CLANG_FORMAT) --version | grep -q "version 14\." || echo "format-check: warning: $(CLANG_FORMAT) is not clang-format 14, whose output the tree follows"
+	@echo "$(CLANG_FORMAT) --dry-run --Werror ($(words $(FORMAT_SRCS)) files)"
+	@$(CLANG_FORMAT) --dry-run --Werror $(FORMAT_SRCS)
+	@echo "format-check: $(words $(FORMAT_SRCS)) files as .clang-format says"

@@ -28,7 +28,7 @@
 #include "nn/dist/dist.h"
 #include "models/io/file_io.h"
 #include "tools/common/cli.h"
-#include "tools/common/interrupt.h"
+#include "models/train/interrupt.h"
 #include "tools/common/precision.h"
 #include "tools/common/train_flags.h"
 
@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
     if (comm.lead() && comm.size() > 1)
       std::fprintf(stderr, "finetune: data parallel over %d processes (%s), %lld sequences per rank per micro-batch\n",
                    comm.size(), comm.name().c_str(), static_cast<long long>(data.batch / comm.size()));
-    tools::TrainLoop loop(trainer, *adapters.store, run, "finetune");
+    models::TrainLoop loop(trainer, tools::loop_options(run), "finetune");
     if (!run.checkpoint.empty() || !run.resume.empty()) {  // what run a checkpoint belongs to
       const Tensor base = model->params().flat().to(Device::CPU);
       loop.describe["base"] = model->config().str() + " weights_fnv1a=" +
@@ -284,7 +284,7 @@ int main(int argc, char** argv) {
     }
     if (evalf.patience > 0) summary["stopped_early"] = loop.stopped_early;
     if (loop.skipped) summary["skipped_updates"] = loop.skipped;
-    if (loop.signal) summary["interrupted"] = tools::signal_name(loop.signal);
+    if (loop.signal) summary["interrupted"] = models::signal_name(loop.signal);
     if (!summary_path.empty()) {
       const std::string text = summary.dump(2) + "\n";
       models::write_file_atomic(summary_path, std::vector<uint8_t>(text.begin(), text.end()));

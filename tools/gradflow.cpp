@@ -34,7 +34,7 @@
 #include "models/study/teacher.h"
 #include "ops/ops.h"
 #include "tools/common/cli.h"
-#include "tools/common/progress.h"
+#include "models/train/progress.h"
 #include "tools/common/train_flags.h"
 
 namespace {
@@ -204,8 +204,8 @@ int run_training(GradFlowTask& task, const RunOptions& o) {
   Attached a = attach(task, o);
   nn::GradFlowLogger logger(a.set, o.metrics, o.every, o.top_k);
   logger.set_last_step(o.steps - 1);
-  tools::MetricsFile log(o.log);
-  tools::Progress progress(o.steps, std::max(1, o.every) * 10);
+  models::MetricsFile log(o.log);
+  models::Progress progress(o.steps, std::max(1, o.every) * 10);
   std::optional<int64_t> reached;
   double loss = 0, metric = 0;
   const auto t0 = std::chrono::steady_clock::now();
@@ -247,7 +247,7 @@ int run_training(GradFlowTask& task, const RunOptions& o) {
   return 0;
 }
 
-// A real model: finetune's loop (models::Trainer, tools::TrainLoop) with the recorder on.
+// A real model: finetune's loop (models::Trainer, models::TrainLoop) with the recorder on.
 int run_model_training(models::LlamaModel& model, const models::Dataset& ds, const std::string& source,
                        const RunOptions& o, const tools::RunFlags& run, const tools::FlowFlags& flow, int64_t batch,
                        int64_t accum) {
@@ -280,7 +280,7 @@ int run_model_training(models::LlamaModel& model, const models::Dataset& ds, con
   if (!o.adapter_in.empty() && o.adapter.dropout > 0) set.config.dropout = o.adapter.dropout;
   to.adapters = &set;
   models::Trainer trainer(model, *set.store, o.optim, ds, to);
-  tools::TrainLoop loop(trainer, *set.store, run, "gradflow");
+  models::TrainLoop loop(trainer, tools::loop_options(run), "gradflow");
   loop.run();
   recorder.close();
   if (!std::isfinite(loop.last_loss)) {

@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
     if (comm.lead() && comm.size() > 1)
       std::fprintf(stderr, "train: data parallel over %d processes (%s), %lld sequences per rank per micro-batch\n",
                    comm.size(), comm.name().c_str(), static_cast<long long>(data.batch / comm.size()));
-    tools::TrainLoop loop(trainer, model.params(), run, "train");
+    models::TrainLoop loop(trainer, tools::loop_options(run), "train");
     loop.describe["model"] = cfg.str() + " seed=" + std::to_string(run.seed);
     loop.describe["optimizer"] = tools::describe(oc);
     loop.describe["precision"] = precision.value;  // GEMM precision: a resume under another is not bit-identical

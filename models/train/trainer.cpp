@@ -1,4 +1,4 @@
-// models/train/trainer.cpp — one training step, validation loss.
+// models/train/trainer.cpp — one training step, validation loss, the training state.
 #include "models/train/trainer.h"
 
 #include <chrono>
@@ -82,6 +82,19 @@ StepStats Trainer::step(bool want_stop) {
   s.tok_s = static_cast<double>(tokens_per_step()) / (ms / 1000.0);
   if (options_.observer) options_.observer->after_update(index, s);  // outside the step's timing
   return s;
+}
+
+void Trainer::save_state(const std::string& path, const std::map<std::string, std::string>& meta) {
+  TrainState st;
+  st.data_position = position_;
+  st.meta = meta;
+  save_train_state(path, store_, opt_, st);
+}
+
+TrainState Trainer::load_state(const std::string& path) {
+  TrainState st = load_train_state(path, store_, opt_);
+  position_ = st.data_position;
+  return st;
 }
 
 double Trainer::val_loss(int64_t max_batches) const {

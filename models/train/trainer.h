@@ -1,8 +1,9 @@
-// models/train/trainer.h — the training loop shared by the tools (train, finetune, gradflow):
-// one optimizer step over `accum` micro-batches of a Dataset, validation loss, and
-// the timing of each step, non-finite losses and gradients caught before they reach the
-// parameters. What is trained is whatever ParamStore is given: the model's
-// base store for pretraining, an adapter store for fine-tuning (the base stays frozen).
+// models/train/trainer.h — the training step shared by the tools (train, finetune,
+// gradflow; models/train/train_loop.h drives it): one optimizer step over `accum`
+// micro-batches of a Dataset, validation loss, the timing of each step, non-finite losses
+// and gradients caught before they reach the parameters, and the training state saved and
+// restored. What is trained is whatever ParamStore is given: the model's base store for
+// pretraining, an adapter store for fine-tuning (the base stays frozen).
 //
 // Data parallel (TrainOptions::comm with N ranks): `batch` stays the global micro-batch
 // (N must divide it); rank r reads samples [pos + r·B/N, pos + (r+1)·B/N) of each global
@@ -14,9 +15,12 @@
 // therefore sees the global gradient).
 #pragma once
 #include <cstdint>
+#include <map>
+#include <string>
 
-#include "models/text/data.h"
+#include "models/io/train_state.h"
 #include "models/llama/llama.h"
+#include "models/text/data.h"
 #include "nn/adapters.h"
 #include "nn/dist/dist.h"
 #include "nn/optim.h"
@@ -76,12 +80,19 @@ class Trainer {
   bool has_val() const { return data_.val_windows() > 0; }
   double val_loss(int64_t max_batches) const;
 
-  nn::Optimizer& optimizer() { return opt_; }
+  // The training state (the trained store, the optimizer's moments and step count, the data
+  // position) to a checkpoint with the caller's strings, and back bit-exactly
+  // (models/io/train_state.h); load_state returns what was saved (its meta included).
+  void save_state(const std::string& path, const std::map<std::string, std::string>& meta);
+  TrainState load_state(const std::string& path);
+
+  int64_t steps_taken() const { return opt_.step_count(); }  // optimizer steps, skipped ones included
   int64_t data_position() const { return position_; }  // training samples consumed
   void set_data_position(int64_t p) { position_ = p; }
   int64_t samples_per_step() const { return options_.batch * options_.accum; }  // data positions per step
   int64_t tokens_per_step() const { return options_.batch * options_.accum * data_.seq_len(); }  // all ranks
-  nn::Communicator& comm() { return *comm_; }
+  bool lead() const { return comm_->lead(); }   // the rank that logs and writes files
+  int ranks() const { return comm_->size(); }  // processes of the data-parallel group
 
  private:
   LlamaModel& model_;

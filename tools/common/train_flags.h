@@ -1,12 +1,7 @@
 // tools/common/train_flags.h — what train, finetune and gradflow share: their data,
-// optimizer, run and gradient-flow flags, a sampler for --sample-every, and TrainLoop, which drives a models::Trainer with progress,
-// JSONL metrics, validation, samples, atomic checkpoints and resume. Under mpirun every rank
-// runs the loop; rank 0 alone prints, evaluates, samples and writes metrics and checkpoints.
-// Every flag is checked by validate() before anything is loaded (one line, exit 2). The loop
-// stops cleanly on SIGINT/SIGTERM (saves, the tool writes its outputs, exit 128 + signal)
-// and on a non-finite loss or gradient (one line, exit 3, the last checkpoint kept); a
-// checkpoint records what run it belongs to (TrainLoop::describe) and --resume refuses
-// another run's.
+// optimizer, run and gradient-flow flags, a sampler for --sample-every, the output checks,
+// and the run flags as the training loop's options (models/train/train_loop.h runs it).
+// Every flag is checked by validate() before anything is loaded (one line, exit 2).
 #pragma once
 #include <functional>
 #include <map>
@@ -23,6 +18,7 @@
 #include "models/text/data.h"
 #include "models/text/tokenizer.h"
 #include "models/llama/llama.h"
+#include "models/train/train_loop.h"
 #include "models/train/trainer.h"
 #include "nn/optim.h"
 
@@ -138,45 +134,7 @@ void check_outputs(const std::vector<std::pair<std::string, const char*>>& input
 // from BOS, seeded by --seed + STEP (the model as it is, adapters included).
 std::function<std::string(int64_t)> sampler(models::LlamaModel& model, const models::Tokenizer& tok, const RunFlags& run);
 
-class TrainLoop {
- public:
-  TrainLoop(models::Trainer& trainer, nn::ParamStore& trained, const RunFlags& run, std::string tool);
-  std::function<std::string(int64_t step)> sample;  // optional: a line of generated text (rank 0 only)
-  std::function<void(nlohmann::json& row)> extra;   // optional: add fields to each metrics row (rank 0 only)
-  // Optional: task accuracy, computed (rank 0) at each evaluation beside the validation loss.
-  std::function<double()> accuracy;
-  // keep_best "val_loss" or "accuracy": at each evaluation after a training step, a better
-  // value (lower loss, higher accuracy; strictly) becomes the best and save_best writes the
-  // parameters; patience > 0 stops the run after that many evaluations in a row without one
-  // (the checkpoint is saved). The record travels in the checkpoint, so --resume keeps it.
-  std::string keep_best;
-  std::function<void()> save_best;
-  int64_t patience = 0;
-  // What run a checkpoint belongs to (model, base hash, adapter, optimizer, schedule,
-  // data): saved with it, and --resume refuses a checkpoint whose entries differ.
-  std::map<std::string, std::string> describe;
-  // Before the first step of a fresh run (not a resume), rank 0 logs the validation loss of
-  // the untrained parameters as step 0 (the base model's, for a fine-tune).
-  void run();
-
-  // After run(): what the summary table needs.
-  double last_loss = 0, last_val_loss = -1, mean_ms = 0, last_accuracy = -1;
-  int64_t best_step = -1, bad_evals = 0;  // best_step −1: no evaluation yet
-  double best_value = 0;
-  bool stopped_early = false;  // --patience ran out
-  int64_t steps_done = 0, skipped = 0;
-  int signal = 0;     // SIGINT/SIGTERM stopped the run after steps_done (checkpoint saved)
-  int exit_code = 0;  // 0, or 3 after a non-finite loss/gradient (its line already printed)
-  // The one line a tool prints when a signal stopped the run; `outputs` lists what it wrote.
-  std::string stop_line(const std::string& outputs) const;
-
- private:
-  void save();  // the checkpoint of the current step (--checkpoint)
-  void check_resume(const models::TrainState& st, int64_t step) const;
-  models::Trainer& trainer_;
-  nn::ParamStore& trained_;
-  const RunFlags& run_;
-  std::string tool_;
-};
+// What the training loop (models/train/train_loop.h) takes from the run flags.
+models::LoopOptions loop_options(const RunFlags& run);
 
 }  // namespace cg::tools

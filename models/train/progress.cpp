@@ -1,5 +1,5 @@
-// tools/common/progress.cpp — the progress bar and the metrics file.
-#include "tools/common/progress.h"
+// models/train/progress.cpp — the progress bar and the metrics file.
+#include "models/train/progress.h"
 
 #include <unistd.h>
 
@@ -11,7 +11,7 @@
 #include "engine/error.h"
 #include "models/io/file_io.h"
 
-namespace cg::tools {
+namespace cg::models {
 
 Progress::Progress(int64_t total, int64_t every)
     : total_(total), every_(every < 1 ? 1 : every), tty_(isatty(fileno(stderr)) != 0), start_(std::chrono::steady_clock::now()) {}
@@ -58,7 +58,7 @@ MetricsFile::MetricsFile(const std::string& path, int64_t resumed_at) : path_(pa
           row["step"].get<int64_t>() <= resumed_at)
         keep += line + "\n";
     }
-    models::write_file_atomic(path, std::vector<uint8_t>(keep.begin(), keep.end()));
+    write_file_atomic(path, std::vector<uint8_t>(keep.begin(), keep.end()));
     f_ = std::fopen(path.c_str(), "a");
   } else {
     f_ = std::fopen(path.c_str(), "w");
@@ -77,4 +77,4 @@ void MetricsFile::write(const nlohmann::json& row) {
     throw FormatError("--metrics " + path_ + ": write failed: " + std::strerror(errno));
 }
 
-}  // namespace cg::tools
+}  // namespace cg::models

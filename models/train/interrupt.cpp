@@ -1,5 +1,5 @@
-// tools/common/interrupt.cpp — the SIGINT/SIGTERM handlers (async-signal-safe only).
-#include "tools/common/interrupt.h"
+// models/train/interrupt.cpp — the SIGINT/SIGTERM handlers (async-signal-safe only).
+#include "models/train/interrupt.h"
 
 #include <unistd.h>
 
@@ -7,7 +7,7 @@
 
 #include "models/io/file_io.h"
 
-namespace cg::tools {
+namespace cg::models {
 namespace {
 
 volatile std::sig_atomic_t g_signal = 0;
@@ -20,8 +20,8 @@ extern "C" void on_signal(int sig) {
   // Another kind of signal after the first (mpirun forwards a terminal's SIGINT to its ranks
   // as SIGTERM, so a rank sees both for one Ctrl-C): keep stopping cleanly.
   if (sig != g_signal) return;
-  models::remove_temp_in_flight();
-  models::CheckpointLock::remove_on_signal();
+  remove_temp_in_flight();
+  CheckpointLock::remove_on_signal();
   const char msg[] = "\ninterrupted again: exiting now (the last complete checkpoint is kept)\n";
   [[maybe_unused]] const ssize_t w = ::write(2, msg, sizeof msg - 1);
   ::_exit(128 + sig);
@@ -42,4 +42,4 @@ int interrupted() { return g_signal; }
 
 const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
 
-}  // namespace cg::tools
+}  // namespace cg::models

@@ -1,4 +1,4 @@
-// tools/common/interrupt.h — Ctrl-C and SIGTERM for the training tools: the first signal
+// models/train/interrupt.h — Ctrl-C and SIGTERM for the training tools: the first signal
 // only sets a flag (the loop finishes the step in flight, saves, writes its outputs and
 // exits 128 + signal); a second one of the same kind (Ctrl-C twice) removes the temp file of a write in progress and the
 // checkpoint lock file and exits at once with 128 + signal. (One of another kind is ignored:
@@ -6,7 +6,7 @@
 // temp + rename, so the last complete checkpoint is never harmed.
 #pragma once
 
-namespace cg::tools {
+namespace cg::models {
 
 // Installs the handlers for SIGINT and SIGTERM (idempotent).
 void install_interrupt_handlers();
@@ -15,4 +15,4 @@ int interrupted();
 // "SIGINT" / "SIGTERM".
 const char* signal_name(int sig);
 
-}  // namespace cg::tools
+}  // namespace cg::models

@@ -1,4 +1,4 @@
-// tools/common/progress.h — training progress: a bar with ETA, loss and tok/s on a
+// models/train/progress.h — training progress: a bar with ETA, loss and tok/s on a
 // terminal, plain lines otherwise; and the JSONL metrics file (one object per step).
 #pragma once
 #include <chrono>
@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace cg::tools {
+namespace cg::models {
 
 class Progress {
  public:
@@ -41,4 +41,4 @@ class MetricsFile {
   std::string path_;
 };
 
-}  // namespace cg::tools
+}  // namespace cg::models
