@@ -29,8 +29,7 @@ void set_flops(benchmark::State& st, double flops_per_iter) {
 static void BM_GemmBackend(benchmark::State& st) {
   const int64_t M = st.range(0), N = st.range(1), K = st.range(2);
   Tensor a = rnd({M, K}), b = rnd({K, N}), c = Tensor::empty({M, N});
-  for (auto _ : st)
-    backend(a).gemm(mat(a), mat(b), mat(c));
+  for (auto _ : st) backend(a).gemm(mat(a), mat(b), mat(c));
   set_flops(st, 2.0 * M * N * K);
 }
 // The same product straight through OpenBLAS, the ceiling.

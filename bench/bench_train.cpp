@@ -124,8 +124,10 @@ int gemm_libs(const models::LlamaConfig& cfg, int64_t batch) {
     const char* name;
     int64_t in, out, count;
   };
-  const std::vector<Lin> lins{{"q,o", D, D, 2 * cfg.n_layers},  {"k,v", D, KV, 2 * cfg.n_layers},
-                              {"gate,up", D, F, 2 * cfg.n_layers}, {"down", F, D, cfg.n_layers},
+  const std::vector<Lin> lins{{"q,o", D, D, 2 * cfg.n_layers},
+                              {"k,v", D, KV, 2 * cfg.n_layers},
+                              {"gate,up", D, F, 2 * cfg.n_layers},
+                              {"down", F, D, cfg.n_layers},
                               {"head", D, cfg.vocab_size, 1}};
   const bool dnnl = cpu::dnnl_built(), bf16 = cpu::dnnl_has_bf16();
   std::printf("# gemm-libs: M = %lld tokens, one thread; oneDNN: %s\n", static_cast<long long>(M),
@@ -156,7 +158,9 @@ int gemm_libs(const models::LlamaConfig& cfg, int64_t batch) {
         cblas_sgemm(CblasRowMajor, p.ta ? CblasTrans : CblasNoTrans, p.tb ? CblasTrans : CblasNoTrans, p.m, p.n, p.k,
                     1.0f, pa, ac, pb, bc, 0.0f, pc, p.n);
       });
-      if (dnnl) g[1] = best_rate(flop, [&] { cpu::dnnl_gemm_f32(p.ta, p.tb, p.m, p.n, p.k, 1.0f, pa, ac, pb, bc, 0.0f, pc, p.n); });
+      if (dnnl)
+        g[1] = best_rate(flop,
+                         [&] { cpu::dnnl_gemm_f32(p.ta, p.tb, p.m, p.n, p.k, 1.0f, pa, ac, pb, bc, 0.0f, pc, p.n); });
       if (bf16)
         g[2] = best_rate(flop, [&] {
           cpu::dnnl_gemm_bf16(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a16.data(), ac, b16.data(), bc, 0.0f, pc, p.n);
@@ -167,17 +171,19 @@ int gemm_libs(const models::LlamaConfig& cfg, int64_t batch) {
       set_gemm_precision(GemmPrecision::BF16);
       g[4] = best_rate(flop, [&] { be.gemm(va, vb, vc); });
       set_gemm_precision(GemmPrecision::F32);
-      std::printf("{\"linear\": \"%s\", \"product\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"count\": %lld, "
-                  "\"openblas_f32\": %.1f, \"dnnl_f32\": %.1f, \"dnnl_bf16\": %.1f, \"engine_f32\": %.1f, \"engine_bf16\": %.1f}\n",
-                  l.name, p.what, static_cast<long long>(p.m), static_cast<long long>(p.n), static_cast<long long>(p.k),
-                  static_cast<long long>(l.count), g[0], g[1], g[2], g[3], g[4]);
+      std::printf(
+          "{\"linear\": \"%s\", \"product\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"count\": %lld, "
+          "\"openblas_f32\": %.1f, \"dnnl_f32\": %.1f, \"dnnl_bf16\": %.1f, \"engine_f32\": %.1f, \"engine_bf16\": %.1f}\n",
+          l.name, p.what, static_cast<long long>(p.m), static_cast<long long>(p.n), static_cast<long long>(p.k),
+          static_cast<long long>(l.count), g[0], g[1], g[2], g[3], g[4]);
       tot_flop += flop * static_cast<double>(l.count);
       for (int i = 0; i < 5; ++i) tot[i] += g[i] > 0 ? flop * static_cast<double>(l.count) / (g[i] * 1e9) : 0;
     }
   }
-  std::printf("{\"total\": true, \"gflop\": %.2f, \"openblas_f32_s\": %.4f, \"dnnl_f32_s\": %.4f, \"dnnl_bf16_s\": %.4f, "
-              "\"engine_f32_s\": %.4f, \"engine_bf16_s\": %.4f}\n",
-              tot_flop * 1e-9, tot[0], tot[1], tot[2], tot[3], tot[4]);
+  std::printf(
+      "{\"total\": true, \"gflop\": %.2f, \"openblas_f32_s\": %.4f, \"dnnl_f32_s\": %.4f, \"dnnl_bf16_s\": %.4f, "
+      "\"engine_f32_s\": %.4f, \"engine_bf16_s\": %.4f}\n",
+      tot_flop * 1e-9, tot[0], tot[1], tot[2], tot[3], tot[4]);
   return 0;
 }
 
@@ -191,7 +197,10 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
-      if (i + 1 >= argc) { std::fprintf(stderr, "bench_train: %s needs a value\n", a.c_str()); std::exit(2); }
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_train: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
       return argv[++i];
     };
     try {
@@ -207,13 +216,19 @@ int main(int argc, char** argv) {
       else if (a == "--sgemm") sgemm = true;
       else if (a == "--gemm-libs") gemm_libs_mode = true;
       else if (a == "--chain-bias") chain_bias = true;
-      else { std::fprintf(stderr, "bench_train: unknown flag %s\n", a.c_str()); return 2; }
+      else {
+        std::fprintf(stderr, "bench_train: unknown flag %s\n", a.c_str());
+        return 2;
+      }
     } catch (const std::exception&) {
       std::fprintf(stderr, "bench_train: bad value for %s\n", a.c_str());
       return 2;
     }
   }
-  if (threads < 1 || steps < 1 || warmup < 0 || size < 16) { std::fprintf(stderr, "bench_train: bad counts\n"); return 2; }
+  if (threads < 1 || steps < 1 || warmup < 0 || size < 16) {
+    std::fprintf(stderr, "bench_train: bad counts\n");
+    return 2;
+  }
   if (precision != "f32" && precision != "bf16") {
     std::fprintf(stderr, "bench_train: --precision must be f32 or bf16, got '%s'\n", precision.c_str());
     return 2;
@@ -230,8 +245,10 @@ int main(int argc, char** argv) {
     // OpenBLAS single-threaded and splits GEMMs over its worker pool).
     openblas_set_num_threads(threads);
     const SgemmRate r = sgemm_gflops(size);
-    std::printf("{\"impl\": \"openblas\", \"threads\": %d, \"sgemm_n\": %d, \"sgemm_gflops\": %.2f, "
-                "\"sgemm_cpu_gflops\": %.2f}\n", threads, size, r.wall, r.cpu);
+    std::printf(
+        "{\"impl\": \"openblas\", \"threads\": %d, \"sgemm_n\": %d, \"sgemm_gflops\": %.2f, "
+        "\"sgemm_cpu_gflops\": %.2f}\n",
+        threads, size, r.wall, r.cpu);
     return 0;
   }
   if (mode != "pretrain" && mode != "lora" && mode != "moslora" && mode != "linchain") {
@@ -295,7 +312,8 @@ int main(int argc, char** argv) {
   // head (forward 2, backward 4), plus attention's four [T,T]-by-D products over every
   // head, forward and backward (12·B·T²·dim per layer, the full square as computed).
   const int64_t D = cfg.dim, kvd = cfg.kv_dim(), F = cfg.hidden_dim;
-  const double matmul_params = static_cast<double>(cfg.n_layers * (2 * D * D + 2 * kvd * D + 3 * D * F) + cfg.vocab_size * D);
+  const double matmul_params =
+      static_cast<double>(cfg.n_layers * (2 * D * D + 2 * kvd * D + 3 * D * F) + cfg.vocab_size * D);
   const double tokens = static_cast<double>(B * T);
   const double attn = 12.0 * static_cast<double>(B) * T * T * D * cfg.n_layers;
   const double flops = 6.0 * matmul_params * tokens + attn;
@@ -303,8 +321,8 @@ int main(int argc, char** argv) {
       "{\"impl\": \"chaingrad\", \"variant\": \"%s\", \"config\": \"%s\", \"mode\": \"%s\", \"threads\": %d, \"ms_per_step\": %.3f, \"cpu_ms_per_step\": %.3f, "
       "\"tok_s\": %.1f, \"peak_rss_mb\": %.1f, \"tensor_peak_mb\": %.1f, \"trainable_params\": %lld, \"model_gflop_per_step\": %.4f, "
       "\"gflops\": %.2f, \"loss\": %.4f}\n",
-      precision.c_str(), config.c_str(), mode.c_str(), threads, step_ms, median(cpu_ms), tokens / (step_ms / 1000.0), peak_rss_mb(),
-      static_cast<double>(backend_for(Device::CPU).stats().peak_bytes) / (1024.0 * 1024.0),
+      precision.c_str(), config.c_str(), mode.c_str(), threads, step_ms, median(cpu_ms), tokens / (step_ms / 1000.0),
+      peak_rss_mb(), static_cast<double>(backend_for(Device::CPU).stats().peak_bytes) / (1024.0 * 1024.0),
       static_cast<long long>(trainable->numel()), flops * 1e-9, flops * 1e-9 / (step_ms / 1000.0), loss);
   return 0;
 }

@@ -95,8 +95,7 @@ class Backend {
   virtual void sum_to(const Tensor& x, Tensor& out) = 0;
   virtual void unary(UnaryOp op, const Tensor& x, Tensor& y, double s) = 0;
   // gx = f'(x) · gy  (overwrites gx).
-  virtual void unary_backward(UnaryOp op, const Tensor& x, const Tensor& gy, Tensor& gx,
-                              double s) = 0;
+  virtual void unary_backward(UnaryOp op, const Tensor& x, const Tensor& gy, Tensor& gx, double s) = 0;
   // y += alpha · x  (same shape).
   virtual void axpy(double alpha, const Tensor& x, Tensor& y) = 0;
   // Σ x², accumulated in double, in a fixed order.
@@ -109,53 +108,47 @@ class Backend {
   // ---- neural-net kernels (rows = all dims but the last) ----------------------------
   // y = softmax(x) (or log-softmax) over the last dim. If causal_tq > 0, row r sits at
   // position p = r % causal_tq + causal_offset and columns c > p are masked out.
-  virtual void softmax(const Tensor& x, Tensor& y, bool log, int64_t causal_tq,
-                       int64_t causal_offset) = 0;
+  virtual void softmax(const Tensor& x, Tensor& y, bool log, int64_t causal_tq, int64_t causal_offset) = 0;
   // gx = y·(gy − Σ gy·y) for softmax, gx = gy − e^y·Σ gy for log-softmax (overwrites).
   virtual void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx, bool log) = 0;
   // y = x · rstd · w with rstd = 1/√(mean(x²) + eps) per row; rstd[rows] is saved.
-  virtual void rmsnorm(const Tensor& x, const Tensor& w, Tensor& y, Tensor& rstd,
-                       double eps) = 0;
+  virtual void rmsnorm(const Tensor& x, const Tensor& w, Tensor& y, Tensor& rstd, double eps) = 0;
   // gx, gw may be null; gx is overwritten, gw accumulated (+=).
-  virtual void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd,
-                                const Tensor& gy, Tensor* gx, Tensor* gw) = 0;
+  virtual void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& gy, Tensor* gx,
+                                Tensor* gw) = 0;
   // y = (x − mean) · rstd · w + b per row; mean[rows], rstd[rows] are saved.
-  virtual void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
-                         Tensor& mean, Tensor& rstd, double eps) = 0;
+  virtual void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean, Tensor& rstd,
+                         double eps) = 0;
   // gx overwritten; gw, gb accumulated; any may be null.
-  virtual void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean,
-                                  const Tensor& rstd, const Tensor& gy, Tensor* gx, Tensor* gw,
-                                  Tensor* gb) = 0;
+  virtual void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                                  const Tensor& gy, Tensor* gx, Tensor* gw, Tensor* gb) = 0;
   // Rotary embedding, rotate-half convention, on x[B,T,H,D]: for i < D/2 at position
   // p = pos_offset + t, or p = positions[b,t] when positions (i32 [B,T], on x's device,
   // values ≥ 0) is given, angle a = p · theta^(−2i/D):
   //   y[i] = x[i]·cos a − x[i+D/2]·sin a,  y[i+D/2] = x[i+D/2]·cos a + x[i]·sin a.
   // inverse rotates by −a (the backward).
-  virtual void rope(const Tensor& x, Tensor& y, int64_t pos_offset, double theta,
-                    bool inverse, const Tensor* positions) = 0;
+  virtual void rope(const Tensor& x, Tensor& y, int64_t pos_offset, double theta, bool inverse,
+                    const Tensor* positions) = 0;
   // out[n,:] = table[ids[n],:]   (ids i32, checked in range by the op)
   virtual void embedding(const Tensor& table, const Tensor& ids, Tensor& out) = 0;
   // gtable[ids[n],:] += gy[n,:]  in token order (deterministic).
   virtual void embedding_backward(const Tensor& ids, const Tensor& gy, Tensor& gtable) = 0;
   // Per row: loss[r] = logsumexp(logits[r]) − logits[r, t[r]], lse[r] saved; rows whose
   // target is negative are ignored (loss 0).
-  virtual void cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& loss,
-                             Tensor& lse) = 0;
+  virtual void cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& loss, Tensor& lse) = 0;
   // glogits[r] = scale·(softmax(logits[r]) − onehot(t[r])), zero for ignored rows.
-  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& lse,
-                                      const Tensor& targets, double scale, Tensor& glogits) = 0;
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& targets, double scale,
+                                      Tensor& glogits) = 0;
   // y = x · keep / (1 − p), keep = hash(seed, i) ≥ p: a counter-based mask, so the
   // backward (the same call on gy) and every device draw the same mask.
   virtual void dropout(const Tensor& x, Tensor& y, double p, uint64_t seed) = 0;
 
   // ---- optimizers (in place on flat buffers) -----------------------------------------
   // AdamW with decoupled weight decay; step counts from 1.
-  virtual void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr,
-                     double beta1, double beta2, double eps, double weight_decay,
-                     int64_t step) = 0;
+  virtual void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1, double beta2,
+                     double eps, double weight_decay, int64_t step) = 0;
   // SGD with optional momentum (buf may be undefined when momentum == 0) and decay.
-  virtual void sgd(Tensor& param, const Tensor& grad, Tensor& buf, double lr, double momentum,
-                   double weight_decay) = 0;
+  virtual void sgd(Tensor& param, const Tensor& grad, Tensor& buf, double lr, double momentum, double weight_decay) = 0;
 
  protected:
   // g is checked; views with batch 1 have stride 0. Implementations: engine/cpu/cpu_gemm.cpp,

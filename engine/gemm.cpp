@@ -53,8 +53,7 @@ GemmArgs gemm_args(const MatView& a, const MatView& b, const MatView& c, double 
   const int64_t m = a.op_rows(), k = a.op_cols(), n = b.op_cols();
   if (b.op_rows() != k) fail("inner dims differ (" + std::to_string(k) + " vs " + std::to_string(b.op_rows()) + ")");
   if (c.trans) fail("C cannot be transposed");
-  if (c.rows != m || c.cols != n)
-    fail("C must be " + std::to_string(m) + "×" + std::to_string(n));
+  if (c.rows != m || c.cols != n) fail("C must be " + std::to_string(m) + "×" + std::to_string(n));
   for (const MatView* v : {&a, &b, &c}) {
     if (v->batch < 1) fail("batch count below 1");
     if (v->rows > 1 && v->ld < v->cols) fail("leading dim below the column count");

@@ -91,7 +91,9 @@ struct PoolAllocator {
     std::allocator<T>().deallocate(p, n);
   }
   template <class U>
-  bool operator==(const PoolAllocator<U>&) const { return true; }
+  bool operator==(const PoolAllocator<U>&) const {
+    return true;
+  }
 };
 
 // std::make_shared<T>(args...), with the object and its control block in a pooled block.

@@ -43,8 +43,7 @@ class Shape {
   // Negative axes count from the end, as in numpy.
   int norm_axis(int axis) const {
     int a = axis < 0 ? axis + rank_ : axis;
-    if (a < 0 || a >= rank_)
-      throw ShapeError("axis " + std::to_string(axis) + " out of range for shape " + str());
+    if (a < 0 || a >= rank_) throw ShapeError("axis " + std::to_string(axis) + " out of range for shape " + str());
     return a;
   }
   void push(int64_t d) {

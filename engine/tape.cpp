@@ -82,16 +82,14 @@ static void run_backward(const Tensor& loss, const Tensor& seed, bool keep_tape)
 }
 
 void backward(const Tensor& loss, bool keep_tape) {
-  if (loss.numel() != 1)
-    throw ShapeError("backward: loss " + loss.desc() + " is not a scalar; pass a seed gradient");
+  if (loss.numel() != 1) throw ShapeError("backward: loss " + loss.desc() + " is not a scalar; pass a seed gradient");
   if (!loss.requires_grad())
     throw Error("backward: loss " + loss.desc() + " does not require grad (nothing recorded?)");
   run_backward(loss, Tensor::ones(loss.shape(), loss.dtype(), loss.device()), keep_tape);
 }
 
 void backward(const Tensor& loss, const Tensor& seed, bool keep_tape) {
-  if (!loss.requires_grad())
-    throw Error("backward: " + loss.desc() + " does not require grad (nothing recorded?)");
+  if (!loss.requires_grad()) throw Error("backward: " + loss.desc() + " does not require grad (nothing recorded?)");
   run_backward(loss, seed.clone(), keep_tape);
 }
 

@@ -6,9 +6,7 @@
 
 namespace cg {
 
-Storage::Storage(size_t n, Device d) : bytes(n), device(d) {
-  data = backend_for(d).alloc(n == 0 ? 1 : n);
-}
+Storage::Storage(size_t n, Device d) : bytes(n), device(d) { data = backend_for(d).alloc(n == 0 ? 1 : n); }
 Storage::~Storage() { backend_for(device).release(data, bytes == 0 ? 1 : bytes); }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
@@ -69,13 +67,35 @@ Tensor Tensor::view_of(std::shared_ptr<Storage> storage, int64_t offset, const S
   return Tensor(impl);
 }
 
-const Shape& Tensor::shape() const { need(); return impl_->shape; }
-DType Tensor::dtype() const { need(); return impl_->dtype; }
-Device Tensor::device() const { need(); return impl_->storage->device; }
-const std::string& Tensor::name() const { need(); return impl_->name; }
-Tensor& Tensor::set_name(const std::string& n) { need(); impl_->name = n; return *this; }
-const std::shared_ptr<Storage>& Tensor::storage() const { need(); return impl_->storage; }
-int64_t Tensor::offset() const { need(); return impl_->offset; }
+const Shape& Tensor::shape() const {
+  need();
+  return impl_->shape;
+}
+DType Tensor::dtype() const {
+  need();
+  return impl_->dtype;
+}
+Device Tensor::device() const {
+  need();
+  return impl_->storage->device;
+}
+const std::string& Tensor::name() const {
+  need();
+  return impl_->name;
+}
+Tensor& Tensor::set_name(const std::string& n) {
+  need();
+  impl_->name = n;
+  return *this;
+}
+const std::shared_ptr<Storage>& Tensor::storage() const {
+  need();
+  return impl_->storage;
+}
+int64_t Tensor::offset() const {
+  need();
+  return impl_->offset;
+}
 
 std::string Tensor::desc() const {
   if (!impl_) return "undefined";
@@ -139,10 +159,8 @@ Tensor Tensor::to(DType dt) const {
 Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
   Tensor out = empty(shape(), dtype(), d);
-  if (d == Device::CPU)
-    backend_for(device()).to_host(out.raw(), raw(), nbytes());
-  else
-    backend_for(d).from_host(out.raw(), raw(), nbytes());
+  if (d == Device::CPU) backend_for(device()).to_host(out.raw(), raw(), nbytes());
+  else backend_for(d).from_host(out.raw(), raw(), nbytes());
   return out;
 }
 
@@ -163,23 +181,29 @@ Tensor Tensor::view(const Shape& s) const {
 void Tensor::copy_from(const Tensor& src) {
   if (src.shape() != shape() || src.dtype() != dtype())
     throw ShapeError("copy_from: " + src.desc() + " into " + desc());
-  if (src.device() == device())
-    backend(*this).copy(raw(), src.raw(), nbytes());
-  else if (device() == Device::CPU)
-    backend(src).to_host(raw(), src.raw(), nbytes());
-  else
-    backend(*this).from_host(raw(), src.raw(), nbytes());
+  if (src.device() == device()) backend(*this).copy(raw(), src.raw(), nbytes());
+  else if (device() == Device::CPU) backend(src).to_host(raw(), src.raw(), nbytes());
+  else backend(*this).from_host(raw(), src.raw(), nbytes());
 }
 
-bool Tensor::requires_grad() const { need(); return impl_->requires_grad; }
+bool Tensor::requires_grad() const {
+  need();
+  return impl_->requires_grad;
+}
 Tensor& Tensor::set_requires_grad(bool on) {
   need();
   if (on && !is_float(dtype())) throw DTypeError("set_requires_grad on " + desc() + ": only float tensors");
   impl_->requires_grad = on;
   return *this;
 }
-bool Tensor::is_leaf() const { need(); return impl_->is_leaf; }
-Tensor Tensor::grad() const { need(); return impl_->grad; }
+bool Tensor::is_leaf() const {
+  need();
+  return impl_->is_leaf;
+}
+Tensor Tensor::grad() const {
+  need();
+  return impl_->grad;
+}
 void Tensor::set_grad(const Tensor& g) {
   need();
   if (g.defined() && (g.shape() != shape() || g.dtype() != dtype() || g.device() != device()))
@@ -190,6 +214,9 @@ void Tensor::zero_grad() {
   need();
   if (impl_->grad.defined()) backend(impl_->grad).fill(impl_->grad, 0.0);
 }
-void Tensor::retain_grad() { need(); impl_->retain_grad = true; }
+void Tensor::retain_grad() {
+  need();
+  impl_->retain_grad = true;
+}
 
 }  // namespace cg

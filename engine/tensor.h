@@ -34,20 +34,17 @@ class Tensor {
   // ---- factories -------------------------------------------------------------------
   static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
   static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
-  static Tensor full(const Shape& shape, double value, DType dtype = DType::F32,
-                     Device device = Device::CPU);
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::F32, Device device = Device::CPU);
   static Tensor ones(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU) {
     return full(shape, 1.0, dtype, device);
   }
   // From host values (converted to dtype); values.size() must equal shape.numel().
-  static Tensor from(const std::vector<double>& values, const Shape& shape,
-                     DType dtype = DType::F32, Device device = Device::CPU);
+  static Tensor from(const std::vector<double>& values, const Shape& shape, DType dtype = DType::F32,
+                     Device device = Device::CPU);
   static Tensor from_f32(const float* values, const Shape& shape, Device device = Device::CPU);
-  static Tensor from_i32(const std::vector<int32_t>& values, const Shape& shape,
-                         Device device = Device::CPU);
+  static Tensor from_i32(const std::vector<int32_t>& values, const Shape& shape, Device device = Device::CPU);
   // A view of `storage` (no copy) at element `offset`.
-  static Tensor view_of(std::shared_ptr<Storage> storage, int64_t offset, const Shape& shape,
-                        DType dtype);
+  static Tensor view_of(std::shared_ptr<Storage> storage, int64_t offset, const Shape& shape, DType dtype);
 
   // ---- properties --------------------------------------------------------------------
   bool defined() const { return impl_ != nullptr; }
@@ -89,10 +86,10 @@ class Tensor {
   bool requires_grad() const;
   Tensor& set_requires_grad(bool on);
   bool is_leaf() const;
-  Tensor grad() const;            // undefined until a backward reaches this tensor
+  Tensor grad() const;             // undefined until a backward reaches this tensor
   void set_grad(const Tensor& g);  // e.g. a view into a flat gradient buffer
-  void zero_grad();               // zero the grad's memory if it has one
-  void retain_grad();             // keep the grad of a non-leaf after backward
+  void zero_grad();                // zero the grad's memory if it has one
+  void retain_grad();              // keep the grad of a non-leaf after backward
 
   const std::shared_ptr<TensorImpl>& impl() const { return impl_; }
   bool same(const Tensor& o) const { return impl_ == o.impl_; }

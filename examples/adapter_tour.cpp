@@ -46,10 +46,11 @@ int main() {
     cfg.targets = {"q"};
     nn::AdapterSet set = nn::attach_adapters({{"layer.q_proj", &lin}}, cfg, /*seed=*/0);
     const int64_t formula = kRank * (kIn + kOut) + cfg.num_mixers() * kRank * kRank;
-    std::printf("%-8s r(in+out) + n·r² = %lld + %d·%lld = %lld; the store holds %lld:", nn::adapter_kind_name(kind).c_str(),
-                (long long)(kRank * (kIn + kOut)), cfg.num_mixers(), (long long)(kRank * kRank), (long long)formula,
-                (long long)set.trainable_params());
-    for (const auto& [name, t] : set.store->params()) std::printf(" %s%s", name.substr(name.find("lora_")).c_str(), t.shape().str().c_str());
+    std::printf("%-8s r(in+out) + n·r² = %lld + %d·%lld = %lld; the store holds %lld:",
+                nn::adapter_kind_name(kind).c_str(), (long long)(kRank * (kIn + kOut)), cfg.num_mixers(),
+                (long long)(kRank * kRank), (long long)formula, (long long)set.trainable_params());
+    for (const auto& [name, t] : set.store->params())
+      std::printf(" %s%s", name.substr(name.find("lora_")).c_str(), t.shape().str().c_str());
     std::printf("\n");
     ok &= formula == set.trainable_params();
   }
@@ -105,7 +106,8 @@ int main() {
     std::printf("|ΔW|_F = %.4e\n", nn::frobenius_norm(ad.delta_weight()));
     // Both differences are float32 rounding, whose digits depend on the CPU: shown as the bound.
     std::printf("max |y_adapter − y_merged| %s (float32 rounding)\n", dy < 1e-5 ? "< 1e-5" : "TOO LARGE");
-    std::printf("max |W after unmerge − W₀|  %s (W + ΔW − ΔW is rounded twice in float32)\n", dw < 1e-6 ? "< 1e-6" : "TOO LARGE");
+    std::printf("max |W after unmerge − W₀|  %s (W + ΔW − ΔW is rounded twice in float32)\n",
+                dw < 1e-6 ? "< 1e-6" : "TOO LARGE");
     ok &= dy < 1e-5 && dw < 1e-6;
   }
   std::printf("%s\n", ok ? "every check came out as expected" : "UNEXPECTED RESULT");

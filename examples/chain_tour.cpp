@@ -83,14 +83,17 @@ int main() {
   ops::ChainProbe probe;
   probe.span_begin = 1;  // factors 1..3 of {A, W1, W2, W3, Bt} form P
   probe.span_end = 4;
-  auto y_of = [&](ops::ChainProbe* pr) { return ops::chain_matmul(x, {A, W[0], W[1], W[2], ops::transposed_factor(B)}, pr); };
+  auto y_of = [&](ops::ChainProbe* pr) {
+    return ops::chain_matmul(x, {A, W[0], W[1], W[2], ops::transposed_factor(B)}, pr);
+  };
   Tensor loss = ops::sum_all(ops::mul(y_of(&probe), R));
   backward(loss);
   std::printf("order %s, forward_flops %.0f, backward_flops %.0f\n", probe.order.c_str(), probe.forward_flops,
               probe.backward_flops);
   show("P", probe.product);
   show("dL/dP", probe.grad_product);
-  for (int i = 0; i < 3; ++i) show(("dL/dW" + std::to_string(i + 1)).c_str(), probe.grad_factors[static_cast<size_t>(i)]);
+  for (int i = 0; i < 3; ++i)
+    show(("dL/dW" + std::to_string(i + 1)).c_str(), probe.grad_factors[static_cast<size_t>(i)]);
 
   std::printf("== checks\n");
   bool ok = true;
@@ -104,9 +107,9 @@ int main() {
   }
   Tensor P = probe.product.clone();  // L as a function of P alone: Σ (x·A·P·Bᵀ) ⊙ R
   ok &= fd_check("dL/dP", P, probe.grad_product, [&] {
-    NoGrad ng;
-    return ops::sum_all(ops::mul(ops::chain_matmul(x, {A, P, ops::transposed_factor(B)}), R)).item();
-  }) < 1e-7;
+          NoGrad ng;
+          return ops::sum_all(ops::mul(ops::chain_matmul(x, {A, P, ops::transposed_factor(B)}), R)).item();
+        }) < 1e-7;
   {  // the split: dL/dWi = (W1⋯Wi−1)ᵀ · dL/dP · (Wi+1⋯Wn)ᵀ
     NoGrad ng;
     const Tensor& G = probe.grad_product;

@@ -41,7 +41,7 @@ Tensor my_rmsnorm(const Tensor& x, const Tensor& w, bool broken) {
       const double c = broken ? 0 : rs[r] * rs[r] * rs[r] * dot / d;
       for (int64_t j = 0; j < d; ++j) {
         gx[r * d + j] = rs[r] * wv[j] * g[r * d + j] - c * xv[r * d + j];  // gx_j = rs·w_j·g_j − rs³/d·x_j·dot
-        gw[j] += g[r * d + j] * xv[r * d + j] * rs[r];                    // gw_j = Σ_r g_rj·x_rj·rs_r
+        gw[j] += g[r * d + j] * xv[r * d + j] * rs[r];                     // gw_j = Σ_r g_rj·x_rj·rs_r
       }
     }
     if (needs_grad(x)) accumulate(x, Tensor::from(gx, x.shape(), DType::F64));
@@ -87,7 +87,8 @@ int main() {
     backward(ops::sum_all(ops::mul(y1, r)));  // backward consumes the whole tape: one graph at a time
     Tensor y2 = ops::rmsnorm(x2, w2, kEps);
     backward(ops::sum_all(ops::mul(y2, r)));
-    const double dy = max_abs_diff(y1, y2), dx = max_abs_diff(x1.grad(), x2.grad()), dw = max_abs_diff(w1.grad(), w2.grad());
+    const double dy = max_abs_diff(y1, y2), dx = max_abs_diff(x1.grad(), x2.grad()),
+                 dw = max_abs_diff(w1.grad(), w2.grad());
     std::printf("max |difference|  y: %s  dL/dx: %s  dL/dw: %s\n", dy < 1e-12 ? "< 1e-12" : "LARGE",
                 dx < 1e-12 ? "< 1e-12" : "LARGE", dw < 1e-12 ? "< 1e-12" : "LARGE");
     ok &= dy < 1e-12 && dx < 1e-12 && dw < 1e-12;
@@ -100,10 +101,8 @@ int main() {
     // The derived backward's error is rounding noise (its digits and its worst input depend on
     // the CPU): it is shown as the bound it stays under. The broken one's is the missing term.
     char err[64];
-    if (!broken && res.max_rel_err < 1e-8)
-      std::snprintf(err, sizeof err, "< 1e-8");
-    else
-      std::snprintf(err, sizeof err, "%.1e (worst: %s)", res.max_rel_err, res.worst.c_str());
+    if (!broken && res.max_rel_err < 1e-8) std::snprintf(err, sizeof err, "< 1e-8");
+    else std::snprintf(err, sizeof err, "%.1e (worst: %s)", res.max_rel_err, res.worst.c_str());
     std::printf("%-24s max rel err %s  %s\n", broken ? "broken (forgot drs/dx)" : "derived backward", err,
                 res.pass ? "pass" : "FAIL");
     ok &= broken || res.max_rel_err < 1e-8;
@@ -122,7 +121,8 @@ int main() {
     // rounding R = (d + n)·ε·Σ|y·r| / (eps·max|dL/dx|) (each y carries ~d roundings, the sum n)
     // plus 1.5× the truncation error extrapolated from eps = 1e-1. "lost": x ± eps == x in every
     // element, the numeric gradient is 0 and the error exactly 1.
-    std::printf("eps      float64    float32   (max rel err of the numeric dL/dx; < B: bound on rounding + truncation)\n");
+    std::printf(
+        "eps      float64    float32   (max rel err of the numeric dL/dx; < B: bound on rounding + truncation)\n");
     double mag = 0;
     for (double e : exact) mag = std::max(mag, std::fabs(e));
     double sum_abs = 0;
@@ -177,8 +177,9 @@ int main() {
 
   std::printf("== 4. a kink: relu probed exactly at 0\n");
   {
-    ops::GradCase c{"relu", "[3]", {Tensor::from({-0.5, 0.0, 0.5}, {3}, DType::F64)},
-                    [](const V& in) { return ops::relu(in[0]); }};
+    ops::GradCase c{"relu", "[3]", {Tensor::from({-0.5, 0.0, 0.5}, {3}, DType::F64)}, [](const V& in) {
+                      return ops::relu(in[0]);
+                    }};
     const auto res = ops::gradcheck(c);
     std::printf("relu at {-0.5, 0, 0.5}: max rel err %.2f  %s  (numeric slope at 0 is 1/2, relu's backward says 0)\n",
                 res.max_rel_err, res.pass ? "pass" : "FAIL");

@@ -19,7 +19,7 @@ int main() {
   Tensor w = Tensor::from({.1, -.2, .3, .4, -.5, .6}, {3, 2}, DType::F64).set_name("w").set_requires_grad(true);
   Tensor b = Tensor::from({.5, -1}, {2}, DType::F64).set_name("b").set_requires_grad(true);
 
-  Tensor z = ops::add(ops::matmul(x, w), b);   // z[2,2] = x·w + b   (b broadcast over rows)
+  Tensor z = ops::add(ops::matmul(x, w), b);    // z[2,2] = x·w + b   (b broadcast over rows)
   Tensor loss = ops::mean_all(ops::mul(z, z));  // L = mean(z²): z is used twice
   std::printf("tape after forward (* = requires grad):\n%s", tape_str().c_str());
   show("z", z);

@@ -34,7 +34,7 @@ Checkpoint tiny_checkpoint(bool tied, uint64_t seed) {
   ck.config = c;
   for (const TensorSpec& s : hf_llama_tensor_specs(c))
     ck.tensors.emplace_back(s.name, s.name == "lm_head.weight" && tied ? ck.get("model.embed_tokens.weight").clone()
-                                                                        : rand_normal(s.shape, 0, 1, rng));
+                                                                       : rand_normal(s.shape, 0, 1, rng));
   return ck;
 }
 
@@ -49,21 +49,37 @@ std::vector<uint8_t> with_text(const std::string& text, const std::vector<uint8_
 // [2,32] and a Q4_K tensor [256] (random block bytes with a finite scale).
 std::vector<uint8_t> tiny_gguf() {
   std::vector<uint8_t> b;
-  auto put = [&](const void* p, size_t n) { b.insert(b.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n); };
+  auto put = [&](const void* p, size_t n) {
+    b.insert(b.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n);
+  };
   auto u32 = [&](uint32_t v) { put(&v, 4); };
   auto u64 = [&](uint64_t v) { put(&v, 8); };
-  auto str = [&](const std::string& s) { u64(s.size()); put(s.data(), s.size()); };
-  auto kv_str = [&](const std::string& k, const std::string& v) { str(k); u32(8); str(v); };
-  auto kv_u32 = [&](const std::string& k, uint32_t v) { str(k); u32(4); u32(v); };
+  auto str = [&](const std::string& s) {
+    u64(s.size());
+    put(s.data(), s.size());
+  };
+  auto kv_str = [&](const std::string& k, const std::string& v) {
+    str(k);
+    u32(8);
+    str(v);
+  };
+  auto kv_u32 = [&](const std::string& k, uint32_t v) {
+    str(k);
+    u32(4);
+    u32(v);
+  };
   auto kv_strs = [&](const std::string& k, const std::vector<std::string>& v) {
-    str(k); u32(9); u32(8); u64(v.size());
+    str(k);
+    u32(9);
+    u32(8);
+    u64(v.size());
     for (const auto& s : v) str(s);
   };
   const std::vector<std::string> toks = {"<|endoftext|>", "a", "b", "ab", "\xC4\xA0", "1"};
   b.insert(b.end(), {'G', 'G', 'U', 'F'});
   u32(3);
-  u64(2);   // tensors
-  u64(9);   // metadata
+  u64(2);  // tensors
+  u64(9);  // metadata
   kv_str("general.architecture", "llama");
   kv_u32("general.alignment", 32);
   kv_u32("llama.block_count", 1);
@@ -72,16 +88,36 @@ std::vector<uint8_t> tiny_gguf() {
   kv_str("tokenizer.ggml.pre", "smollm");
   kv_strs("tokenizer.ggml.tokens", toks);
   kv_strs("tokenizer.ggml.merges", {"a b"});
-  str("tokenizer.ggml.token_type"); u32(9); u32(5); u64(toks.size());
-  for (size_t i = 0; i < toks.size(); ++i) { const int32_t t = i == 0 ? 3 : 1; put(&t, 4); }
-  str("token_embd.weight"); u32(2); u64(32); u64(2); u32(0); u64(0);
-  str("blk.0.attn_q.weight"); u32(1); u64(256); u32(12); u64(256);
+  str("tokenizer.ggml.token_type");
+  u32(9);
+  u32(5);
+  u64(toks.size());
+  for (size_t i = 0; i < toks.size(); ++i) {
+    const int32_t t = i == 0 ? 3 : 1;
+    put(&t, 4);
+  }
+  str("token_embd.weight");
+  u32(2);
+  u64(32);
+  u64(2);
+  u32(0);
+  u64(0);
+  str("blk.0.attn_q.weight");
+  u32(1);
+  u64(256);
+  u32(12);
+  u64(256);
   while (b.size() % 32) b.push_back(0);
-  for (int i = 0; i < 64; ++i) { const float f = 0.5f * static_cast<float>(i); put(&f, 4); }
+  for (int i = 0; i < 64; ++i) {
+    const float f = 0.5f * static_cast<float>(i);
+    put(&f, 4);
+  }
   const size_t q = b.size();
   for (int i = 0; i < 144; ++i) b.push_back(static_cast<uint8_t>((i * 37 + 11) & 255));
-  b[q] = 0x00; b[q + 1] = 0x3C;  // d = 1.0 (f16)
-  b[q + 2] = 0x00; b[q + 3] = 0x38;  // dmin = 0.5
+  b[q] = 0x00;
+  b[q + 1] = 0x3C;  // d = 1.0 (f16)
+  b[q + 2] = 0x00;
+  b[q + 3] = 0x38;  // dmin = 0.5
   return b;
 }
 
@@ -128,8 +164,10 @@ int main(int argc, char** argv) {
     };
     raw("seed_deep_nesting", "{\"a\":" + std::string(20000, '[') + std::string(20000, ']') + "}", 0);
     raw("seed_deep_config", "{\"__metadata__\":{\"config\":\"" + std::string(20000, '[') + "\"}}", 0);
-    raw("seed_duplicate_name", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                               R"("w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8);
+    raw("seed_duplicate_name",
+        R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+        R"("w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+        8);
     raw("seed_hole", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8);
 
     write_llama2c(out("llama2c", "seed_tied"), tiny_checkpoint(true, 3));

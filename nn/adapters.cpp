@@ -69,9 +69,11 @@ void AdapterConfig::validate() const {
                       std::to_string(ops::kMaxChainFactors - 2));
   if (!std::isfinite(alpha)) throw FormatError("adapter: alpha must be finite");
   if (chain_bias && kind == AdapterKind::MoSLoRA)
-    throw FormatError("adapter: chain biases are LinChain's or LoRA's (on A's output); the authors' MoSLoRA mixer has "
-                      "no bias");
-  if (!(dropout >= 0 && dropout < 1)) throw FormatError("adapter: dropout must be in [0, 1), got " + std::to_string(dropout));
+    throw FormatError(
+        "adapter: chain biases are LinChain's or LoRA's (on A's output); the authors' MoSLoRA mixer has "
+        "no bias");
+  if (!(dropout >= 0 && dropout < 1))
+    throw FormatError("adapter: dropout must be in [0, 1), got " + std::to_string(dropout));
   if (targets.empty()) throw FormatError("adapter: no target modules");
   for (const auto& t : targets)
     if (target_index(t) < 0) throw FormatError("adapter: unknown target '" + t + "' (q,k,v,o,gate,up,down)");
@@ -161,8 +163,8 @@ ChainAdapter::ChainAdapter(Tensor a, std::vector<Tensor> mixers, Tensor b, doubl
   }
   // One bias per mixer, or with no mixer (LoRA) one bias after A.
   if (!biases_.empty() && biases_.size() != std::max<size_t>(mixers_.size(), 1))
-    throw ShapeError("ChainAdapter: " + std::to_string(biases_.size()) + " biases for " + std::to_string(mixers_.size()) +
-                     " mixers");
+    throw ShapeError("ChainAdapter: " + std::to_string(biases_.size()) + " biases for " +
+                     std::to_string(mixers_.size()) + " mixers");
   for (const Tensor& bj : biases_)
     if (bj.numel() != a_.dim(1))
       throw ShapeError("ChainAdapter: bias " + bj.desc() + " must be [r] with r = " + std::to_string(a_.dim(1)));
@@ -298,7 +300,7 @@ AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& l
     Pending p{module, lin, Tensor(), Tensor(), {}, {}};
     p.a = set.store->add(adapter_a_name(module), kaiming_uniform({in, r}, in, rng, dt));
     const double bias_bound = 1.0 / std::sqrt(static_cast<double>(r));  // nn.Linear(r, r)'s bias: U(±1/√r)
-    if (cfg.chain_bias && n == 0)  // LoRA: one bias on A's output, in B's span
+    if (cfg.chain_bias && n == 0)                                       // LoRA: one bias on A's output, in B's span
       p.biases.push_back(
           set.store->add(adapter_lora_bias_name(module), rand_uniform({r}, -bias_bound, bias_bound, rng, dt)));
     for (int j = 0; j < n; ++j) {

@@ -139,9 +139,9 @@ struct AdapterSet {
 
   int64_t trainable_params() const { return store ? store->numel() : 0; }
   ChainAdapter* find(const std::string& module) const;  // nullptr when absent
-  void merge_all();    // W += ΔW for every module (skips merged ones)
-  void unmerge_all();  // W −= ΔW
-  void detach();       // removes the adapters from their Linear modules (unmerging first)
+  void merge_all();                                     // W += ΔW for every module (skips merged ones)
+  void unmerge_all();                                   // W −= ΔW
+  void detach();  // removes the adapters from their Linear modules (unmerging first)
   // Training forwards from here use config.dropout (when > 0) with masks that depend only on
   // `key` (the Trainer passes a hash of the run's seed and the micro-batch's data position, so
   // a resumed run draws the same masks), the module's index and the element; dropout_off()

@@ -65,10 +65,8 @@ Optimizer::StepInfo Optimizer::step() {
   Tensor& p = store_.flat();
   const Tensor& g = store_.flat_grad();
   Backend& be = backend(p);
-  if (adamw_)
-    be.adamw(p, g, m_, v_, info.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay, step_ + 1);
-  else
-    be.sgd(p, g, m_, info.lr, cfg_.momentum, cfg_.weight_decay);
+  if (adamw_) be.adamw(p, g, m_, v_, info.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay, step_ + 1);
+  else be.sgd(p, g, m_, info.lr, cfg_.momentum, cfg_.weight_decay);
   ++step_;
   return info;
 }

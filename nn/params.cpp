@@ -10,7 +10,8 @@ namespace cg::nn {
 Tensor ParamStore::add(const std::string& name, const Tensor& init) {
   if (finalized()) throw Error("ParamStore " + group_ + ": add('" + name + "') after finalize");
   if (has(name)) throw Error("ParamStore " + group_ + ": duplicate parameter '" + name + "'");
-  if (!is_float(init.dtype())) throw DTypeError("ParamStore " + group_ + ": parameter '" + name + "' is " + init.desc());
+  if (!is_float(init.dtype()))
+    throw DTypeError("ParamStore " + group_ + ": parameter '" + name + "' is " + init.desc());
   if (!params_.empty() && params_[0].second.dtype() != init.dtype())
     throw DTypeError("ParamStore " + group_ + ": '" + name + "' is " + init.desc() + ", the store holds " +
                      dtype_name(params_[0].second.dtype()));

@@ -35,8 +35,8 @@ class ParamStore {
   void set_trainable(bool on);
   bool trainable() const { return trainable_; }
   void zero_grad();
-  double grad_norm() const;         // ‖flat grad‖₂, one fixed-order reduction
-  void scale_grad(double factor);   // flat grad *= factor
+  double grad_norm() const;        // ‖flat grad‖₂, one fixed-order reduction
+  void scale_grad(double factor);  // flat grad *= factor
 
   const std::string& group() const { return group_; }
   const std::vector<std::pair<std::string, Tensor>>& params() const { return params_; }

@@ -41,24 +41,25 @@ Tensor adapted_linear(const Tensor& x, const Tensor& w, const std::vector<ChainF
   const size_t n_in = detail::chain_inputs(factors, rec_inputs, 2);
   record("adapted_linear", y, std::span<const Tensor>(rec_inputs, n_in),
          [tree, x, w, N, out, scale, dropout, dropout_seed](const Tensor& gy) {  // gy[..., out]
-    Tensor gx;
-    if (needs_grad(x)) gx = detail::empty_like(x);
-    if (gx.defined() && dropout > 0) {  // gx = (s·gy·(…)ᵀ) ⊙ keep / (1 − p), then += gy · w
-      detail::chain_backward(*tree, gy.view({N, out}), scale, &gx, 0.0);
-      backend(gx).dropout(gx, gx, dropout, dropout_seed);
-      detail::gemm2d(gy, false, w, false, gx, 1.0, 1.0);
-    } else if (gx.defined()) {  // gx[N, in] = gy · w; the chain adds s·gy·(…)ᵀ into it below
-      detail::gemm2d(gy, false, w, false, gx);
-    }
-    if (needs_grad(w)) {  // gw[out, in] = gyᵀ · x
-      Tensor gw = detail::empty_like(w);
-      detail::gemm2d(gy, true, x, false, gw);
-      accumulate(w, gw);
-    }
-    // The factors (and biases) get their gradients of s·chain (s on the root's GEMMs), x its share into gx.
-    if (!(gx.defined() && dropout > 0)) detail::chain_backward(*tree, gy.view({N, out}), scale, gx.defined() ? &gx : nullptr);
-    if (gx.defined()) accumulate(x, gx);
-  });
+           Tensor gx;
+           if (needs_grad(x)) gx = detail::empty_like(x);
+           if (gx.defined() && dropout > 0) {  // gx = (s·gy·(…)ᵀ) ⊙ keep / (1 − p), then += gy · w
+             detail::chain_backward(*tree, gy.view({N, out}), scale, &gx, 0.0);
+             backend(gx).dropout(gx, gx, dropout, dropout_seed);
+             detail::gemm2d(gy, false, w, false, gx, 1.0, 1.0);
+           } else if (gx.defined()) {  // gx[N, in] = gy · w; the chain adds s·gy·(…)ᵀ into it below
+             detail::gemm2d(gy, false, w, false, gx);
+           }
+           if (needs_grad(w)) {  // gw[out, in] = gyᵀ · x
+             Tensor gw = detail::empty_like(w);
+             detail::gemm2d(gy, true, x, false, gw);
+             accumulate(w, gw);
+           }
+           // The factors (and biases) get their gradients of s·chain (s on the root's GEMMs), x its share into gx.
+           if (!(gx.defined() && dropout > 0))
+             detail::chain_backward(*tree, gy.view({N, out}), scale, gx.defined() ? &gx : nullptr);
+           if (gx.defined()) accumulate(x, gx);
+         });
   return y;
 }
 

@@ -117,7 +117,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                      " (need equal B and D, and H a multiple of KV)");
   const int64_t Tk = kv_len < 0 ? Tcap : kv_len;
   if (Tk > Tcap || Tk < 1) throw ShapeError("attention: kv_len " + std::to_string(kv_len) + " outside k " + k.desc());
-  if (causal && Tk < Tq) throw ShapeError("attention: causal needs kv_len ≥ Tq, got q " + q.desc() + ", kv_len " + std::to_string(Tk));
+  if (causal && Tk < Tq)
+    throw ShapeError("attention: causal needs kv_len ≥ Tq, got q " + q.desc() + ", kv_len " + std::to_string(Tk));
   if (segments.defined()) {
     if (segments.dtype() != DType::I32 || segments.shape() != Shape{B, Tq})
       throw ShapeError("attention: segments must be i32 [B,Tq] for q " + q.desc() + ", got " + segments.desc());
@@ -153,59 +154,60 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
     be.gemm(pm.sub(b.row, b.rows, 0, b.keys), vm.rows_from(0, b.keys), om.rows_from(b.row, b.rows));
   }
 
-  record("attention", out, {q, k, v}, [q, k, v, p, Tcap, Tk, GT, BK, D, scale, staircase, G, kt](const Tensor& gy) {  // gy[B,H,Tq,D]
-    Backend& b = backend(q);
-    const DType t = q.dtype();
-    const MatView qm = mat(q, BK, GT, D), vm = mat(v, BK, Tcap, D);
-    const MatView km = kt ? mat(k, BK, D, Tcap) : mat(k, BK, Tcap, D);
-      const MatView pm = mat(p, BK, GT, Tk), gym = mat(gy, BK, GT, D);
-    Blocks bl;  // the forward's blocks again (a few integers each; the closure stays small)
-    make_blocks(staircase, G, GT / G, Tk, bl);
-    // gk, gv sum over blocks: one block writes them (beta = 0) unless the cache has an
-    // unused tail (rows ≥ Tk must read as zero) or several blocks add into them.
-    const bool zero_first = Tk != Tcap || bl.n > 1;
-    if (needs_grad(v)) {  // gv[BK, Tk, D] = pᵀ · gy  (sums the G heads of the group)
-      Tensor gv = zero_first ? Tensor::zeros(v.shape(), t, v.device()) : detail::empty_like(v);
-      for (int64_t i = 0; i < bl.n; ++i) {
-        const Block& c = bl.b[i];
-        b.gemm(pm.sub(c.row, c.rows, 0, c.keys).t(), gym.rows_from(c.row, c.rows),
-               mat(gv, BK, Tcap, D).rows_from(0, c.keys), 1.0, zero_first ? 1.0 : 0.0);
-      }
-      accumulate(v, gv);
-    }
-    if (!needs_grad(q) && !needs_grad(k)) return;
-    // gp = gy · vᵀ (each block's keys; zeros right of them, where p is 0 too)
-    Tensor gp = bl.n > 1 ? Tensor::zeros(p.shape(), t, p.device()) : detail::empty_like(p);
-    for (int64_t i = 0; i < bl.n; ++i) {
-      const Block& c = bl.b[i];
-      b.gemm(gym.rows_from(c.row, c.rows), vm.rows_from(0, c.keys).t(),
-             mat(gp, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys));
-    }
-    Tensor gs = detail::empty_like(p);  // gs = softmax_backward(p, gp): 0 wherever p is
-    b.softmax_backward(p, gp, gs, false);
-    if (needs_grad(q)) {  // gq[BK, GT, D] = scale · gs · k
-      Tensor gq = detail::empty_like(q);
-      for (int64_t i = 0; i < bl.n; ++i) {
-        const Block& c = bl.b[i];
-        b.gemm(mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys), key_rows(km, kt, D, c.keys),
-               mat(gq, BK, GT, D).rows_from(c.row, c.rows), scale);
-      }
-      accumulate(q, gq);
-    }
-    if (needs_grad(k)) {  // gk[BK, Tk, D] = scale · gsᵀ · q', or transposed gk[BK, D, Tk] = scale · q'ᵀ · gs
-      Tensor gk = zero_first ? Tensor::zeros(k.shape(), t, k.device()) : detail::empty_like(k);
-      const double beta = zero_first ? 1.0 : 0.0;
-      for (int64_t i = 0; i < bl.n; ++i) {
-        const Block& c = bl.b[i];
-        const MatView gsc = mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys);
-        if (kt)  // gk[D, keys] = scale · q'ᵀ · gs
-          b.gemm(qm.rows_from(c.row, c.rows).t(), gsc, mat(gk, BK, D, Tcap).sub(0, D, 0, c.keys), scale, beta);
-        else     // gk[keys, D] = scale · gsᵀ · q'
-          b.gemm(gsc.t(), qm.rows_from(c.row, c.rows), mat(gk, BK, Tcap, D).rows_from(0, c.keys), scale, beta);
-      }
-      accumulate(k, gk);
-    }
-  });
+  record("attention", out, {q, k, v},
+         [q, k, v, p, Tcap, Tk, GT, BK, D, scale, staircase, G, kt](const Tensor& gy) {  // gy[B,H,Tq,D]
+           Backend& b = backend(q);
+           const DType t = q.dtype();
+           const MatView qm = mat(q, BK, GT, D), vm = mat(v, BK, Tcap, D);
+           const MatView km = kt ? mat(k, BK, D, Tcap) : mat(k, BK, Tcap, D);
+           const MatView pm = mat(p, BK, GT, Tk), gym = mat(gy, BK, GT, D);
+           Blocks bl;  // the forward's blocks again (a few integers each; the closure stays small)
+           make_blocks(staircase, G, GT / G, Tk, bl);
+           // gk, gv sum over blocks: one block writes them (beta = 0) unless the cache has an
+           // unused tail (rows ≥ Tk must read as zero) or several blocks add into them.
+           const bool zero_first = Tk != Tcap || bl.n > 1;
+           if (needs_grad(v)) {  // gv[BK, Tk, D] = pᵀ · gy  (sums the G heads of the group)
+             Tensor gv = zero_first ? Tensor::zeros(v.shape(), t, v.device()) : detail::empty_like(v);
+             for (int64_t i = 0; i < bl.n; ++i) {
+               const Block& c = bl.b[i];
+               b.gemm(pm.sub(c.row, c.rows, 0, c.keys).t(), gym.rows_from(c.row, c.rows),
+                      mat(gv, BK, Tcap, D).rows_from(0, c.keys), 1.0, zero_first ? 1.0 : 0.0);
+             }
+             accumulate(v, gv);
+           }
+           if (!needs_grad(q) && !needs_grad(k)) return;
+           // gp = gy · vᵀ (each block's keys; zeros right of them, where p is 0 too)
+           Tensor gp = bl.n > 1 ? Tensor::zeros(p.shape(), t, p.device()) : detail::empty_like(p);
+           for (int64_t i = 0; i < bl.n; ++i) {
+             const Block& c = bl.b[i];
+             b.gemm(gym.rows_from(c.row, c.rows), vm.rows_from(0, c.keys).t(),
+                    mat(gp, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys));
+           }
+           Tensor gs = detail::empty_like(p);  // gs = softmax_backward(p, gp): 0 wherever p is
+           b.softmax_backward(p, gp, gs, false);
+           if (needs_grad(q)) {  // gq[BK, GT, D] = scale · gs · k
+             Tensor gq = detail::empty_like(q);
+             for (int64_t i = 0; i < bl.n; ++i) {
+               const Block& c = bl.b[i];
+               b.gemm(mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys), key_rows(km, kt, D, c.keys),
+                      mat(gq, BK, GT, D).rows_from(c.row, c.rows), scale);
+             }
+             accumulate(q, gq);
+           }
+           if (needs_grad(k)) {  // gk[BK, Tk, D] = scale · gsᵀ · q', or transposed gk[BK, D, Tk] = scale · q'ᵀ · gs
+             Tensor gk = zero_first ? Tensor::zeros(k.shape(), t, k.device()) : detail::empty_like(k);
+             const double beta = zero_first ? 1.0 : 0.0;
+             for (int64_t i = 0; i < bl.n; ++i) {
+               const Block& c = bl.b[i];
+               const MatView gsc = mat(gs, BK, GT, Tk).sub(c.row, c.rows, 0, c.keys);
+               if (kt)  // gk[D, keys] = scale · q'ᵀ · gs
+                 b.gemm(qm.rows_from(c.row, c.rows).t(), gsc, mat(gk, BK, D, Tcap).sub(0, D, 0, c.keys), scale, beta);
+               else  // gk[keys, D] = scale · gsᵀ · q'
+                 b.gemm(gsc.t(), qm.rows_from(c.row, c.rows), mat(gk, BK, Tcap, D).rows_from(0, c.keys), scale, beta);
+             }
+             accumulate(k, gk);
+           }
+         });
   return out;
 }
 

@@ -207,9 +207,12 @@ double chain_order_cost(const std::vector<int64_t>& dims, std::string* order, co
     }
     const PNode* root = build(*pl, leaves, 0, n - 1, *tree);
     order->clear();
-    order_str(*root, [&](int i, std::string& out) {
-      out += static_cast<size_t>(i) < names.size() ? names[static_cast<size_t>(i)] : "M" + std::to_string(i);
-    }, *order);
+    order_str(
+        *root,
+        [&](int i, std::string& out) {
+          out += static_cast<size_t>(i) < names.size() ? names[static_cast<size_t>(i)] : "M" + std::to_string(i);
+        },
+        *order);
   }
   return pl->cost[0][n - 1];
 }
@@ -347,10 +350,13 @@ void chain_forward(ChainTree& t, const Tensor& out, double alpha, double beta) {
   }
   if (probe) {
     probe->order.clear();  // keeps its capacity: rebuilding the same order takes no heap
-    order_str(*root, [](int i, std::string& s) {
-      if (i == 0) s += 'x';
-      else s += 'F' + std::to_string(i);  // short: no heap (small-string buffer)
-    }, probe->order);
+    order_str(
+        *root,
+        [](int i, std::string& s) {
+          if (i == 0) s += 'x';
+          else s += 'F' + std::to_string(i);  // short: no heap (small-string buffer)
+        },
+        probe->order);
     probe->forward_flops = flops;
     probe->backward_flops = 0;
     probe->grad_product = Tensor();
@@ -374,8 +380,7 @@ void bias_backward(const ChainTree& t, const Tensor& g, double alpha, double* fl
   const int sb = t.span_begin, se = t.span_end;
   auto in_span = [&](int i) { return probe && sb >= 0 && i >= sb && i < se && !probe->grad_biases.empty(); };
   bool any = false;
-  for (int i = fb; i <= t.k; ++i)
-    any |= needs_grad(t.inputs[i]) || (t.bias[i].defined() && needs_grad(t.bias[i]));
+  for (int i = fb; i <= t.k; ++i) any |= needs_grad(t.inputs[i]) || (t.bias[i].defined() && needs_grad(t.bias[i]));
   if (!any) return;
   Tensor gc = Tensor::empty({g.dim(1)}, g.dtype(), g.device());
   detail::gemm2d(t.ones, true, g, false, gc, alpha);  // gc[d_k] = alpha · onesᵀ[1,rows] · g[rows, d_k]
@@ -396,7 +401,7 @@ void bias_backward(const ChainTree& t, const Tensor& g, double alpha, double* fl
       accumulate(f, gf);
     }
     Tensor gp = Tensor::empty({t.hbar[i - 1].numel()}, g.dtype(), g.device());
-    Tensor gp_col = gp.view({gp.numel(), 1});  // a column, as in the forward
+    Tensor gp_col = gp.view({gp.numel(), 1});      // a column, as in the forward
     detail::gemm2d(f, t.tr[i], gc, true, gp_col);  // gc_{i−1}[d_{i−1}] = gc_i · op(F_i)ᵀ
     *flops += 2.0 * static_cast<double>(f.numel());
     gc = gp;

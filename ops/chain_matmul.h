@@ -51,14 +51,14 @@ struct ChainProbe {
   int span_end = -1;
 
   // Out, after forward:
-  std::string order;          // the association used, e.g. "((x·F1)·(F2·F3))"
-  double forward_flops = 0;   // 2·m·n·k summed over the products formed
-  Tensor product;             // P (when a span was given)
+  std::string order;         // the association used, e.g. "((x·F1)·(F2·F3))"
+  double forward_flops = 0;  // 2·m·n·k summed over the products formed
+  Tensor product;            // P (when a span was given)
   // With biases: the chain's input-independent term after the span, h̄ at its last factor,
   // e.g. β = Σ_i b_i·W_{i+1}⋯W_n for a LinChain middle ([r]); undefined without biases.
   Tensor beta;
   // Out, after backward:
-  double backward_flops = 0;  // FLOPs of the gradient products
+  double backward_flops = 0;         // FLOPs of the gradient products
   Tensor grad_product;               // ∂L/∂P (through x·…·P·…; the bias path does not see P)
   std::vector<Tensor> grad_factors;  // ∂L/∂F_i for i in the span through P (this call's share)
   // With biases, for i in the span: the bias path's share of ∂L/∂F_i (the whole gradient is

@@ -7,7 +7,10 @@ void check_same(const char* op, std::initializer_list<const Tensor*> ts) {
   const Tensor* first = nullptr;
   for (const Tensor* t : ts) {
     if (!t || !t->defined()) continue;
-    if (!first) { first = t; continue; }
+    if (!first) {
+      first = t;
+      continue;
+    }
     if (t->device() != first->device())
       throw DeviceError(std::string(op) + ": tensors on different devices: " + first->desc() + " and " + t->desc());
     if (t->dtype() != first->dtype())

@@ -22,7 +22,6 @@ Shape with_last_dim(const Shape& s, int64_t n);
 
 // y = alpha · a·b on whole matrices given as [M,K]-like row-major tensors (2-d views).
 // Convenience over Backend::gemm for the unbatched case; c += when beta = 1.
-void gemm2d(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha = 1.0,
-            double beta = 0.0);
+void gemm2d(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha = 1.0, double beta = 0.0);
 
 }  // namespace cg::ops::detail

@@ -14,8 +14,8 @@
 namespace cg::ops {
 
 struct GradCase {
-  std::string op;      // registry name, e.g. "matmul"
-  std::string detail;  // the shapes, e.g. "[2,3]·[3,4]ᵀ"
+  std::string op;              // registry name, e.g. "matmul"
+  std::string detail;          // the shapes, e.g. "[2,3]·[3,4]ᵀ"
   std::vector<Tensor> inputs;  // float inputs get checked; i32 inputs are passed through
   std::function<Tensor(const std::vector<Tensor>&)> fn;
 };

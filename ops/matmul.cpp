@@ -25,8 +25,8 @@ void gemm_batched(const Operand& a, const Operand& b, const Tensor& c, int64_t c
     }
     return v;
   };
-  backend(c).gemm(view(a.t, m, k, a.tr, a.stride), view(b.t, k, n, b.tr, b.stride), view(c, m, n, false, c_stride),
-                  1.0, beta);
+  backend(c).gemm(view(a.t, m, k, a.tr, a.stride), view(b.t, k, n, b.tr, b.stride), view(c, m, n, false, c_stride), 1.0,
+                  beta);
 }
 
 }  // namespace
@@ -46,8 +46,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   // Leading (batch) dims: equal when both have them; a rank-2 operand is shared.
   Shape lead;
   if (a.rank() > 2 && b.rank() > 2) {
-    if (a.rank() != b.rank())
-      throw ShapeError("matmul: batch ranks differ: " + a.desc() + " and " + b.desc());
+    if (a.rank() != b.rank()) throw ShapeError("matmul: batch ranks differ: " + a.desc() + " and " + b.desc());
     for (int i = 0; i < a.rank() - 2; ++i)
       if (a.dim(i) != b.dim(i)) throw ShapeError("matmul: batch dims differ: " + a.desc() + " and " + b.desc());
   }
@@ -61,20 +60,16 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   const int64_t sa = a.rank() > 2 ? M * K : 0, sb = b.rank() > 2 ? K * N : 0;
 
   // Forward. A batched a with a shared b and no transpose is one tall GEMM.
-  if (sb == 0 && !ta)
-    gemm_batched({a, false, 0}, {b, tb, 0}, y, 0, batch * M, N, K, 1, 0.0);
-  else
-    gemm_batched({a, ta, sa}, {b, tb, sb}, y, M * N, M, N, K, batch, 0.0);
+  if (sb == 0 && !ta) gemm_batched({a, false, 0}, {b, tb, 0}, y, 0, batch * M, N, K, 1, 0.0);
+  else gemm_batched({a, ta, sa}, {b, tb, sb}, y, M * N, M, N, K, batch, 0.0);
 
   record("matmul", y, {a, b}, [a, b, ta, tb, M, N, K, batch, sa, sb](const Tensor& gy) {  // gy[...,M,N]
     const int64_t sy = M * N;
     if (needs_grad(a)) {
       Tensor ga = detail::empty_like(a);
       if (!ta) {  // ga[M,K] = gy · op(b)ᵀ
-        if (sb == 0)
-          gemm_batched({gy, false, 0}, {b, !tb, 0}, ga, 0, batch * M, K, N, 1, 0.0);
-        else
-          gemm_batched({gy, false, sy}, {b, !tb, sb}, ga, sa, M, K, N, batch, 0.0);
+        if (sb == 0) gemm_batched({gy, false, 0}, {b, !tb, 0}, ga, 0, batch * M, K, N, 1, 0.0);
+        else gemm_batched({gy, false, sy}, {b, !tb, sb}, ga, sa, M, K, N, batch, 0.0);
       } else {  // ga[K,M] = op(b) · gyᵀ
         gemm_batched({b, tb, sb}, {gy, true, sy}, ga, sa, K, M, N, batch, 0.0);
       }
@@ -83,15 +78,11 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
     if (needs_grad(b)) {
       Tensor gb = detail::empty_like(b);
       if (!tb) {  // gb[K,N] = op(a)ᵀ · gy
-        if (sb == 0 && !ta)
-          gemm_batched({a, true, 0}, {gy, false, 0}, gb, 0, K, N, batch * M, 1, 0.0);
-        else
-          gemm_batched({a, !ta, sa}, {gy, false, sy}, gb, sb, K, N, M, batch, 0.0);
+        if (sb == 0 && !ta) gemm_batched({a, true, 0}, {gy, false, 0}, gb, 0, K, N, batch * M, 1, 0.0);
+        else gemm_batched({a, !ta, sa}, {gy, false, sy}, gb, sb, K, N, M, batch, 0.0);
       } else {  // gb[N,K] = gyᵀ · op(a)
-        if (sb == 0 && !ta)
-          gemm_batched({gy, true, 0}, {a, false, 0}, gb, 0, N, K, batch * M, 1, 0.0);
-        else
-          gemm_batched({gy, true, sy}, {a, ta, sa}, gb, sb, N, K, M, batch, 0.0);
+        if (sb == 0 && !ta) gemm_batched({gy, true, 0}, {a, false, 0}, gb, 0, N, K, batch * M, 1, 0.0);
+        else gemm_batched({gy, true, sy}, {a, ta, sa}, gb, sb, N, K, M, batch, 0.0);
       }
       accumulate(b, gb);
     }

@@ -15,7 +15,7 @@ Tensor rmsnorm(const Tensor& x, const Tensor& w, double eps) {
   backend(x).rmsnorm(x, w, y, rstd, eps);
   record("rmsnorm", y, {x, w}, [x, w, rstd](const Tensor& gy) {
     Tensor gx, gw;
-    if (needs_grad(x)) gx = detail::empty_like(x);            // gx[..., D]
+    if (needs_grad(x)) gx = detail::empty_like(x);                            // gx[..., D]
     if (needs_grad(w)) gw = Tensor::zeros(w.shape(), w.dtype(), w.device());  // gw[D]
     backend(x).rmsnorm_backward(x, w, rstd, gy, gx.defined() ? &gx : nullptr, gw.defined() ? &gw : nullptr);
     if (gx.defined()) accumulate(x, gx);

@@ -68,8 +68,8 @@ enum class Keys { Rows, Transposed };
 // sample being a run of equal ids; query t sees only the keys s ≤ t of its own run
 // (block-diagonal causal).
 // Returns [B,H,Tq,D].
-Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true,
-                 int64_t kv_len = -1, Keys keys = Keys::Rows, const Tensor& segments = Tensor());
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true, int64_t kv_len = -1,
+                 Keys keys = Keys::Rows, const Tensor& segments = Tensor());
 // Writes new keys and values k,v[B,T,KV,D] into a KV cache at positions pos .. pos+T−1:
 // keys into cache_k[B,KV,D,S] (transposed, see Keys), values into cache_v[B,KV,S,D]. The
 // cache is written in place and is not on the tape: k and v must not need gradients.
@@ -79,8 +79,8 @@ void kv_append(Tensor& cache_k, Tensor& cache_v, const Tensor& k, const Tensor& 
 Tensor dropout(const Tensor& x, double p, uint64_t seed, bool training = true);
 
 // ---- shape ops ---------------------------------------------------------------------------
-Tensor reshape(const Tensor& x, const Shape& shape);  // a view sharing storage
-Tensor transpose(const Tensor& x, int d0, int d1);   // copies (a view when no element moves)
+Tensor reshape(const Tensor& x, const Shape& shape);                     // a view sharing storage
+Tensor transpose(const Tensor& x, int d0, int d1);                       // copies (a view when no element moves)
 Tensor slice(const Tensor& x, int axis, int64_t start, int64_t length);  // copies
 Tensor concat(const std::vector<Tensor>& xs, int axis);
 

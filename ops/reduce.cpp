@@ -43,8 +43,6 @@ Tensor mean(const Tensor& x, int axis, bool keepdim) {
   return reduce("mean", x, axis, false, keepdim, 1.0 / static_cast<double>(x.dim(ax)));
 }
 Tensor sum_all(const Tensor& x) { return reduce("sum_all", x, 0, true, false, 1.0); }
-Tensor mean_all(const Tensor& x) {
-  return reduce("mean_all", x, 0, true, false, 1.0 / static_cast<double>(x.numel()));
-}
+Tensor mean_all(const Tensor& x) { return reduce("mean_all", x, 0, true, false, 1.0 / static_cast<double>(x.numel())); }
 
 }  // namespace cg::ops

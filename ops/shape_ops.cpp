@@ -14,11 +14,16 @@ std::array<int64_t, 4> strides4(const Shape& s) {
   const auto p = s.padded();
   std::array<int64_t, 4> st{};
   int64_t acc = 1;
-  for (int d = 3; d >= 0; --d) { st[d] = acc; acc *= p[d]; }
+  for (int d = 3; d >= 0; --d) {
+    st[d] = acc;
+    acc *= p[d];
+  }
   return st;
 }
 int pad(const Shape& s, int axis) { return kMaxRank - s.rank() + axis; }  // axis in the 4-d frame
-void* at(const Tensor& t, int64_t elems) { return static_cast<char*>(t.raw()) + elems * static_cast<int64_t>(dtype_size(t.dtype())); }
+void* at(const Tensor& t, int64_t elems) {
+  return static_cast<char*>(t.raw()) + elems * static_cast<int64_t>(dtype_size(t.dtype()));
+}
 
 }  // namespace
 
@@ -57,8 +62,8 @@ Tensor transpose(const Tensor& x, int d0, int d1) {
 Tensor slice(const Tensor& x, int axis, int64_t start, int64_t length) {
   const int ax = x.shape().norm_axis(axis);
   if (start < 0 || length < 0 || start + length > x.dim(ax))
-    throw ShapeError("slice: [" + std::to_string(start) + ", " + std::to_string(start + length) + ") out of range for axis " +
-                     std::to_string(axis) + " of " + x.desc());
+    throw ShapeError("slice: [" + std::to_string(start) + ", " + std::to_string(start + length) +
+                     ") out of range for axis " + std::to_string(axis) + " of " + x.desc());
   Shape ys = x.shape();
   ys[ax] = length;
   Tensor y = Tensor::empty(ys, x.dtype(), x.device());
@@ -85,7 +90,8 @@ Tensor concat(const std::vector<Tensor>& xs, int axis) {
     detail::check_same("concat", {&x0, &x});
     bool ok = x.rank() == x0.rank();
     for (int d = 0; ok && d < x.rank(); ++d) ok = d == ax || x.dim(d) == x0.dim(d);
-    if (!ok) throw ShapeError("concat: " + x.desc() + " does not fit " + x0.desc() + " along axis " + std::to_string(axis));
+    if (!ok)
+      throw ShapeError("concat: " + x.desc() + " does not fit " + x0.desc() + " along axis " + std::to_string(axis));
     total += x.dim(ax);
   }
   ys[ax] = total;

@@ -39,10 +39,10 @@ Tensor log_softmax(const Tensor& x) {
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
   detail::check_float("cross_entropy", logits);
   detail::check_rank("cross_entropy", logits, 1, 4, "logits");
-  if (targets.dtype() != DType::I32)
-    throw DTypeError("cross_entropy: targets must be i32, got " + targets.desc());
+  if (targets.dtype() != DType::I32) throw DTypeError("cross_entropy: targets must be i32, got " + targets.desc());
   if (targets.device() != logits.device())
-    throw DeviceError("cross_entropy: logits " + logits.desc() + " and targets " + targets.desc() + " on different devices");
+    throw DeviceError("cross_entropy: logits " + logits.desc() + " and targets " + targets.desc() +
+                      " on different devices");
   if (targets.numel() != logits.shape().rows())
     throw ShapeError("cross_entropy: " + std::to_string(targets.numel()) + " targets for logits " + logits.desc() +
                      " (need one per row)");

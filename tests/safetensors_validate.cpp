@@ -20,9 +20,9 @@ namespace {
 
 // Bytes per element of every dtype the format defines.
 const std::map<std::string, uint64_t>& dtype_sizes() {
-  static const std::map<std::string, uint64_t> m{
-      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2}, {"U16", 2}, {"F16", 2},
-      {"BF16", 2}, {"I32", 4}, {"U32", 4}, {"F32", 4},     {"F64", 8},     {"I64", 8}, {"U64", 8}};
+  static const std::map<std::string, uint64_t> m{{"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
+                                                 {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+                                                 {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8}};
   return m;
 }
 
@@ -84,7 +84,8 @@ std::string safetensors_problem(const std::vector<uint8_t>& bytes) {
   std::sort(spans.begin(), spans.end());
   uint64_t at = 0;
   for (const auto& [b, e] : spans) {
-    if (b != at) return "data is not contiguous: a tensor starts at " + std::to_string(b) + ", expected " + std::to_string(at);
+    if (b != at)
+      return "data is not contiguous: a tensor starts at " + std::to_string(b) + ", expected " + std::to_string(at);
     at = e;
   }
   if (8 + n + at != bytes.size())
@@ -149,15 +150,16 @@ TEST_CASE("safetensors validator: accepts a well-formed file, names each broken 
   CHECK(safetensors_problem(file_of("{" + a + "," + hole + "}", 40)).find("contiguous") != std::string::npos);
   const std::string late = R"("a":{"dtype":"F32","shape":[2,3],"data_offsets":[8,32]})";
   CHECK(safetensors_problem(file_of("{" + late + "}", 32)).find("contiguous") != std::string::npos);
-  CHECK(safetensors_problem(file_of(R"({"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}})", 20)).find("needs 24") !=
-        std::string::npos);
+  CHECK(safetensors_problem(file_of(R"({"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}})", 20))
+            .find("needs 24") != std::string::npos);
   CHECK(safetensors_problem(file_of(R"({"a":{"dtype":"float","shape":[1],"data_offsets":[0,4]}})", 4)).find("dtype") !=
         std::string::npos);
   CHECK(safetensors_problem(file_of(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4)).find("shape") !=
         std::string::npos);
   CHECK(safetensors_problem(file_of(R"({"__metadata__":{"k":1}})", 0)).find("not a string") != std::string::npos);
-  CHECK(safetensors_problem(file_of(R"({"":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4)).find("empty name") !=
-        std::string::npos);
+  CHECK(
+      safetensors_problem(file_of(R"({"":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4)).find("empty name") !=
+      std::string::npos);
   CHECK(safetensors_problem({1, 0}).find("shorter") != std::string::npos);
 }
 
@@ -170,7 +172,8 @@ TEST_CASE("safetensors writer: serialize_safetensors output passes the independe
       {"d", Tensor::from({0.5, 0.25}, {2}, DType::F64)},
       {"empty", Tensor::zeros({0, 4}, DType::F32)},
   };
-  for (const auto& meta : {std::map<std::string, std::string>{}, std::map<std::string, std::string>{{"format", "pt"}}}) {
+  for (const auto& meta :
+       {std::map<std::string, std::string>{}, std::map<std::string, std::string>{{"format", "pt"}}}) {
     const auto bytes = models::serialize_safetensors(ts, meta);
     CHECK(cg::testing::safetensors_problem(bytes) == "");
   }

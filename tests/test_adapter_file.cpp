@@ -80,7 +80,8 @@ TEST_CASE("adapter file: PEFT names, shapes, metadata; PEFT formula equals our d
       // ΔW_peft = s · B · M_{n−1} ⋯ M₀ · A_peft
       std::vector<double> prod = A.to_f64_vector();  // [r, in]
       for (int j = 0; j < n; ++j) {
-        const std::string mname = pre + (kind == AdapterKind::MoSLoRA ? ".lora_AB.weight" : ".lora_mixer." + std::to_string(j) + ".weight");
+        const std::string mname =
+            pre + (kind == AdapterKind::MoSLoRA ? ".lora_AB.weight" : ".lora_mixer." + std::to_string(j) + ".weight");
         REQUIRE(st.tensors.count(mname) == 1);
         const Tensor& M = st.tensors.at(mname);
         CHECK(M.shape() == Shape{4, 4});
@@ -135,8 +136,12 @@ TEST_CASE("adapter file: bad or mismatched files are FormatErrors naming the pro
   save_adapter(good, set);
   const std::string q0 = "base_model.model.model.layers.0.self_attn.q_proj";
 
-  CHECK(error_of([&] { Model x; load_adapter(tmp.file("absent.safetensors"), x.linears()); }) != "");
-  rewrite(good, bad, [&](auto& ts, auto&) { std::erase_if(ts, [&](auto& p) { return p.first == q0 + ".lora_B.weight"; }); });
+  CHECK(error_of([&] {
+          Model x;
+          load_adapter(tmp.file("absent.safetensors"), x.linears());
+        }) != "");
+  rewrite(good, bad,
+          [&](auto& ts, auto&) { std::erase_if(ts, [&](auto& p) { return p.first == q0 + ".lora_B.weight"; }); });
   CHECK(error_of([&] { read_adapter_file(bad); }).find(q0 + ".lora_B.weight") != std::string::npos);
   rewrite(good, bad, [&](auto& ts, auto&) {
     for (auto& p : ts)
@@ -164,5 +169,8 @@ TEST_CASE("adapter file: bad or mismatched files are FormatErrors naming the pro
     for (auto& p : ts)
       if (p.first == q0 + ".lora_A.weight") p.second = Tensor::zeros({4, 9});
   });
-  CHECK(error_of([&] { Model x; load_adapter(bad, x.linears()); }).find("q_proj") != std::string::npos);
+  CHECK(error_of([&] {
+          Model x;
+          load_adapter(bad, x.linears());
+        }).find("q_proj") != std::string::npos);
 }

@@ -40,7 +40,8 @@ struct Tiny {
     base.set_trainable(false);
   }
   std::vector<std::pair<std::string, Linear*>> linears() {
-    return {{"model.layers.0.self_attn.q_proj", &q}, {"model.layers.0.self_attn.o_proj", &o},
+    return {{"model.layers.0.self_attn.q_proj", &q},
+            {"model.layers.0.self_attn.o_proj", &o},
             {"model.layers.0.mlp.down_proj", &down}};
   }
   Tensor forward(const Tensor& x) { return down.forward(ops::silu(o.forward(q.forward(x)))); }
@@ -194,7 +195,7 @@ TEST_CASE("mixer init: identity and orthogonal are what they say") {
       for (int i = 0; i < 4; ++i) eye[static_cast<size_t>(i * 5)] = 1.0;
       CHECK(max_abs_diff(wtw, eye) < 1e-6);
       CHECK(max_abs_diff(wwt, eye) < 1e-6);
-      CHECK(max_abs_diff(v, eye) > 0.1);  // not the identity
+      CHECK(max_abs_diff(v, eye) > 0.1);                           // not the identity
       for (const auto& s : seen) CHECK(max_abs_diff(v, s) > 0.1);  // a fresh draw each time
       seen.push_back(v);
     }
@@ -244,7 +245,8 @@ TEST_CASE("delta_weight, merge and unmerge") {
     set.merge_all();  // a second merge is a no-op
     CHECK(max_abs_diff(m.forward(x), y_merged) == 0.0);
     set.unmerge_all();
-    const double du = std::max(max_abs_diff(m.q.weight.to_f64_vector(), base_q), max_abs_diff(m.down.weight.to_f64_vector(), base_d));
+    const double du =
+        std::max(max_abs_diff(m.q.weight.to_f64_vector(), base_q), max_abs_diff(m.down.weight.to_f64_vector(), base_d));
     MESSAGE("chain " << chain << ": |unmerged − base| = " << du);
     CHECK(du <= 1e-6);
     CHECK(max_abs_diff(m.forward(x), y_adapter) <= 1e-6);
@@ -365,7 +367,8 @@ TEST_CASE("LoRA with a bias in B's span: Δy = s·(x·A + b)·Bᵀ, β = b, ∂L
     const int64_t out = ad.out_features();
     std::vector<double> db(static_cast<size_t>(out), 0.0);
     for (int64_t o = 0; o < out; ++o)
-      for (int64_t k = 0; k < 4; ++k) db[static_cast<size_t>(o)] += ad.scale() * B[static_cast<size_t>(o * 4 + k)] * bv[static_cast<size_t>(k)];
+      for (int64_t k = 0; k < 4; ++k)
+        db[static_cast<size_t>(o)] += ad.scale() * B[static_cast<size_t>(o * 4 + k)] * bv[static_cast<size_t>(k)];
     CHECK(max_abs_diff(ad.delta_bias().to_f64_vector(), db) < 1e-6);
     CHECK(!ad.probe().beta.defined());  // LoRA has no span to report β on
   }
@@ -381,11 +384,13 @@ TEST_CASE("LoRA with a bias in B's span: Δy = s·(x·A + b)·Bᵀ, β = b, ∂L
       std::vector<double> h(static_cast<size_t>(r));
       for (int64_t k = 0; k < r; ++k) {
         h[static_cast<size_t>(k)] = bv[static_cast<size_t>(k)];
-        for (int64_t c = 0; c < in; ++c) h[static_cast<size_t>(k)] += xv[static_cast<size_t>(i * in + c)] * A[static_cast<size_t>(c * r + k)];
+        for (int64_t c = 0; c < in; ++c)
+          h[static_cast<size_t>(k)] += xv[static_cast<size_t>(i * in + c)] * A[static_cast<size_t>(c * r + k)];
       }
       for (int64_t o = 0; o < out; ++o)
         for (int64_t k = 0; k < r; ++k)
-          expect[static_cast<size_t>(i * out + o)] += ad.scale() * h[static_cast<size_t>(k)] * B[static_cast<size_t>(o * r + k)];
+          expect[static_cast<size_t>(i * out + o)] +=
+              ad.scale() * h[static_cast<size_t>(k)] * B[static_cast<size_t>(o * r + k)];
     }
     CHECK(max_abs_diff(m.q.forward(x).to_f64_vector(), expect) < 1e-5);
   }

@@ -39,10 +39,14 @@ struct Tolerance {
 // The numbers live in tests/tolerances.h, with the errors observed.
 namespace tol = cg::testing::tol;
 constexpr Tolerance kTolerances[] = {
-    {"logits", tol::kLogitsRel, true},             {"loss", tol::kLossAbs, false},
-    {"grad.", tol::kGradRel, true},                {"grad_product.", tol::kGradProductRel, true},
-    {"adamw.losses", tol::kAdamwLossesAbs, false}, {"sgd.losses", tol::kSgdLossesAbs, false},
-    {"adamw.final.", tol::kAdamwFinalRel, true},   {"sgd.final.", tol::kSgdFinalRel, true},
+    {"logits", tol::kLogitsRel, true},
+    {"loss", tol::kLossAbs, false},
+    {"grad.", tol::kGradRel, true},
+    {"grad_product.", tol::kGradProductRel, true},
+    {"adamw.losses", tol::kAdamwLossesAbs, false},
+    {"sgd.losses", tol::kSgdLossesAbs, false},
+    {"adamw.final.", tol::kAdamwFinalRel, true},
+    {"sgd.final.", tol::kSgdFinalRel, true},
     {"init.", 0.0, true},  // inputs, copied into the adapters (compared after the copy)
 };
 
@@ -79,7 +83,8 @@ std::unique_ptr<models::LlamaModel> load_base(const Golden& g) {
   ck.config.norm_eps = std::stod(g.meta.at("norm_eps"));
   ck.config.rope_theta = std::stod(g.meta.at("rope_theta"));
   ck.config.tied_embeddings = false;
-  for (const auto& spec : models::hf_llama_tensor_specs(ck.config)) ck.tensors.emplace_back(spec.name, g.tensors.at(spec.name));
+  for (const auto& spec : models::hf_llama_tensor_specs(ck.config))
+    ck.tensors.emplace_back(spec.name, g.tensors.at(spec.name));
   auto model = models::LlamaModel::from_checkpoint(ck);
   model->params().set_trainable(false);
   return model;
@@ -210,10 +215,18 @@ TEST_CASE("adapter parity with PyTorch: linchain n=4") { run_kind("linchain4"); 
 // ignored targets, SGD with momentum 0.9 and weight decay, AdamW with weight decay.
 TEST_CASE("adapter parity with PyTorch: linchain n=3, non-default config") { run_kind("linchain3", "adapters_alt_"); }
 // The authors' layer (nn.Linear(r, r) chain factors with biases, PEFT layout) against --chain-bias.
-TEST_CASE("adapter parity with PyTorch: linchain with chain biases (the authors' layer) n=1") { run_kind("linchainb1"); }
-TEST_CASE("adapter parity with PyTorch: linchain with chain biases (the authors' layer) n=2") { run_kind("linchainb2"); }
-TEST_CASE("adapter parity with PyTorch: linchain with chain biases (the authors' layer) n=3") { run_kind("linchainb3"); }
-TEST_CASE("adapter parity with PyTorch: linchain with chain biases (the authors' layer) n=4") { run_kind("linchainb4"); }
+TEST_CASE("adapter parity with PyTorch: linchain with chain biases (the authors' layer) n=1") {
+  run_kind("linchainb1");
+}
+TEST_CASE("adapter parity with PyTorch: linchain with chain biases (the authors' layer) n=2") {
+  run_kind("linchainb2");
+}
+TEST_CASE("adapter parity with PyTorch: linchain with chain biases (the authors' layer) n=3") {
+  run_kind("linchainb3");
+}
+TEST_CASE("adapter parity with PyTorch: linchain with chain biases (the authors' layer) n=4") {
+  run_kind("linchainb4");
+}
 
 TEST_CASE("LlamaModel fine-tune: frozen base has no grad buffers and no weight-gradient GEMMs") {
   const Golden base = read_golden(kGoldenDir + "adapters_base.safetensors");

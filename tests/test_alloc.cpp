@@ -44,10 +44,18 @@ void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
 void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
 void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(n, 0); } catch (...) { return nullptr; }
+  try {
+    return counted_alloc(n, 0);
+  } catch (...) {
+    return nullptr;
+  }
 }
 void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(n, 0); } catch (...) { return nullptr; }
+  try {
+    return counted_alloc(n, 0);
+  } catch (...) {
+    return nullptr;
+  }
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
@@ -63,10 +71,10 @@ using namespace cg;
 namespace {
 
 struct StepCounts {
-  int64_t cold_news = 0;      // operator new calls of the first step (the tape and pools fill up)
-  int64_t system_allocs = 0;  // after warm-up, all steps: backend allocations the cache could not serve
-  int64_t news = 0;           // after warm-up, all steps: operator new calls
-  int64_t dnnl_execs = 0;     // after warm-up, all steps: oneDNN matmul executions (bf16 GEMMs)
+  int64_t cold_news = 0;        // operator new calls of the first step (the tape and pools fill up)
+  int64_t system_allocs = 0;    // after warm-up, all steps: backend allocations the cache could not serve
+  int64_t news = 0;             // after warm-up, all steps: operator new calls
+  int64_t dnnl_execs = 0;       // after warm-up, all steps: oneDNN matmul executions (bf16 GEMMs)
   int64_t dnnl_execs_beta = 0;  // ... of which with beta ≠ 0
 };
 
@@ -101,12 +109,14 @@ StepCounts count_model_steps(models::LlamaModel& model, nn::ParamStore& trainabl
   for (auto& x : a) x = static_cast<int32_t>(rng.below(static_cast<uint64_t>(V)));
   for (auto& x : b) x = static_cast<int32_t>(rng.below(static_cast<uint64_t>(V)));
   const Tensor ids = Tensor::from_i32(a, {B, T}), tg = Tensor::from_i32(b, {B, T});
-  return count_steps([&] {
-    trainable.zero_grad();
-    Tensor loss = model.loss(ids, tg);
-    backward(loss);
-    opt.step();
-  }, warm, steps);
+  return count_steps(
+      [&] {
+        trainable.zero_grad();
+        Tensor loss = model.loss(ids, tg);
+        backward(loss);
+        opt.step();
+      },
+      warm, steps);
 }
 
 // The same through models::Trainer, as the train/finetune tools run it: a fresh batch
@@ -164,8 +174,10 @@ DnnlCost dnnl_cost() {
     d.per_exec[beta] = execs ? g_news.load() - n0 : 0;
   }
   set_num_threads(prev);
-  MESSAGE(std::string(precision_name(gemm_precision())) << " GEMMs: oneDNN costs " << d.per_exec[0] << " operator-new calls per "
-          "execution, " << d.per_exec[1] << " with beta ≠ 0");
+  MESSAGE(std::string(precision_name(gemm_precision())) << " GEMMs: oneDNN costs " << d.per_exec[0]
+                                                        << " operator-new calls per "
+                                                           "execution, "
+                                                        << d.per_exec[1] << " with beta ≠ 0");
   CHECK(d.per_exec[0] <= 16);
   CHECK(d.per_exec[1] <= 16);
   return d;
@@ -206,7 +218,9 @@ TEST_CASE("a training step after warm-up takes nothing from the heap") {
     check_zero("pretrain (Trainer)", threads, count_trainer_steps(model, model.params(), kWarm, kSteps), kSteps);
 
     for (int v = 0; v < 4; ++v) {  // LoRA, MoSLoRA, LinChain, LinChain with chain biases
-      const nn::AdapterKind kind = v == 0 ? nn::AdapterKind::LoRA : v == 1 ? nn::AdapterKind::MoSLoRA : nn::AdapterKind::LinChain;
+      const nn::AdapterKind kind = v == 0   ? nn::AdapterKind::LoRA
+                                   : v == 1 ? nn::AdapterKind::MoSLoRA
+                                            : nn::AdapterKind::LinChain;
       models::LlamaModel base(small_config(), 4);
       nn::AdapterConfig ac;
       ac.kind = kind;
@@ -222,7 +236,8 @@ TEST_CASE("a training step after warm-up takes nothing from the heap") {
     big.dim = 64, big.hidden_dim = 128, big.seq_len = 64;
     models::LlamaModel model64(big, 5);
     model64.params().set_trainable(true);
-    check_zero("pretrain, dim 64, T 64", threads, count_model_steps(model64, model64.params(), kWarm, kSteps), kSteps, cost);
+    check_zero("pretrain, dim 64, T 64", threads, count_model_steps(model64, model64.params(), kWarm, kSteps), kSteps,
+               cost);
   }
   set_num_threads(prev);
   set_gemm_precision(prev_p);
@@ -247,8 +262,8 @@ TEST_CASE("a bf16 training step after warm-up: nothing from the backend's alloca
     ac.kind = nn::AdapterKind::LinChain;
     ac.rank = 4;
     nn::AdapterSet set = nn::attach_adapters(base.linears(), ac, 9);
-    check_zero("LinChain fine-tune (Trainer, bf16)", threads, count_trainer_steps(base, *set.store, kWarm, kSteps), kSteps,
-               cost);
+    check_zero("LinChain fine-tune (Trainer, bf16)", threads, count_trainer_steps(base, *set.store, kWarm, kSteps),
+               kSteps, cost);
   }
   set_num_threads(prev);
   set_gemm_precision(prev_p);

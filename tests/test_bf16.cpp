@@ -114,9 +114,10 @@ void check_bf16_gemm(const MatView& a, const MatView& b, const MatView& c, doubl
 
 TEST_CASE("bf16 rounding: nearest, ties to even, subnormals kept, NaN stays NaN, overflow to inf") {
   Rng rng(21);
-  std::vector<uint32_t> patterns{0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x3f817fffu,  // ties and near-ties
-                                 0x7f7fffffu, 0x7f7f7fffu, 0x7f7f8000u, 0x00000001u,  // the largest, overflow, subnormals
-                                 0x00008000u, 0x00018000u, 0x80010000u, 0x007fffffu, 0x00800000u};
+  std::vector<uint32_t> patterns{
+      0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x3f817fffu,  // ties and near-ties
+      0x7f7fffffu, 0x7f7f7fffu, 0x7f7f8000u, 0x00000001u,  // the largest, overflow, subnormals
+      0x00008000u, 0x00018000u, 0x80010000u, 0x007fffffu, 0x00800000u};
   for (int i = 0; i < 200000; ++i) patterns.push_back(static_cast<uint32_t>(rng.next_u64()));
   int64_t checked = 0;
   for (uint32_t u : patterns) {
@@ -132,7 +133,8 @@ TEST_CASE("bf16 rounding: nearest, ties to even, subnormals kept, NaN stays NaN,
       continue;
     }
     const double want = ref_bf16(static_cast<double>(x));
-    if (static_cast<double>(got) != want) FAIL_CHECK("bf16(" << std::hexfloat << x << ") = " << got << ", want " << want);
+    if (static_cast<double>(got) != want)
+      FAIL_CHECK("bf16(" << std::hexfloat << x << ") = " << got << ", want " << want);
     ++checked;
   }
   CHECK(checked > 190000);
@@ -164,7 +166,7 @@ TEST_CASE("bf16 GEMM matches the float64 product of the bf16-rounded inputs") {
   SUBCASE("large products, cut by rows and by columns, transposed operands") {
     const Tensor x = rand_uniform({512, 160}, -1, 1, rng), w = rand_uniform({192, 160}, -1, 1, rng);
     const Tensor y = rand_uniform({512, 192}, -1, 1, rng);
-    check_bf16_gemm(mat(x), mat(w).t(), mat(y), 1.0, 0.0);        // x·wᵀ, cut by rows (a linear layer)
+    check_bf16_gemm(mat(x), mat(w).t(), mat(y), 1.0, 0.0);  // x·wᵀ, cut by rows (a linear layer)
     check_bf16_gemm(mat(y).t(), mat(x), mat(Tensor::zeros({192, 160})), 1.0, 1.0);  // yᵀ·x (its weight gradient)
     const Tensor p = rand_uniform({96, 128}, -1, 1, rng), q = rand_uniform({128, 1024}, -1, 1, rng);
     check_bf16_gemm(mat(p), mat(q), mat(Tensor::zeros({96, 1024})), 1.0, 0.0);  // cut by columns
@@ -179,14 +181,16 @@ TEST_CASE("bf16 GEMM gives the same bits with 1, 2 and 3 threads on each way the
     const char* what;
     int64_t batch, m, n, k;
   };
-  for (const Case& cs : {Case{"batch of small", 16, 40, 48, 56}, Case{"rows", 1, 512, 192, 160},
-                         Case{"columns", 1, 96, 1024, 128}}) {
-    const Tensor a = rand_uniform({cs.batch, cs.m, cs.k}, -1, 1, rng), b = rand_uniform({cs.batch, cs.k, cs.n}, -1, 1, rng);
+  for (const Case& cs :
+       {Case{"batch of small", 16, 40, 48, 56}, Case{"rows", 1, 512, 192, 160}, Case{"columns", 1, 96, 1024, 128}}) {
+    const Tensor a = rand_uniform({cs.batch, cs.m, cs.k}, -1, 1, rng),
+                 b = rand_uniform({cs.batch, cs.k, cs.n}, -1, 1, rng);
     std::vector<std::vector<float>> runs;
     for (int threads : {1, 2, 3}) {
       set_num_threads(threads);
       Tensor c = Tensor::zeros({cs.batch, cs.m, cs.n});
-      backend_for(Device::CPU).gemm(mat(a, cs.batch, cs.m, cs.k), mat(b, cs.batch, cs.k, cs.n), mat(c, cs.batch, cs.m, cs.n));
+      backend_for(Device::CPU)
+          .gemm(mat(a, cs.batch, cs.m, cs.k), mat(b, cs.batch, cs.k, cs.n), mat(c, cs.batch, cs.m, cs.n));
       runs.push_back(c.to_f32_vector());
     }
     CHECK_MESSAGE(runs[0] == runs[1], cs.what);

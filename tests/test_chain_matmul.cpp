@@ -24,7 +24,8 @@ double brute_force_cost(const std::vector<int64_t>& p, int i, int j) {
   if (i == j) return 0;
   double best = std::numeric_limits<double>::infinity();
   for (int s = i; s < j; ++s)
-    best = std::min(best, brute_force_cost(p, i, s) + brute_force_cost(p, s + 1, j) + double(p[i]) * p[s + 1] * p[j + 1]);
+    best =
+        std::min(best, brute_force_cost(p, i, s) + brute_force_cost(p, s + 1, j) + double(p[i]) * p[s + 1] * p[j + 1]);
   return best;
 }
 
@@ -37,13 +38,15 @@ TEST_CASE("chain_matmul equals a naive chain of matmuls, values and gradients (f
       // Mixed shapes: dims drawn from 1..9, x with a leading batch dim on odd trials.
       std::vector<int64_t> d;
       for (int i = 0; i <= k + 1; ++i) d.push_back(1 + static_cast<int64_t>(rng.below(9)));
-      Tensor x = trial % 2 ? rand_uniform({2, d[0], d[1]}, -1, 1, rng, DType::F64) : rand_uniform({d[0], d[1]}, -1, 1, rng, DType::F64);
+      Tensor x = trial % 2 ? rand_uniform({2, d[0], d[1]}, -1, 1, rng, DType::F64)
+                           : rand_uniform({d[0], d[1]}, -1, 1, rng, DType::F64);
       std::vector<Tensor> f;
       std::vector<bool> tr;
       for (int i = 1; i <= k; ++i) {
         const bool t = rng.below(2) == 1;
         tr.push_back(t);
-        f.push_back(t ? rand_uniform({d[i + 1], d[i]}, -1, 1, rng, DType::F64) : rand_uniform({d[i], d[i + 1]}, -1, 1, rng, DType::F64));
+        f.push_back(t ? rand_uniform({d[i + 1], d[i]}, -1, 1, rng, DType::F64)
+                      : rand_uniform({d[i], d[i + 1]}, -1, 1, rng, DType::F64));
       }
       auto leaves = [&] {
         std::vector<Tensor> v{x.clone().set_requires_grad(true)};
@@ -165,7 +168,9 @@ TEST_CASE("adapted_linear equals linear + s·chain_matmul: values, gradients and
     CHECK(tape_nodes().size() == 1);  // one node: no separate chain, scale or add
     backward(ops::sum_all(ops::mul(yf, g)));
     auto c = leaves();
-    Tensor yc = ops::add(ops::linear(c[0], c[1]), ops::mul_scalar(ops::chain_matmul(c[0], {c[2], c[3], c[4], ops::transposed_factor(c[5])}, &pc), s));
+    Tensor yc =
+        ops::add(ops::linear(c[0], c[1]),
+                 ops::mul_scalar(ops::chain_matmul(c[0], {c[2], c[3], c[4], ops::transposed_factor(c[5])}, &pc), s));
     backward(ops::sum_all(ops::mul(yc, g)));
     INFO("frozen base " << frozen_base);
     CHECK(f[1].grad().defined() == !frozen_base);
@@ -199,13 +204,16 @@ TEST_CASE("adapted_linear: x's gradient from the root when the chain is x·(A·B
   NoGrad ng;
   // gx = 1·w0 + 0.5·1·(A·Bᵀ)ᵀ summed over the output columns.
   Tensor ones = Tensor::ones({5, 2}, DType::F64);
-  Tensor want = ops::add(ops::matmul(ones, w0), ops::mul_scalar(ops::matmul(ones, ops::matmul(A, B, false, true), false, true), 0.5));
+  Tensor want = ops::add(ops::matmul(ones, w0),
+                         ops::mul_scalar(ops::matmul(ones, ops::matmul(A, B, false, true), false, true), 0.5));
   CHECK(max_abs_diff(x.grad(), want) <= 1e-12);
 }
 
 TEST_CASE("adapted_linear rejects a chain that does not end in the weight's out features") {
   Tensor x = Tensor::zeros({4, 3}), w = Tensor::zeros({5, 3});
-  CHECK_THROWS_AS(ops::adapted_linear(x, w, {Tensor::zeros({3, 2}), ops::transposed_factor(Tensor::zeros({4, 2}))}, 1.0), ShapeError);
+  CHECK_THROWS_AS(ops::adapted_linear(x, w, {Tensor::zeros({3, 2}), ops::transposed_factor(Tensor::zeros({4, 2}))},
+                                      1.0),
+                  ShapeError);
   CHECK_THROWS_AS(ops::adapted_linear(x, Tensor::zeros({5, 4}), {Tensor::zeros({3, 2})}, 1.0), ShapeError);
   try {
     ops::adapted_linear(x, w, {Tensor::zeros({4, 2})}, 1.0);

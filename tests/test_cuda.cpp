@@ -91,7 +91,8 @@ void check_parity(const ops::GradCase& c, DType dt, Tol tol) {
   const std::string name = c.op + " " + c.detail + " " + dtype_name(dt);
   double worst = 0;
   const int64_t bad_y = mismatches(ref.y, got.y, tol, &worst);
-  CHECK_MESSAGE(bad_y == 0, name << ": output: " << bad_y << " of " << ref.y.size() << " elements differ, max diff " << worst);
+  CHECK_MESSAGE(bad_y == 0,
+                name << ": output: " << bad_y << " of " << ref.y.size() << " elements differ, max diff " << worst);
   REQUIRE(ref.grads.size() == got.grads.size());
   for (size_t k = 0; k < ref.grads.size(); ++k) {
     const int64_t bad = mismatches(ref.grads[k], got.grads[k], tol, &worst);
@@ -117,72 +118,118 @@ Tensor ids(Rng& g, const Shape& s, int64_t n, bool skewed, int every_ignored = 0
 std::vector<ops::GradCase> large_cases(Rng& g) {
   using namespace ops;
   std::vector<GradCase> cs;
-  cs.push_back({"matmul", "[3,70,130]*[130,90]", {rnd(g, {3, 70, 130}), rnd(g, {130, 90})}, [](const V& in) { return matmul(in[0], in[1]); }});
-  cs.push_back({"matmul", "[2,2,33,65]*[2,2,47,65]^T", {rnd(g, {2, 2, 33, 65}), rnd(g, {2, 2, 47, 65})},
-                [](const V& in) { return matmul(in[0], in[1], false, true); }});
-  cs.push_back({"matmul", "[2,65,33]^T*[47,65]^T", {rnd(g, {2, 65, 33}), rnd(g, {47, 65})},
-                [](const V& in) { return matmul(in[0], in[1], true, true); }});
-  cs.push_back({"linear", "[4,50,96]*w[200,96]^T", {rnd(g, {4, 50, 96}), rnd(g, {200, 96})}, [](const V& in) { return linear(in[0], in[1]); }});
-  cs.push_back({"add", "[64,300]+[300]", {rnd(g, {64, 300}), rnd(g, {300})}, [](const V& in) { return add(in[0], in[1]); }});
-  cs.push_back({"mul", "[8,1,40,1]*[1,16,1,50]", {rnd(g, {8, 1, 40, 1}), rnd(g, {1, 16, 1, 50})}, [](const V& in) { return mul(in[0], in[1]); }});
-  cs.push_back({"div", "[30,40,50]/[40,1]", {rnd(g, {30, 40, 50}), rnd(g, {40, 1}, 0.5, 1.5)}, [](const V& in) { return div(in[0], in[1]); }});
+  cs.push_back({"matmul", "[3,70,130]*[130,90]", {rnd(g, {3, 70, 130}), rnd(g, {130, 90})}, [](const V& in) {
+                  return matmul(in[0], in[1]);
+                }});
+  cs.push_back(
+      {"matmul", "[2,2,33,65]*[2,2,47,65]^T", {rnd(g, {2, 2, 33, 65}), rnd(g, {2, 2, 47, 65})}, [](const V& in) {
+         return matmul(in[0], in[1], false, true);
+       }});
+  cs.push_back({"matmul", "[2,65,33]^T*[47,65]^T", {rnd(g, {2, 65, 33}), rnd(g, {47, 65})}, [](const V& in) {
+                  return matmul(in[0], in[1], true, true);
+                }});
+  cs.push_back({"linear", "[4,50,96]*w[200,96]^T", {rnd(g, {4, 50, 96}), rnd(g, {200, 96})}, [](const V& in) {
+                  return linear(in[0], in[1]);
+                }});
+  cs.push_back(
+      {"add", "[64,300]+[300]", {rnd(g, {64, 300}), rnd(g, {300})}, [](const V& in) { return add(in[0], in[1]); }});
+  cs.push_back({"mul", "[8,1,40,1]*[1,16,1,50]", {rnd(g, {8, 1, 40, 1}), rnd(g, {1, 16, 1, 50})}, [](const V& in) {
+                  return mul(in[0], in[1]);
+                }});
+  cs.push_back({"div", "[30,40,50]/[40,1]", {rnd(g, {30, 40, 50}), rnd(g, {40, 1}, 0.5, 1.5)}, [](const V& in) {
+                  return div(in[0], in[1]);
+                }});
   cs.push_back({"sum", "[300,200] axis 0", {rnd(g, {300, 200})}, [](const V& in) { return sum(in[0], 0); }});
   cs.push_back({"sum", "[50,5000] axis -1", {rnd(g, {50, 5000})}, [](const V& in) { return sum(in[0], -1); }});
   cs.push_back({"mean", "[4,2000,3] axis 1", {rnd(g, {4, 2000, 3})}, [](const V& in) { return mean(in[0], 1); }});
   cs.push_back({"sum_all", "[700,1500]", {rnd(g, {700, 1500})}, [](const V& in) { return sum_all(in[0]); }});
   cs.push_back({"silu", "[1000,300]", {rnd(g, {1000, 300}, -4, 4)}, [](const V& in) { return silu(in[0]); }});
   cs.push_back({"gelu", "[1000,300]", {rnd(g, {1000, 300}, -4, 4)}, [](const V& in) { return gelu(in[0]); }});
-  cs.push_back({"pow_scalar", "[500,300]", {rnd(g, {500, 300}, 0.3, 2)}, [](const V& in) { return pow_scalar(in[0], 1.7); }});
-  cs.push_back({"softmax", "[3,2,200,200] causal", {rnd(g, {3, 2, 200, 200}, -3, 3)}, [](const V& in) { return softmax(in[0], true); }});
-  cs.push_back({"softmax", "[2,1,100,300] causal Tq<Tk", {rnd(g, {2, 1, 100, 300}, -3, 3)}, [](const V& in) { return softmax(in[0], true); }});
+  cs.push_back(
+      {"pow_scalar", "[500,300]", {rnd(g, {500, 300}, 0.3, 2)}, [](const V& in) { return pow_scalar(in[0], 1.7); }});
+  cs.push_back({"softmax", "[3,2,200,200] causal", {rnd(g, {3, 2, 200, 200}, -3, 3)}, [](const V& in) {
+                  return softmax(in[0], true);
+                }});
+  cs.push_back({"softmax", "[2,1,100,300] causal Tq<Tk", {rnd(g, {2, 1, 100, 300}, -3, 3)}, [](const V& in) {
+                  return softmax(in[0], true);
+                }});
   cs.push_back({"softmax", "[10,5000]", {rnd(g, {10, 5000}, -3, 3)}, [](const V& in) { return softmax(in[0]); }});
-  cs.push_back({"log_softmax", "[20,3000]", {rnd(g, {20, 3000}, -3, 3)}, [](const V& in) { return log_softmax(in[0]); }});
-  cs.push_back({"rmsnorm", "[3,100,384]", {rnd(g, {3, 100, 384}), rnd(g, {384})}, [](const V& in) { return rmsnorm(in[0], in[1]); }});
-  cs.push_back({"rmsnorm", "[2,70,8000]", {rnd(g, {2, 70, 8000}), rnd(g, {8000})}, [](const V& in) { return rmsnorm(in[0], in[1]); }});
-  cs.push_back({"layernorm", "[200,200]", {rnd(g, {200, 200}), rnd(g, {200}), rnd(g, {200})},
-                [](const V& in) { return layernorm(in[0], in[1], in[2]); }});
-  cs.push_back({"cross_entropy", "[300,2000] every 7th ignored", {rnd(g, {300, 2000}, -3, 3), ids(g, {300}, 2000, false, 7)},
+  cs.push_back(
+      {"log_softmax", "[20,3000]", {rnd(g, {20, 3000}, -3, 3)}, [](const V& in) { return log_softmax(in[0]); }});
+  cs.push_back({"rmsnorm", "[3,100,384]", {rnd(g, {3, 100, 384}), rnd(g, {384})}, [](const V& in) {
+                  return rmsnorm(in[0], in[1]);
+                }});
+  cs.push_back({"rmsnorm", "[2,70,8000]", {rnd(g, {2, 70, 8000}), rnd(g, {8000})}, [](const V& in) {
+                  return rmsnorm(in[0], in[1]);
+                }});
+  cs.push_back({"layernorm", "[200,200]", {rnd(g, {200, 200}), rnd(g, {200}), rnd(g, {200})}, [](const V& in) {
+                  return layernorm(in[0], in[1], in[2]);
+                }});
+  cs.push_back({"cross_entropy",
+                "[300,2000] every 7th ignored",
+                {rnd(g, {300, 2000}, -3, 3), ids(g, {300}, 2000, false, 7)},
                 [](const V& in) { return cross_entropy(in[0], in[1]); }});
-  cs.push_back({"rope", "[2,50,4,64] offset 100", {rnd(g, {2, 50, 4, 64})}, [](const V& in) { return rope(in[0], 100); }});
+  cs.push_back(
+      {"rope", "[2,50,4,64] offset 100", {rnd(g, {2, 50, 4, 64})}, [](const V& in) { return rope(in[0], 100); }});
   {  // packed rows: positions restart per sample
     std::vector<int32_t> pos(100);
     for (int32_t t = 0; t < 100; ++t) pos[static_cast<size_t>(t)] = t < 50 ? t % 20 : (t - 50) % 33;
-    cs.push_back({"rope", "[2,50,4,64] per-token positions", {rnd(g, {2, 50, 4, 64}), Tensor::from_i32(pos, {2, 50})},
+    cs.push_back({"rope",
+                  "[2,50,4,64] per-token positions",
+                  {rnd(g, {2, 50, 4, 64}), Tensor::from_i32(pos, {2, 50})},
                   [](const V& in) { return rope(in[0], 0, 10000.0, in[1]); }});
   }
-  cs.push_back({"embedding", "table[500,96] ids[40,50] skewed", {rnd(g, {500, 96}), ids(g, {40, 50}, 500, true)},
+  cs.push_back({"embedding",
+                "table[500,96] ids[40,50] skewed",
+                {rnd(g, {500, 96}), ids(g, {40, 50}, 500, true)},
                 [](const V& in) { return embedding(in[0], in[1]); }});
-  cs.push_back({"attention", "q[2,8,128,32] kv[2,2,128,32] causal", {rnd(g, {2, 8, 128, 32}), rnd(g, {2, 2, 128, 32}), rnd(g, {2, 2, 128, 32})},
+  cs.push_back({"attention",
+                "q[2,8,128,32] kv[2,2,128,32] causal",
+                {rnd(g, {2, 8, 128, 32}), rnd(g, {2, 2, 128, 32}), rnd(g, {2, 2, 128, 32})},
                 [](const V& in) { return attention(in[0], in[1], in[2], true); }});
-  cs.push_back({"attention", "q[1,4,3,16] kv[1,4,40,16] kv_len 20", {rnd(g, {1, 4, 3, 16}), rnd(g, {1, 4, 40, 16}), rnd(g, {1, 4, 40, 16})},
+  cs.push_back({"attention",
+                "q[1,4,3,16] kv[1,4,40,16] kv_len 20",
+                {rnd(g, {1, 4, 3, 16}), rnd(g, {1, 4, 40, 16}), rnd(g, {1, 4, 40, 16})},
                 [](const V& in) { return attention(in[0], in[1], in[2], true, 20); }});
   {  // packed rows: block-diagonal causal attention
     std::vector<int32_t> seg(256);
     for (int32_t t = 0; t < 256; ++t) seg[static_cast<size_t>(t)] = t < 128 ? t / 40 : (t - 128) / 70;
-    cs.push_back({"attention", "q[2,8,128,32] kv[2,2,128,32] causal, packed segments",
-                  {rnd(g, {2, 8, 128, 32}), rnd(g, {2, 2, 128, 32}), rnd(g, {2, 2, 128, 32}), Tensor::from_i32(seg, {2, 128})},
-                  [](const V& in) { return attention(in[0], in[1], in[2], true, -1, Keys::Rows, in[3]); }});
+    cs.push_back(
+        {"attention",
+         "q[2,8,128,32] kv[2,2,128,32] causal, packed segments",
+         {rnd(g, {2, 8, 128, 32}), rnd(g, {2, 2, 128, 32}), rnd(g, {2, 2, 128, 32}), Tensor::from_i32(seg, {2, 128})},
+         [](const V& in) { return attention(in[0], in[1], in[2], true, -1, Keys::Rows, in[3]); }});
   }
-  cs.push_back({"dropout", "[1000,300] p=0.1", {rnd(g, {1000, 300})}, [](const V& in) { return dropout(in[0], 0.1, 7); }});
-  cs.push_back({"transpose", "[8,64,16,32] 1<->2", {rnd(g, {8, 64, 16, 32})}, [](const V& in) { return transpose(in[0], 1, 2); }});
-  cs.push_back({"slice", "[40,300,20] axis 1", {rnd(g, {40, 300, 20})}, [](const V& in) { return slice(in[0], 1, 17, 200); }});
-  cs.push_back({"concat", "[30,100]+[30,300] axis 1", {rnd(g, {30, 100}), rnd(g, {30, 300})}, [](const V& in) { return concat({in[0], in[1]}, 1); }});
-  cs.push_back({"chain_matmul", "x[64,96]*A[96,8]*W[8,8]^3*B[80,8]^T",
+  cs.push_back(
+      {"dropout", "[1000,300] p=0.1", {rnd(g, {1000, 300})}, [](const V& in) { return dropout(in[0], 0.1, 7); }});
+  cs.push_back({"transpose", "[8,64,16,32] 1<->2", {rnd(g, {8, 64, 16, 32})}, [](const V& in) {
+                  return transpose(in[0], 1, 2);
+                }});
+  cs.push_back(
+      {"slice", "[40,300,20] axis 1", {rnd(g, {40, 300, 20})}, [](const V& in) { return slice(in[0], 1, 17, 200); }});
+  cs.push_back({"concat", "[30,100]+[30,300] axis 1", {rnd(g, {30, 100}), rnd(g, {30, 300})}, [](const V& in) {
+                  return concat({in[0], in[1]}, 1);
+                }});
+  cs.push_back({"chain_matmul",
+                "x[64,96]*A[96,8]*W[8,8]^3*B[80,8]^T",
                 {rnd(g, {64, 96}), rnd(g, {96, 8}), rnd(g, {8, 8}), rnd(g, {8, 8}), rnd(g, {8, 8}), rnd(g, {80, 8})},
-                [](const V& in) { return chain_matmul(in[0], {in[1], in[2], in[3], in[4], transposed_factor(in[5])}); }});
+                [](const V& in) {
+                  return chain_matmul(in[0], {in[1], in[2], in[3], in[4], transposed_factor(in[5])});
+                }});
   // A small transformer-like block: every kernel family in one graph.
-  cs.push_back({"block", "embed+rmsnorm+rope+attention+silu+ce",
+  cs.push_back({"block",
+                "embed+rmsnorm+rope+attention+silu+ce",
                 {rnd(g, {64, 32}), ids(g, {2, 24}, 64, true), rnd(g, {32}), rnd(g, {96, 32}), rnd(g, {64, 32})},
                 [](const V& in) {
-                  Tensor x = embedding(in[0], in[1]);                       // [2,24,32]
-                  Tensor h = rmsnorm(x, in[2]);                             // [2,24,32]
-                  Tensor qkv = linear(h, in[3]);                            // [2,24,96]
+                  Tensor x = embedding(in[0], in[1]);  // [2,24,32]
+                  Tensor h = rmsnorm(x, in[2]);        // [2,24,32]
+                  Tensor qkv = linear(h, in[3]);       // [2,24,96]
                   Tensor q = rope(reshape(slice(qkv, 2, 0, 32), {2, 24, 4, 8}));
                   Tensor k = rope(reshape(slice(qkv, 2, 32, 32), {2, 24, 4, 8}));
                   Tensor v = reshape(slice(qkv, 2, 64, 32), {2, 24, 4, 8});
                   Tensor a = attention(transpose(q, 1, 2), transpose(k, 1, 2), transpose(v, 1, 2), true);  // [2,4,24,8]
                   Tensor o = add(x, reshape(transpose(a, 1, 2), {2, 24, 32}));
-                  Tensor logits = linear(silu(o), in[4]);                   // [2,24,64]
+                  Tensor logits = linear(silu(o), in[4]);  // [2,24,64]
                   return cross_entropy(logits, in[1]);
                 }});
   return cs;
@@ -208,7 +255,8 @@ TEST_CASE("cuda: asking for the device without one gives a clear DeviceError") {
   } catch (const DeviceError& e) {
     msg = e.what();
   }
-  CHECK_MESSAGE((msg.find("no CUDA device") != std::string::npos || msg.find("built without CUDA") != std::string::npos),
+  CHECK_MESSAGE((msg.find("no CUDA device") != std::string::npos ||
+                 msg.find("built without CUDA") != std::string::npos),
                 "message was: " << msg);
   CHECK_THROWS_AS(Tensor::zeros({2, 3}, DType::F32, Device::CUDA), DeviceError);
   CHECK(cuda_malloc_count() == 0);
@@ -287,7 +335,8 @@ TEST_CASE("cuda: backend entries match the CPU (sum_squares, GEMM edge cases, op
   }
 
   SUBCASE("gemm into a C of batch 1 sums the batch in order") {
-    const Tensor a = rand_uniform({3, 4, 5}, -1, 1, rng, DType::F64), b = rand_uniform({3, 5, 6}, -1, 1, rng, DType::F64);
+    const Tensor a = rand_uniform({3, 4, 5}, -1, 1, rng, DType::F64),
+                 b = rand_uniform({3, 5, 6}, -1, 1, rng, DType::F64);
     const Tensor c0 = rand_uniform({4, 6}, -1, 1, rng, DType::F64);
     Tensor c_cpu = c0.clone(), c_gpu = c0.to(Device::CUDA);
     const Tensor a_gpu = a.to(Device::CUDA), b_gpu = b.to(Device::CUDA);
@@ -319,10 +368,14 @@ TEST_CASE("cuda: backend entries match the CPU (sum_squares, GEMM edge cases, op
         }
       }
       double worst = 0;
-      CHECK_MESSAGE(mismatches(p[0].to_f64_vector(), p[1].to_f64_vector(), tol, &worst) == 0, "adamw param, max diff " << worst);
-      CHECK_MESSAGE(mismatches(v[0].to_f64_vector(), v[1].to_f64_vector(), tol, &worst) == 0, "adamw v, max diff " << worst);
-      CHECK_MESSAGE(mismatches(q[0].to_f64_vector(), q[1].to_f64_vector(), tol, &worst) == 0, "sgd momentum, max diff " << worst);
-      CHECK_MESSAGE(mismatches(q2[0].to_f64_vector(), q2[1].to_f64_vector(), tol, &worst) == 0, "sgd plain, max diff " << worst);
+      CHECK_MESSAGE(mismatches(p[0].to_f64_vector(), p[1].to_f64_vector(), tol, &worst) == 0,
+                    "adamw param, max diff " << worst);
+      CHECK_MESSAGE(mismatches(v[0].to_f64_vector(), v[1].to_f64_vector(), tol, &worst) == 0,
+                    "adamw v, max diff " << worst);
+      CHECK_MESSAGE(mismatches(q[0].to_f64_vector(), q[1].to_f64_vector(), tol, &worst) == 0,
+                    "sgd momentum, max diff " << worst);
+      CHECK_MESSAGE(mismatches(q2[0].to_f64_vector(), q2[1].to_f64_vector(), tol, &worst) == 0,
+                    "sgd plain, max diff " << worst);
     }
   }
 
@@ -337,7 +390,8 @@ TEST_CASE("cuda: backend entries match the CPU (sum_squares, GEMM edge cases, op
     const std::vector<int32_t> out = dst.to_i32_vector();
     bool ok = true;
     for (int64_t r = 0; r < 7; ++r)
-      for (int64_t c = 0; c < 6; ++c) ok = ok && out[static_cast<size_t>(r * 6 + c)] == (c < 3 ? vals[static_cast<size_t>(c * 7 + r)] : -1);
+      for (int64_t c = 0; c < 6; ++c)
+        ok = ok && out[static_cast<size_t>(r * 6 + c)] == (c < 3 ? vals[static_cast<size_t>(c * 7 + r)] : -1);
     CHECK(ok);
   }
 }
@@ -351,7 +405,8 @@ TEST_CASE("cuda: the caching allocator stops calling cudaMalloc after warm-up") 
   for (int i = 0; i < 2; ++i) run_case(block, Device::CUDA, DType::F32);
   const int64_t before = cuda_malloc_count();
   for (int i = 0; i < 3; ++i) run_case(block, Device::CUDA, DType::F32);
-  CHECK_MESSAGE(cuda_malloc_count() == before, "cudaMalloc calls went from " << before << " to " << cuda_malloc_count());
+  CHECK_MESSAGE(cuda_malloc_count() == before,
+                "cudaMalloc calls went from " << before << " to " << cuda_malloc_count());
   CHECK(before > 0);
 }
 
@@ -374,10 +429,11 @@ TEST_CASE("cuda: KV-cache decoding on the GPU equals the CPU's full forward (f64
     for (int64_t b = 0; b < 2; ++b) {
       auto cache = gpu->make_cache(1);
       for (int64_t t = 0; t < 20; ++t) {
-        const auto lg = gpu->forward(Tensor::from_i32({ids[static_cast<size_t>(b * 20 + t)]}, {1, 1}), &cache)
-                            .to_f64_vector();
+        const auto lg =
+            gpu->forward(Tensor::from_i32({ids[static_cast<size_t>(b * 20 + t)]}, {1, 1}), &cache).to_f64_vector();
         for (int64_t v = 0; v < 40; ++v)
-          worst = std::max(worst, std::fabs(lg[static_cast<size_t>(v)] - full[static_cast<size_t>((b * 20 + t) * 40 + v)]));
+          worst =
+              std::max(worst, std::fabs(lg[static_cast<size_t>(v)] - full[static_cast<size_t>((b * 20 + t) * 40 + v)]));
       }
     }
     auto cache = gpu->make_cache(2);

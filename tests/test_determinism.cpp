@@ -27,10 +27,10 @@ std::vector<float> run_block(uint64_t seed, int64_t T = 64) {
   std::vector<int32_t> ids(B * T), tg(B * T);
   for (auto& v : ids) v = static_cast<int32_t>(rng.below(V));
   for (auto& v : tg) v = static_cast<int32_t>(rng.below(V));
-  Tensor x = ops::embedding(emb, Tensor::from_i32(ids, {B, T}));                       // [B,T,C]
+  Tensor x = ops::embedding(emb, Tensor::from_i32(ids, {B, T}));  // [B,T,C]
   Tensor h = ops::rmsnorm(x, norm);
   Tensor q = ops::add(ops::linear(h, wq), ops::chain_matmul(h, {A, M, ops::transposed_factor(Bm)}));  // [B,T,C]
-  Tensor q4 = ops::transpose(ops::rope(ops::reshape(q, {B, T, H, D})), 1, 2);          // [B,H,T,D]
+  Tensor q4 = ops::transpose(ops::rope(ops::reshape(q, {B, T, H, D})), 1, 2);                         // [B,H,T,D]
   Tensor k4 = ops::transpose(ops::rope(ops::reshape(ops::linear(h, wk), {B, T, KV, D})), 1, 2);
   Tensor v4 = ops::transpose(ops::reshape(ops::linear(h, wv), {B, T, KV, D}), 1, 2);
   Tensor a = ops::reshape(ops::transpose(ops::attention(q4, k4, v4), 1, 2), {B, T, C});

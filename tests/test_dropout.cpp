@@ -70,8 +70,8 @@ TEST_CASE("dropout: p = 0 is bit-identical to no dropout (forward and gradients)
   const Tensor w = rand_uniform({5, 6}, -1, 1, g);
   auto run = [&](bool with_p0) {
     Rng r(2);
-    Tensor x = rand_uniform({3, 4, 6}, -1, 1, r), a = rand_uniform({6, 2}, -1, 1, r), m = rand_uniform({2, 2}, -1, 1, r),
-           b = rand_uniform({5, 2}, -1, 1, r);
+    Tensor x = rand_uniform({3, 4, 6}, -1, 1, r), a = rand_uniform({6, 2}, -1, 1, r),
+           m = rand_uniform({2, 2}, -1, 1, r), b = rand_uniform({5, 2}, -1, 1, r);
     for (Tensor* t : {&x, &a, &m, &b}) t->set_requires_grad(true);
     const Tensor y = with_p0 ? ops::adapted_linear(x, w, {a, m, ops::transposed_factor(b)}, 0.5, nullptr, 0.0, 99)
                              : ops::adapted_linear(x, w, {a, m, ops::transposed_factor(b)}, 0.5);
@@ -86,17 +86,19 @@ TEST_CASE("dropout: p = 0 is bit-identical to no dropout (forward and gradients)
 
 TEST_CASE("dropout: the fused op is base(x) + chain(dropout(x)) with the same mask") {
   Rng g(3);
-  const Tensor x = rand_uniform({4, 5, 8}, -1, 1, g), w = rand_uniform({6, 8}, -1, 1, g), a = rand_uniform({8, 3}, -1, 1, g),
-               b = rand_uniform({6, 3}, -1, 1, g);
+  const Tensor x = rand_uniform({4, 5, 8}, -1, 1, g), w = rand_uniform({6, 8}, -1, 1, g),
+               a = rand_uniform({8, 3}, -1, 1, g), b = rand_uniform({6, 3}, -1, 1, g);
   NoGrad ng;
   const double p = 0.3, s = 2.0;
   const Tensor y = ops::adapted_linear(x, w, {a, ops::transposed_factor(b)}, s, nullptr, p, 12345);
-  const Tensor ref = ops::add(ops::linear(x, w),
-                              ops::mul_scalar(ops::chain_matmul(ops::dropout(x, p, 12345), {a, ops::transposed_factor(b)}), s));
+  const Tensor ref =
+      ops::add(ops::linear(x, w),
+               ops::mul_scalar(ops::chain_matmul(ops::dropout(x, p, 12345), {a, ops::transposed_factor(b)}), s));
   const double d = max_abs_diff(y, ref);
   MESSAGE("|fused − base + s·chain(dropout(x))| = " << d);
   CHECK(d <= 1e-5);
-  CHECK(max_abs_diff(y, ops::adapted_linear(x, w, {a, ops::transposed_factor(b)}, s)) > 1e-2);  // the mask does something
+  CHECK(max_abs_diff(y, ops::adapted_linear(x, w, {a, ops::transposed_factor(b)}, s)) >
+        1e-2);  // the mask does something
 }
 
 TEST_CASE("dropout: the mask keeps 1 − p of the elements, scaled by 1/(1 − p)") {
@@ -151,6 +153,6 @@ TEST_CASE("dropout through the Trainer: reproducible, seeded, off in evaluation"
   set.dropout_on(3);
   const Tensor on = model.forward(t);
   set.dropout_off();
-  CHECK(max_abs_diff(on, before) > 1e-4);  // on: the masks change the adapted output
+  CHECK(max_abs_diff(on, before) > 1e-4);    // on: the masks change the adapted output
   CHECK(bitwise(model.forward(t), before));  // off again: exactly the plain forward
 }

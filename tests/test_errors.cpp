@@ -55,8 +55,16 @@ TEST_CASE("normalisation, softmax and loss family") {
   expect_error<ShapeError>([] { ops::rmsnorm(z({2, 8}), z({7})); }, {"rmsnorm", "[7]", "[2,8]"});
   expect_error<ShapeError>([] { ops::layernorm(z({2, 8}), z({8}), z({7})); }, {"layernorm"});
   expect_error<ShapeError>([] { ops::softmax(z({2, 5, 3}), true); }, {"softmax", "causal"});
-  expect_error<ShapeError>([] { ops::cross_entropy(z({4, 5}), Tensor::from_i32({0, 1, 2}, {3})); }, {"cross_entropy", "3 targets"});
-  expect_error<ShapeError>([] { ops::cross_entropy(z({2, 5}), Tensor::from_i32({0, 9}, {2})); }, {"cross_entropy", "out of range"});
+  expect_error<ShapeError>(
+      [] {
+        ops::cross_entropy(z({4, 5}), Tensor::from_i32({0, 1, 2}, {3}));
+      },
+      {"cross_entropy", "3 targets"});
+  expect_error<ShapeError>(
+      [] {
+        ops::cross_entropy(z({2, 5}), Tensor::from_i32({0, 9}, {2}));
+      },
+      {"cross_entropy", "out of range"});
   expect_error<DTypeError>([] { ops::cross_entropy(z({2, 5}), z({2})); }, {"cross_entropy", "i32"});
 }
 
@@ -64,7 +72,11 @@ TEST_CASE("transformer family") {
   expect_error<ShapeError>([] { ops::rope(z({2, 3, 4})); }, {"rope", "[2,3,4]"});
   expect_error<ShapeError>([] { ops::rope(z({1, 2, 2, 5})); }, {"rope", "even"});
   expect_error<ShapeError>([] { ops::embedding(z({5, 3}), Tensor::from_i32({7}, {1})); }, {"embedding", "7", "[5,3]"});
-  expect_error<ShapeError>([] { ops::attention(z({1, 3, 2, 4}), z({1, 2, 2, 4}), z({1, 2, 2, 4})); }, {"attention", "multiple"});
+  expect_error<ShapeError>(
+      [] {
+        ops::attention(z({1, 3, 2, 4}), z({1, 2, 2, 4}), z({1, 2, 2, 4}));
+      },
+      {"attention", "multiple"});
   expect_error<ShapeError>([] { ops::attention(z({1, 2, 2, 4}), z({1, 2, 2, 4}), z({1, 2, 3, 4})); }, {"attention"});
   expect_error<ShapeError>([] { ops::dropout(z({3}), 1.5, 1); }, {"dropout"});
 }

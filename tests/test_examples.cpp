@@ -33,7 +33,8 @@ Run run(const std::string& cmd) {
 // Runs build/examples/NAME; false (with a message) when the repo root is not the cwd.
 bool run_example(const std::string& name, Run& r) {
   if (!std::filesystem::exists("examples/" + name + ".cpp")) {
-    return cg::testing::skip(cg::testing::SkipKind::Data, "examples/" + name + ".cpp not found (run the tests from the repo root)");
+    return cg::testing::skip(cg::testing::SkipKind::Data,
+                             "examples/" + name + ".cpp not found (run the tests from the repo root)");
   }
   const std::string bin = "build/examples/" + name;
   REQUIRE_MESSAGE(std::filesystem::exists(bin), bin << " is missing: the Makefile builds every examples/*.cpp");

@@ -37,13 +37,31 @@ struct Base {
   TempDir d;
   std::vector<std::string> ft;
   Base() {
-    const Run b = run(kTrain, {"--arith", "add", "--arith-lines", "2000", "--dim", "32", "--layers", "2", "--heads",
-                               "4", "--kv-heads", "2", "--seq", "32", "--batch", "4", "--steps", "3", "--seed", "3",
-                               "--out", d.file("base.safetensors")});
+    const Run b = run(kTrain, {"--arith",       "add",
+                               "--arith-lines", "2000",
+                               "--dim",         "32",
+                               "--layers",      "2",
+                               "--heads",       "4",
+                               "--kv-heads",    "2",
+                               "--seq",         "32",
+                               "--batch",       "4",
+                               "--steps",       "3",
+                               "--seed",        "3",
+                               "--out",         d.file("base.safetensors")});
     REQUIRE_MESSAGE(b.code == 0, b.err);
-    ft = {"--model", d.file("base.safetensors"), "--arith", "sub", "--arith-lines", "2000", "--adapter", "linchain",
-          "--rank", "4", "--chain", "3", "--seq", "32", "--batch", "4", "--lr", "1e-2", "--warmup", "2",
-          "--eval-every", "3", "--steps", "7", "--seed", "5"};
+    ft = {"--model",       d.file("base.safetensors"),
+          "--arith",       "sub",
+          "--arith-lines", "2000",
+          "--adapter",     "linchain",
+          "--rank",        "4",
+          "--chain",       "3",
+          "--seq",         "32",
+          "--batch",       "4",
+          "--lr",          "1e-2",
+          "--warmup",      "2",
+          "--eval-every",  "3",
+          "--steps",       "7",
+          "--seed",        "5"};
   }
 };
 
@@ -53,7 +71,9 @@ TEST_CASE("finetune --flow and gradflow --model on the same flags write the same
   if (!have_flow_tools()) return;
   Base base;
   const std::vector<std::string> flow{"--flow-every", "3"};
-  const Run f = run(kFinetune, with(base.ft, with(flow, {"--flow", base.d.file("ft.jsonl"), "--metrics", base.d.file("m.jsonl")})));
+  const Run f =
+      run(kFinetune,
+          with(base.ft, with(flow, {"--flow", base.d.file("ft.jsonl"), "--metrics", base.d.file("m.jsonl")})));
   REQUIRE_MESSAGE(f.code == 0, f.err);
   CHECK(f.err.find("wrote gradient flow") != std::string::npos);
   const Run g = run(kGradflow, with(base.ft, with(flow, {"--flow", base.d.file("gf.jsonl")})));
@@ -89,8 +109,8 @@ TEST_CASE("finetune --flow and gradflow --model on the same flags write the same
 TEST_CASE("finetune --flow-modules filters the rows; a bad regex is exit 2; --sample-every samples") {
   if (!have_flow_tools()) return;
   Base base;
-  const Run f = run(kFinetune, with(base.ft, {"--flow", base.d.file("q.jsonl"), "--flow-modules", "layers\\.1\\..*q_proj",
-                                              "--sample-every", "7", "--sample-tokens", "8"}));
+  const Run f = run(kFinetune, with(base.ft, {"--flow", base.d.file("q.jsonl"), "--flow-modules",
+                                              "layers\\.1\\..*q_proj", "--sample-every", "7", "--sample-tokens", "8"}));
   REQUIRE_MESSAGE(f.code == 0, f.err);
   const auto rows = jsonl(base.d.file("q.jsonl"));
   REQUIRE(rows.size() == 2);  // steps 0 and 6 (default --flow-every 10, and the last)

@@ -92,8 +92,7 @@ Checkpoint random_checkpoint(const LlamaConfig& c, uint64_t seed) {
   for (const TensorSpec& s : hf_llama_tensor_specs(c)) {
     if (s.name == "lm_head.weight" && c.tied_embeddings)
       ck.tensors.emplace_back(s.name, ck.get("model.embed_tokens.weight").clone());
-    else
-      ck.tensors.emplace_back(s.name, rand_normal(s.shape, 0.0, 1.0, rng));
+    else ck.tensors.emplace_back(s.name, rand_normal(s.shape, 0.0, 1.0, rng));
   }
   return ck;
 }
@@ -162,8 +161,12 @@ TEST_CASE("LlamaConfig: HF config JSON round trip and errors") {
 
 TEST_CASE("safetensors: write/read round trip is bit-exact and keeps metadata") {
   TempDir tmp;
-  const float specials[6] = {1.5f, -0.0f, std::numeric_limits<float>::denorm_min(),
-                             std::numeric_limits<float>::infinity(), std::bit_cast<float>(0x7fc00123u), -3.25e-7f};
+  const float specials[6] = {1.5f,
+                             -0.0f,
+                             std::numeric_limits<float>::denorm_min(),
+                             std::numeric_limits<float>::infinity(),
+                             std::bit_cast<float>(0x7fc00123u),
+                             -3.25e-7f};
   Rng rng(7);
   std::vector<std::pair<std::string, Tensor>> ts = {
       {"b.matrix", Tensor::from_f32(specials, {2, 3})},
@@ -198,21 +201,29 @@ TEST_CASE("safetensors: write/read round trip is bit-exact and keeps metadata") 
 
 TEST_CASE("safetensors: F16 and BF16 decode to the hand-computed floats") {
   const uint16_t f16[] = {0x3C00, 0xC000, 0x7BFF, 0x0001, 0x03FF, 0x8000, 0x7C00, 0x3555, 0x0400};
-  const float f16_want[] = {1.0f, -2.0f, 65504.0f, 5.9604644775390625e-8f /* 2^-24 */,
-                            6.0975551605224609375e-5f /* 1023·2^-24 */, -0.0f,
-                            std::numeric_limits<float>::infinity(), 0.333251953125f,
+  const float f16_want[] = {1.0f,
+                            -2.0f,
+                            65504.0f,
+                            5.9604644775390625e-8f /* 2^-24 */,
+                            6.0975551605224609375e-5f /* 1023·2^-24 */,
+                            -0.0f,
+                            std::numeric_limits<float>::infinity(),
+                            0.333251953125f,
                             6.103515625e-5f /* 2^-14 */};
   const uint16_t bf16[] = {0x3F80, 0xC040, 0x4049, 0x0001, 0xFF80, 0x3EAB};
-  const float bf16_want[] = {1.0f, -3.0f, 3.140625f, 9.18354961579912115600575419705e-41f /* 2^-133 */,
-                             -std::numeric_limits<float>::infinity(), 0.333984375f};
+  const float bf16_want[] = {1.0f,
+                             -3.0f,
+                             3.140625f,
+                             9.18354961579912115600575419705e-41f /* 2^-133 */,
+                             -std::numeric_limits<float>::infinity(),
+                             0.333984375f};
   std::vector<uint8_t> data(sizeof(f16) + sizeof(bf16) + 2);
   std::memcpy(data.data(), f16, sizeof(f16));
   std::memcpy(data.data() + sizeof(f16), bf16, sizeof(bf16));
   std::memcpy(data.data() + sizeof(f16) + sizeof(bf16), "\x00\x7e", 2);  // F16 quiet NaN 0x7E00
-  const std::string header =
-      R"({"h":{"dtype":"F16","shape":[3,3],"data_offsets":[0,18]},)"
-      R"("b":{"dtype":"BF16","shape":[6],"data_offsets":[18,30]},)"
-      R"("nan":{"dtype":"F16","shape":[1],"data_offsets":[30,32]}})";
+  const std::string header = R"({"h":{"dtype":"F16","shape":[3,3],"data_offsets":[0,18]},)"
+                             R"("b":{"dtype":"BF16","shape":[6],"data_offsets":[18,30]},)"
+                             R"("nan":{"dtype":"F16","shape":[1],"data_offsets":[30,32]}})";
   SafeTensors st = parse(make_st(header, data));
   const Tensor h = st.tensors.at("h"), b = st.tensors.at("b");
   CHECK(h.dtype() == DType::F32);
@@ -355,7 +366,8 @@ TEST_CASE("llama2c: stories260K loads with the documented config and HF names") 
       for (int64_t col : {0, 17, 63}) {
         CHECK(q[(head * hd + i) * D + col] == raw_at(wq0 + D * D + (head * hd + 2 * i) * D + col));
         CHECK(q[(head * hd + hd / 2 + i) * D + col] == raw_at(wq0 + D * D + (head * hd + 2 * i + 1) * D + col));
-        if (head < 4) CHECK(k[(head * hd + hd / 2 + i) * D + col] == raw_at(wk0 + KV * D + (head * hd + 2 * i + 1) * D + col));
+        if (head < 4)
+          CHECK(k[(head * hd + hd / 2 + i) * D + col] == raw_at(wk0 + KV * D + (head * hd + 2 * i + 1) * D + col));
       }
   CHECK(down[5 * H + 100] == raw_at(w2_0 + D * H + 5 * H + 100));
 
@@ -413,9 +425,10 @@ TEST_CASE("llama2c: write/read round trip, tied and untied") {
     Checkpoint ck = random_checkpoint(tiny_config(tied), tied ? 11 : 12);
     const std::vector<uint8_t> bytes = serialize_llama2c(ck);
     const LlamaConfig& c = ck.config;
-    const int64_t floats = c.vocab_size * c.dim * (tied ? 1 : 2) +
-                           c.n_layers * (2 * c.dim + 2 * c.dim * c.dim + 2 * c.kv_dim() * c.dim + 3 * c.dim * c.hidden_dim) +
-                           c.dim + c.seq_len * c.head_dim();
+    const int64_t floats =
+        c.vocab_size * c.dim * (tied ? 1 : 2) +
+        c.n_layers * (2 * c.dim + 2 * c.dim * c.dim + 2 * c.kv_dim() * c.dim + 3 * c.dim * c.hidden_dim) + c.dim +
+        c.seq_len * c.head_dim();
     CHECK(bytes.size() == static_cast<size_t>(28 + 4 * floats));
     check_same_checkpoint(parse_llama2c(bytes.data(), bytes.size(), "rt"), ck);
     TempDir tmp;
@@ -555,7 +568,8 @@ TEST_CASE("hf_llama: missing, extra or mis-shaped tensors and missing config are
     std::erase_if(ts, [&](const auto& p) { return p.first == name; });
     return ts;
   };
-  write_and_fail(without("model.layers.1.mlp.up_proj.weight"), meta, "missing tensor 'model.layers.1.mlp.up_proj.weight'");
+  write_and_fail(without("model.layers.1.mlp.up_proj.weight"), meta,
+                 "missing tensor 'model.layers.1.mlp.up_proj.weight'");
   write_and_fail(without("lm_head.weight"), meta, "missing tensor 'lm_head.weight'");
   auto extra = ck.tensors;
   extra.emplace_back("model.layers.2.input_layernorm.weight", Tensor::zeros({8}));

@@ -13,7 +13,8 @@ namespace {
 struct GemmCount {
   int64_t calls0;
   double flops0;
-  GemmCount() : calls0(backend_for(Device::CPU).stats().gemm_calls), flops0(backend_for(Device::CPU).stats().gemm_flops) {}
+  GemmCount()
+      : calls0(backend_for(Device::CPU).stats().gemm_calls), flops0(backend_for(Device::CPU).stats().gemm_flops) {}
   int64_t calls() const { return backend_for(Device::CPU).stats().gemm_calls - calls0; }
   double flops() const { return backend_for(Device::CPU).stats().gemm_flops - flops0; }
 };
@@ -27,7 +28,7 @@ TEST_CASE("a frozen weight gets no weight-gradient GEMM") {
   Tensor loss = ops::sum_all(y);
   GemmCount c;
   backward(loss);
-  CHECK(c.calls() == 1);                           // only gx = gy·w
+  CHECK(c.calls() == 1);  // only gx = gy·w
   CHECK(c.flops() == doctest::Approx(2.0 * 16 * 24 * 32));
   CHECK_FALSE(w.grad().defined());
   CHECK(x.grad().defined());

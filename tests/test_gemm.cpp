@@ -60,14 +60,14 @@ std::vector<float> bits(const Tensor& t) { return t.to_f32_vector(); }
 TEST_CASE("gemm on views matches a float64 loop") {
   Rng rng(3);
   const Tensor a = rand_uniform({3, 7, 5}, -1, 1, rng, DType::F64), b = rand_uniform({3, 5, 6}, -1, 1, rng, DType::F64);
-  const Tensor at_ = rand_uniform({3, 5, 7}, -1, 1, rng, DType::F64), bt = rand_uniform({3, 6, 5}, -1, 1, rng, DType::F64);
+  const Tensor at_ = rand_uniform({3, 5, 7}, -1, 1, rng, DType::F64),
+               bt = rand_uniform({3, 6, 5}, -1, 1, rng, DType::F64);
   Tensor c = rand_uniform({3, 7, 6}, -1, 1, rng, DType::F64), c1 = rand_uniform({7, 6}, -1, 1, rng, DType::F64);
   SUBCASE("every transpose pair, one matrix") {
     for (bool ta : {false, true})
       for (bool tb : {false, true})
         check_against_naive((ta ? mat(at_, 3, 5, 7) : mat(a, 3, 7, 5)).t(ta).sub(0, ta ? 5 : 7, 0, ta ? 7 : 5),
-                            (tb ? mat(bt) : mat(b)).rows_from(0, tb ? 6 : 5).t(tb), mat(c).rows_from(0, 7), 0.5,
-                            0.25);
+                            (tb ? mat(bt) : mat(b)).rows_from(0, tb ? 6 : 5).t(tb), mat(c).rows_from(0, 7), 0.5, 0.25);
   }
   SUBCASE("batched, shared B, sub-views with a leading dim") {
     check_against_naive(mat(a, 3, 7, 5), mat(b, 3, 5, 6), mat(c, 3, 7, 6), 1.0, 0.0);
@@ -82,8 +82,8 @@ TEST_CASE("gemm on views matches a float64 loop") {
         const MatView a1 = ta ? mat(at_, 3, 5, 7).sub(0, 5, 3, 1).t() : mat(a, 3, 7, 5).sub(2, 1, 0, 5);
         check_against_naive(a1, (tb ? mat(bt) : mat(b)).rows_from(0, tb ? 6 : 5).t(tb), mat(c).sub(1, 1, 0, 6), 0.5,
                             0.25);
-        check_against_naive(a1, tb ? mat(bt).sub(0, 4, 0, 5).t() : mat(b).sub(0, 5, 1, 4), mat(c).sub(3, 1, 2, 4),
-                            -1.0, 0.0);
+        check_against_naive(a1, tb ? mat(bt).sub(0, 4, 0, 5).t() : mat(b).sub(0, 5, 1, 4), mat(c).sub(3, 1, 2, 4), -1.0,
+                            0.0);
       }
     check_against_naive(mat(a, 3, 7, 5).sub(2, 1, 0, 5), mat(b, 3, 5, 6), mat(c, 3, 7, 6).sub(4, 1, 0, 6), 1.0, 0.5);
     check_against_naive(mat(a, 3, 7, 5).sub(2, 1, 0, 5), mat(bt, 3, 6, 5).t(), mat(c1).sub(0, 1, 0, 6), 1.0, 0.0);
@@ -120,8 +120,9 @@ TEST_CASE("gemm names the three views when they do not fit") {
   const Tensor a3 = Tensor::zeros({2, 4, 3}), b3 = Tensor::zeros({3, 3, 2}), c3 = Tensor::zeros({3, 4, 2});
   CHECK(message([&] { be.gemm(mat(a3, 2, 4, 3), mat(b3, 3, 3, 2), mat(c3, 3, 4, 2)); }).find("batch counts differ") !=
         std::string::npos);
-  CHECK(message([&] { be.gemm(mat(a), mat(Tensor::zeros({3, 2}, DType::F64)), mat(c)); }).find("dtypes differ") !=
-        std::string::npos);
+  CHECK(message([&] {
+          be.gemm(mat(a), mat(Tensor::zeros({3, 2}, DType::F64)), mat(c));
+        }).find("dtypes differ") != std::string::npos);
   CHECK(message([&] { (void)mat(a).sub(2, 3, 0, 3); }).find("outside f32[4×3]") != std::string::npos);
   CHECK(message([&] { (void)mat(a, 2, 4, 3); }).find("do not fit") != std::string::npos);
 }
@@ -135,16 +136,17 @@ TEST_CASE("gemm gives the same bits with 1, 2 and 3 threads on each way the CPU 
   };
   // A batch of small products; one large product cut by rows; one cut by columns; the
   // same for one-row products (GEMVs).
-  for (const Case& cs : {Case{"batch of small", 16, 40, 48, 56}, Case{"rows", 1, 512, 192, 160},
-                         Case{"columns", 1, 96, 1024, 128}, Case{"batch of one-row", 64, 1, 128, 64},
-                         Case{"one row, columns", 1, 1, 20000, 256}}) {
-    const Tensor a = rand_uniform({cs.batch, cs.m, cs.k}, -1, 1, rng), b = rand_uniform({cs.batch, cs.k, cs.n}, -1, 1, rng);
+  for (const Case& cs :
+       {Case{"batch of small", 16, 40, 48, 56}, Case{"rows", 1, 512, 192, 160}, Case{"columns", 1, 96, 1024, 128},
+        Case{"batch of one-row", 64, 1, 128, 64}, Case{"one row, columns", 1, 1, 20000, 256}}) {
+    const Tensor a = rand_uniform({cs.batch, cs.m, cs.k}, -1, 1, rng),
+                 b = rand_uniform({cs.batch, cs.k, cs.n}, -1, 1, rng);
     std::vector<std::vector<float>> runs;
     for (int threads : {1, 2, 3}) {
       set_num_threads(threads);
       Tensor c = Tensor::zeros({cs.batch, cs.m, cs.n});
-      backend_for(Device::CPU).gemm(mat(a, cs.batch, cs.m, cs.k), mat(b, cs.batch, cs.k, cs.n),
-                                    mat(c, cs.batch, cs.m, cs.n));
+      backend_for(Device::CPU)
+          .gemm(mat(a, cs.batch, cs.m, cs.k), mat(b, cs.batch, cs.k, cs.n), mat(c, cs.batch, cs.m, cs.n));
       runs.push_back(bits(c));
     }
     CHECK_MESSAGE(runs[0] == runs[1], cs.what);

@@ -31,7 +31,9 @@ const std::string kEvaluate = "build/bin/evaluate";
 
 bool have_all() {
   if (!fs::exists(kGenerate) || !fs::exists(kEvaluate)) {
-    return cg::testing::skip(cg::testing::SkipKind::Data, kGenerate + " / " + kEvaluate + " not found (run the tests from the repo root after make)");
+    return cg::testing::skip(cg::testing::SkipKind::Data,
+                             kGenerate + " / " + kEvaluate +
+                                 " not found (run the tests from the repo root after make)");
   }
   if (!fs::exists(kModel) || !fs::exists(kTok)) {
     return cg::testing::skip(cg::testing::SkipKind::Data, kModel + " not found (../shared/data absent)");
@@ -47,7 +49,8 @@ TEST_CASE("generate: greedy output equals the PyTorch reference (llama2.c's publ
   REQUIRE(r.code == 0);
   const std::string golden = slurp("tests/golden/stories260K_greedy.txt");
   CHECK(r.out == golden);
-  CHECK(golden.rfind("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.", 0) == 0);
+  CHECK(golden.rfind("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.",
+                     0) == 0);
   CHECK(r.err.find("achieved tok/s: ") != std::string::npos);
   MESSAGE("generate stderr: " << r.err);
 
@@ -86,7 +89,8 @@ TEST_CASE("generate: sampling is deterministic for a seed; .safetensors input gi
 TEST_CASE("evaluate: text loss equals the PyTorch reference's (1e-4); tasks give an accuracy") {
   if (!have_all()) return;
   const auto golden = nlohmann::json::parse(slurp("tests/golden/stories260K_eval_tinystories_sample.json"));
-  Run r = run(kEvaluate, {"--model", kModel, "--tokenizer", kTok, "--text", "tests/data/tinystories_sample.txt", "--json"});
+  Run r =
+      run(kEvaluate, {"--model", kModel, "--tokenizer", kTok, "--text", "tests/data/tinystories_sample.txt", "--json"});
   REQUIRE(r.code == 0);
   const auto j = nlohmann::json::parse(r.out);
   MESSAGE("evaluate: " << r.out << "reference: " << golden.dump());
@@ -148,11 +152,12 @@ TEST_CASE("generate / evaluate: bad input gives exit code 2 and one line on stde
       scores.push_back(full.score(i));
     }
     const auto bytes = cg::models::BpeTokenizer(pieces, scores, full.max_token_length()).serialize();
-    std::ofstream(d.file("tok300.bin"), std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                                                 static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(d.file("tok300.bin"), std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   }
   std::ofstream(d.file("bad.json")) << "[{\"instruction\": \"x\"";
-  std::ofstream(d.file("nochoice.json")) << R"([{"instruction": "What is 2+2?", "input": "", "output": "", "answer": "4"}])";
+  std::ofstream(d.file("nochoice.json"))
+      << R"([{"instruction": "What is 2+2?", "input": "", "output": "", "answer": "4"}])";
   std::ofstream(d.file("text.txt")) << "Once upon a time.";
 
   const std::vector<std::string> ok_tok = {"--tokenizer", kTok};
@@ -160,7 +165,8 @@ TEST_CASE("generate / evaluate: bad input gives exit code 2 and one line on stde
   check_usage_error(gen({"--model", d.file("missing.bin"), "--tokenizer", kTok}), "generate", "missing.bin");
   check_usage_error(gen({"--model", d.file("trunc.bin"), "--tokenizer", kTok}), "generate", "trunc.bin");
   check_usage_error(gen({"--model", d.file("header.bin"), "--tokenizer", kTok}), "generate", "header.bin");
-  check_usage_error(gen({"--model", d.file("garbage.safetensors"), "--tokenizer", kTok}), "generate", "garbage.safetensors");
+  check_usage_error(gen({"--model", d.file("garbage.safetensors"), "--tokenizer", kTok}), "generate",
+                    "garbage.safetensors");
   check_usage_error(gen({"--model", kModel, "--tokenizer", d.file("trunc_tok.bin")}), "generate", "trunc_tok.bin");
   check_usage_error(gen({"--model", kModel, "--tokenizer", d.file("tok300.bin")}), "generate", "512");
   check_usage_error(gen({"--model", kModel, "--tokenizer", d.file("nope.bin")}), "generate", "nope.bin");
@@ -172,17 +178,18 @@ TEST_CASE("generate / evaluate: bad input gives exit code 2 and one line on stde
   check_usage_error(gen({"--model", d.file("text.txt"), "--tokenizer", kTok}), "generate", "text.txt");
 
   auto ev = [&](std::vector<std::string> a) { return run(kEvaluate, a); };
-  check_usage_error(ev({"--model", kModel, "--tokenizer", kTok, "--text", d.file("missing.txt")}), "evaluate", "missing.txt");
+  check_usage_error(ev({"--model", kModel, "--tokenizer", kTok, "--text", d.file("missing.txt")}), "evaluate",
+                    "missing.txt");
   check_usage_error(ev({"--model", d.file("trunc.bin"), "--tokenizer", kTok, "--text", d.file("text.txt")}), "evaluate",
                     "trunc.bin");
-  check_usage_error(ev({"--model", kModel, "--tokenizer", d.file("tok300.bin"), "--text", d.file("text.txt")}), "evaluate",
-                    "512");
+  check_usage_error(ev({"--model", kModel, "--tokenizer", d.file("tok300.bin"), "--text", d.file("text.txt")}),
+                    "evaluate", "512");
   check_usage_error(ev({"--model", kModel, "--tokenizer", kTok}), "evaluate", "--text");
   check_usage_error(ev({"--model", kModel, "--tokenizer", kTok, "--task", d.file("bad.json")}), "evaluate", "bad.json");
   check_usage_error(ev({"--model", kModel, "--tokenizer", kTok, "--task", d.file("nochoice.json")}), "evaluate",
                     "Answer format");
   check_usage_error(ev({"--model", kModel, "--tokenizer", kTok, "--task", d.file("missing.json")}), "evaluate",
                     "missing.json");
-  check_usage_error(ev({"--model", kModel, "--tokenizer", kTok, "--text", d.file("text.txt"), "--frobnicate"}), "evaluate",
-                    "--frobnicate");
+  check_usage_error(ev({"--model", kModel, "--tokenizer", kTok, "--text", d.file("text.txt"), "--frobnicate"}),
+                    "evaluate", "--frobnicate");
 }

@@ -34,7 +34,8 @@ const std::string kGguf = "../shared/data/smollm2/SmolLM2-135M-Instruct.Q4_1.ggu
 
 std::vector<uint8_t> from_hex(const std::string& h) {
   std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(static_cast<uint8_t>(std::stoi(h.substr(i, 2), nullptr, 16)));
+  for (size_t i = 0; i + 1 < h.size(); i += 2)
+    out.push_back(static_cast<uint8_t>(std::stoi(h.substr(i, 2), nullptr, 16)));
   return out;
 }
 
@@ -200,8 +201,10 @@ TEST_CASE("gguf: hostile files through evaluate and tokenize → exit 2 and one 
     INFO(h.name);
     const std::string path = d.file(std::string(h.name) + ".gguf");
     write_file_atomic(path, h.bytes);
-    cg::testing::check_usage_error(cg::testing::run("build/bin/evaluate", {"--model", path, "--text", path}), "evaluate", h.needle);
-    cg::testing::check_usage_error(cg::testing::run("build/bin/tokenize", {"--tokenizer", path, "--file", path}), "tokenize", h.needle);
+    cg::testing::check_usage_error(cg::testing::run("build/bin/evaluate", {"--model", path, "--text", path}),
+                                   "evaluate", h.needle);
+    cg::testing::check_usage_error(cg::testing::run("build/bin/tokenize", {"--tokenizer", path, "--file", path}),
+                                   "tokenize", h.needle);
   }
 }
 
@@ -219,7 +222,8 @@ TEST_CASE("gguf: SmolLM2-135M-Instruct loads with the published hyperparameters"
   const Checkpoint ck = gguf_to_checkpoint(g);
   const auto t2 = std::chrono::steady_clock::now();
   MESSAGE("read+parse " << std::chrono::duration<double>(t1 - t0).count() << " s; dequantize all tensors " << deq
-          << " s; checkpoint (dequantize, q/k permutation, checks) " << std::chrono::duration<double>(t2 - t1).count() - deq << " s");
+                        << " s; checkpoint (dequantize, q/k permutation, checks) "
+                        << std::chrono::duration<double>(t2 - t1).count() - deq << " s");
   const LlamaConfig& c = ck.config;
   CHECK(g.version == 3);
   CHECK(c.n_layers == 30);
@@ -294,11 +298,14 @@ TEST_CASE("gguf: an HF folder written from it (one file or sharded) reads back b
   write_safetensors((fs::path(sh) / "model-00001-of-00002.safetensors").string(), a, {{"format", "pt"}});
   write_safetensors((fs::path(sh) / "model-00002-of-00002.safetensors").string(), b, {{"format", "pt"}});
   const std::string index = nlohmann::json{{"metadata", nlohmann::json::object()}, {"weight_map", map}}.dump();
-  write_file_atomic((fs::path(sh) / "model.safetensors.index.json").string(), std::vector<uint8_t>(index.begin(), index.end()));
+  write_file_atomic((fs::path(sh) / "model.safetensors.index.json").string(),
+                    std::vector<uint8_t>(index.begin(), index.end()));
   const Checkpoint sharded = read_checkpoint(sh);
-  for (size_t k = 0; k < ck.tensors.size(); ++k) CHECK(bitwise_equal(sharded.get(ck.tensors[k].first), ck.tensors[k].second));
+  for (size_t k = 0; k < ck.tensors.size(); ++k)
+    CHECK(bitwise_equal(sharded.get(ck.tensors[k].first), ck.tensors[k].second));
   map["model.norm.weight"] = "../elsewhere.safetensors";
   const std::string bad = nlohmann::json{{"weight_map", map}}.dump();
-  write_file_atomic((fs::path(sh) / "model.safetensors.index.json").string(), std::vector<uint8_t>(bad.begin(), bad.end()));
+  write_file_atomic((fs::path(sh) / "model.safetensors.index.json").string(),
+                    std::vector<uint8_t>(bad.begin(), bad.end()));
   CHECK_THROWS_AS(read_checkpoint(sh), FormatError);
 }

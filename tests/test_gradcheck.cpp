@@ -29,23 +29,28 @@ Tensor wrong_square(const Tensor& x) {
 
 TEST_CASE("gradcheck fails a wrong backward and passes a right one") {
   Rng rng(2);
-  ops::GradCase bad{"wrong_square", "[4]", {rand_uniform({4}, 0.5, 1.0, rng, DType::F64)},
+  ops::GradCase bad{"wrong_square",
+                    "[4]",
+                    {rand_uniform({4}, 0.5, 1.0, rng, DType::F64)},
                     [](const std::vector<Tensor>& in) { return wrong_square(in[0]); }};
   const auto r = ops::gradcheck(bad);
   CHECK_FALSE(r.pass);
   CHECK(r.max_rel_err > 0.1);
-  ops::GradCase good{"square", "[4]", {rand_uniform({4}, 0.5, 1.0, rng, DType::F64)},
+  ops::GradCase good{"square",
+                     "[4]",
+                     {rand_uniform({4}, 0.5, 1.0, rng, DType::F64)},
                      [](const std::vector<Tensor>& in) { return ops::mul(in[0], in[0]); }};
   CHECK(ops::gradcheck(good).pass);
 }
 
 TEST_CASE("the registry holds every op of ops/ops.h, ChainMatmul and AdaptedLinear, and all pass") {
-  const std::set<std::string> expected{"matmul", "linear", "add", "sub", "mul", "div", "add_scalar", "mul_scalar",
-                                       "pow_scalar", "neg", "exp", "log", "sqrt", "silu", "gelu", "relu", "sum",
-                                       "mean", "sum_all", "mean_all", "softmax", "log_softmax", "rmsnorm",
-                                       "layernorm", "cross_entropy", "rope", "embedding", "attention", "reshape",
-                                       "transpose", "slice", "concat", "dropout", "chain_matmul",
-                                       "adapted_linear"};
+  const std::set<std::string> expected{"matmul",  "linear",      "add",        "sub",          "mul",
+                                       "div",     "add_scalar",  "mul_scalar", "pow_scalar",   "neg",
+                                       "exp",     "log",         "sqrt",       "silu",         "gelu",
+                                       "relu",    "sum",         "mean",       "sum_all",      "mean_all",
+                                       "softmax", "log_softmax", "rmsnorm",    "layernorm",    "cross_entropy",
+                                       "rope",    "embedding",   "attention",  "reshape",      "transpose",
+                                       "slice",   "concat",      "dropout",    "chain_matmul", "adapted_linear"};
   std::set<std::string> got;
   for (const auto& op : ops::grad_registry()) {
     got.insert(op.name);

@@ -93,7 +93,8 @@ TEST_CASE("gradflow: effective and stable rank of known matrices") {
   CHECK(effective_rank(so) == doctest::Approx(1.0).epsilon(1e-9));
   CHECK(stable_rank(so) == doctest::Approx(1.0).epsilon(1e-9));
   // σ = (2, 1): p = (2/3, 1/3), exp(H) = 1.8899…; stable rank 5/4.
-  CHECK(effective_rank({2, 1}) == doctest::Approx(std::exp(-(2.0 / 3) * std::log(2.0 / 3) - (1.0 / 3) * std::log(1.0 / 3))));
+  CHECK(effective_rank({2, 1}) ==
+        doctest::Approx(std::exp(-(2.0 / 3) * std::log(2.0 / 3) - (1.0 / 3) * std::log(1.0 / 3))));
   CHECK(stable_rank({2, 1}) == doctest::Approx(1.25));
   CHECK(effective_rank({0, 0, 0}) == 0.0);
   CHECK(stable_rank({0, 0}) == 0.0);
@@ -108,10 +109,12 @@ TEST_CASE("gradflow: low-rank spectrum equals the SVD of the full product") {
     for (int64_t i = 0; i < out; ++i)
       for (int64_t j = 0; j < in; ++j)
         for (int64_t k = 0; k < r; ++k)
-          full[static_cast<size_t>(i * in + j)] += 0.5 * b[static_cast<size_t>(i * r + k)] * c[static_cast<size_t>(j * r + k)];
+          full[static_cast<size_t>(i * in + j)] +=
+              0.5 * b[static_cast<size_t>(i * r + k)] * c[static_cast<size_t>(j * r + k)];
     const auto ref = linalg::singular_values(full, out, in);
     const auto low = lowrank_singular_values(b, c, out, in, r, 0.5);
-    for (size_t i = 0; i < std::min(ref.size(), low.size()); ++i) CHECK(low[i] == doctest::Approx(ref[i]).epsilon(1e-10));
+    for (size_t i = 0; i < std::min(ref.size(), low.size()); ++i)
+      CHECK(low[i] == doctest::Approx(ref[i]).epsilon(1e-10));
     for (size_t i = ref.size(); i < low.size(); ++i) CHECK(std::abs(low[i]) < 1e-10);
   }
   // An adapter's spectrum against the SVD of delta_weight() (non-zero B).

@@ -64,8 +64,8 @@ int run_gradflow(const std::vector<std::string>& args, std::string* out) {
 }
 
 std::vector<std::string> base_args() {
-  return {"--model", kGolden + "dumpgrads_base.safetensors", "--tokenizer", "byte", "--text",
-          kGolden + "dumpgrads_text.txt", "--adapter-in", kGolden + "dumpgrads_adapter.safetensors"};
+  return {"--model", kGolden + "dumpgrads_base.safetensors", "--tokenizer",  "byte",
+          "--text",  kGolden + "dumpgrads_text.txt",         "--adapter-in", kGolden + "dumpgrads_adapter.safetensors"};
 }
 
 }  // namespace
@@ -104,8 +104,10 @@ TEST_CASE("gradflow --dump-grads matches the PyTorch reference (LinChain n = 3, 
 
 TEST_CASE("gradflow --dump-grads: bad input is one line and exit code 2") {
   REQUIRE_MESSAGE(fs::exists(kGradflow), kGradflow << " not found: run make, and the tests from the repo root");
-  std::vector<std::string> no_text{"--model", kGolden + "dumpgrads_base.safetensors", "--tokenizer", "byte",
-                                   "--arith", "add", "--dump-grads", "/tmp/never.safetensors"};
+  std::vector<std::string> no_text{"--model",      kGolden + "dumpgrads_base.safetensors",
+                                   "--tokenizer",  "byte",
+                                   "--arith",      "add",
+                                   "--dump-grads", "/tmp/never.safetensors"};
   std::string log;
   CHECK(run_gradflow(no_text, &log) == 2);
   CHECK(log.find("--text") != std::string::npos);

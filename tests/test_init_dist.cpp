@@ -68,7 +68,8 @@ TEST_CASE("adapter init: A uses fan-in 1/√in, mixers 1/√r, B = 0, on wide an
     cfg.alpha = 32;
     cfg.init = MixerInit::Kaiming;
     cfg.targets = parse_targets("q,up");
-    AdapterSet set = attach_adapters({{"model.layers.0.self_attn.q_proj", &wide}, {"model.layers.0.mlp.up_proj", &tall}}, cfg, 9);
+    AdapterSet set =
+        attach_adapters({{"model.layers.0.self_attn.q_proj", &wide}, {"model.layers.0.mlp.up_proj", &tall}}, cfg, 9);
     REQUIRE(set.adapters.size() == 2);
     for (const auto& a : set.adapters) {
       const int64_t in = a.linear->in_features(), out = a.linear->out_features();
@@ -80,7 +81,8 @@ TEST_CASE("adapter init: A uses fan-in 1/√in, mixers 1/√r, B = 0, on wide an
       const Stats b = stats(a.adapter->b());
       CHECK(b.max_abs == 0.0);
       REQUIRE(a.adapter->mixers().size() == static_cast<size_t>(cfg.num_mixers()));
-      for (const Tensor& w : a.adapter->mixers()) check_uniform(w, 1.0 / std::sqrt(static_cast<double>(r)), "mixer " + a.module);
+      for (const Tensor& w : a.adapter->mixers())
+        check_uniform(w, 1.0 / std::sqrt(static_cast<double>(r)), "mixer " + a.module);
     }
   }
 }

@@ -105,12 +105,13 @@ TEST_CASE("instruct: JSON lists and JSONL of both forms parse; hostile input is 
   REQUIRE(b[0].messages.size() == 2);
   CHECK(b[0].messages[1].content == "yo");
   CHECK(b[1].instruction == "k");
-  for (const std::string& bad : std::vector<std::string>{"", "  \n", "[]", "[{\"instruction\": \"i\"}]", "[{\"instruction\": 3, \"output\": \"o\"}]",
-                                "[{\"output\": \"o\"}]", "[1]", "{\"instruction\": \"i\", \"output\": \"o\"",
-                                "[{\"messages\": []}]", "[{\"messages\": [{\"role\": \"user\", \"content\": \"u\"}]}]",
-                                "[{\"messages\": [{\"role\": \"robot\", \"content\": \"u\"}]}]",
-                                "[{\"messages\": [{\"role\": \"assistant\"}]}]", std::string(100, '[') + std::string(100, ']'),
-                                "[{\"instruction\": \"" + std::string(kMaxRecordChars + 1, 'x') + "\", \"output\": \"\"}]"}) {
+  for (const std::string& bad : std::vector<std::string>{
+           "", "  \n", "[]", "[{\"instruction\": \"i\"}]", "[{\"instruction\": 3, \"output\": \"o\"}]",
+           "[{\"output\": \"o\"}]", "[1]", "{\"instruction\": \"i\", \"output\": \"o\"", "[{\"messages\": []}]",
+           "[{\"messages\": [{\"role\": \"user\", \"content\": \"u\"}]}]",
+           "[{\"messages\": [{\"role\": \"robot\", \"content\": \"u\"}]}]",
+           "[{\"messages\": [{\"role\": \"assistant\"}]}]", std::string(100, '[') + std::string(100, ']'),
+           "[{\"instruction\": \"" + std::string(kMaxRecordChars + 1, 'x') + "\", \"output\": \"\"}]"}) {
     INFO(bad.substr(0, 60));
     CHECK_THROWS_AS(parse_instruct_records(bad, "t"), FormatError);
   }
@@ -188,7 +189,7 @@ TEST_CASE("instruct: rows are packed greedily; every row comes once per epoch, b
   for (int t = 8; t < 21; ++t) want[static_cast<size_t>(t)] = 1;
   for (int t = 21; t < 26; ++t) want[static_cast<size_t>(t)] = 2;
   CHECK(row_seg == want);
-  CHECK(tg[static_cast<size_t>(first * 26)] == -1);  // sample 0's first target is in its prompt
+  CHECK(tg[static_cast<size_t>(first * 26)] == -1);               // sample 0's first target is in its prompt
   CHECK(tg[static_cast<size_t>(first * 26 + 7)] == s[0].ids[8]);  // its last: its last token
   for (uint64_t seed : {3u, 4u})
     for (int64_t epoch = 0; epoch < 3; ++epoch) {
@@ -199,7 +200,8 @@ TEST_CASE("instruct: rows are packed greedily; every row comes once per epoch, b
   std::vector<int64_t> order_a, order_b;
   for (int64_t i = 0; i < 10; ++i) order_a.push_back(padded.row_of(3, i)), order_b.push_back(padded.row_of(4, i));
   CHECK(order_a != order_b);
-  CHECK(std::vector<int64_t>(order_a.begin(), order_a.begin() + 5) != std::vector<int64_t>(order_a.begin() + 5, order_a.end()));
+  CHECK(std::vector<int64_t>(order_a.begin(), order_a.begin() + 5) !=
+        std::vector<int64_t>(order_a.begin() + 5, order_a.end()));
   // Any start gives the same rows (resume, data-parallel slices).
   const Batch whole = padded.train_batch(3, 4, 1), again = padded.train_batch(3, 4, 1);
   CHECK(whole.ids.to_i32_vector() == again.ids.to_i32_vector());
@@ -323,9 +325,11 @@ TEST_CASE("instruct: the same seed gives bit-identical training losses, padded a
 TEST_CASE("instruct: LLM-Adapters' training files load as records") {
   const std::string dir = "../shared/data/llm_adapters/dataset/";
   if (!cg::testing::have_file(dir)) return;
-  const std::vector<std::pair<std::string, size_t>> files{
-      {"boolq/train.json", 9427}, {"ARC-Easy/train.json", 2251}, {"ARC-Challenge/train.json", 1119},
-      {"openbookqa/train.json", 4957}, {"openbookqa/test.json", 500}};
+  const std::vector<std::pair<std::string, size_t>> files{{"boolq/train.json", 9427},
+                                                          {"ARC-Easy/train.json", 2251},
+                                                          {"ARC-Challenge/train.json", 1119},
+                                                          {"openbookqa/train.json", 4957},
+                                                          {"openbookqa/test.json", 500}};
   for (const auto& [f, n] : files) {
     INFO(f);
     const std::vector<InstructRecord> r = read_instruct_records(dir + f);

@@ -21,16 +21,19 @@ const std::string kTok = "../shared/data/stories260K/tok512.bin";
 
 // lr 0.01 on this text: the validation loss is lowest after 2 steps and rises after that.
 std::vector<std::string> args(std::vector<std::string> extra) {
-  std::vector<std::string> a = {"--model", kModel, "--tokenizer", kTok, "--data", "tests/data/tinystories_sample.txt",
-                                "--seq", "32", "--batch", "4", "--steps", "40", "--rank", "4", "--lr", "0.01",
-                                "--eval-every", "2", "--eval-batches", "4", "--val-frac", "0.2", "--threads", "1"};
+  std::vector<std::string> a = {
+      "--model",        kModel, "--tokenizer", kTok,   "--data",       "tests/data/tinystories_sample.txt",
+      "--seq",          "32",   "--batch",     "4",    "--steps",      "40",
+      "--rank",         "4",    "--lr",        "0.01", "--eval-every", "2",
+      "--eval-batches", "4",    "--val-frac",  "0.2",  "--threads",    "1"};
   a.insert(a.end(), extra.begin(), extra.end());
   return a;
 }
 
 }  // namespace
 
-TEST_CASE("finetune --keep-best / --patience: the best step is kept, a rising val loss stops the run, resume keeps the record") {
+TEST_CASE(
+    "finetune --keep-best / --patience: the best step is kept, a rising val loss stops the run, resume keeps the record") {
   if (!fs::exists(kFinetune) || !fs::exists(kModel))
     return (void)skip(SkipKind::Data, "build/bin/finetune or " + kModel + " not found");
   TempDir d;
@@ -84,11 +87,12 @@ TEST_CASE("finetune --keep-best / --patience: the best step is kept, a rising va
 
   // --eval-task: accuracy beside the val loss in the metrics rows and the progress line.
   const std::string task = d.file("task.json"), m3 = d.file("m3.jsonl");
-  std::ofstream(task) << R"([{"instruction": "Is the sky blue?\n\nAnswer format: true/false", "input": "", "output": "", "answer": "true"},
+  std::ofstream(task)
+      << R"([{"instruction": "Is the sky blue?\n\nAnswer format: true/false", "input": "", "output": "", "answer": "true"},
     {"instruction": "Is ice hot?\n\nAnswer format: true/false", "input": "", "output": "", "answer": "false"}])";
   for (const char* mode : {"likelihood", "generate"}) {
-    r = run(kFinetune, args({"--stop-after", "4", "--eval-task", task, "--eval-mode", mode, "--metrics", m3, "--keep-best",
-                             "accuracy", "--out", d.file("c.safetensors")}));
+    r = run(kFinetune, args({"--stop-after", "4", "--eval-task", task, "--eval-mode", mode, "--metrics", m3,
+                             "--keep-best", "accuracy", "--out", d.file("c.safetensors")}));
     REQUIRE(r.code == 0);
     CHECK(r.err.find("  accuracy ") != std::string::npos);
     std::ifstream m(m3);

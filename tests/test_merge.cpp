@@ -130,7 +130,8 @@ TEST_CASE("merge: a model with merged chain biases saves as an HF folder with bi
     const models::Checkpoint ck = m.to_checkpoint();
     CHECK(ck.config.attention_bias);
     CHECK(ck.config.mlp_bias);
-    CHECK(max_abs_diff(ck.get("model.layers.0.mlp.gate_proj.bias"), Tensor::zeros({40})) == 0.0);  // gate has no adapter
+    CHECK(max_abs_diff(ck.get("model.layers.0.mlp.gate_proj.bias"), Tensor::zeros({40})) ==
+          0.0);  // gate has no adapter
     if (!base_bias) CHECK(max_abs_diff(ck.get("model.layers.1.self_attn.o_proj.bias"), Tensor::zeros({32})) == 0.0);
     CHECK(max_abs_diff(ck.get("model.layers.1.self_attn.q_proj.bias"), Tensor::zeros({32})) > 1e-4);
     const auto dir = std::filesystem::temp_directory_path() / ("cg_test_merge_" + std::to_string(::getpid()));

@@ -84,7 +84,8 @@ double max_cache_diff(LlamaModel& m, const Tensor& ids, const std::vector<int64_
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < n; ++t)
         for (int64_t v = 0; v < V; ++v)
-          worst = std::max(worst, static_cast<double>(std::fabs(pf[(b * T + pos + t) * V + v] - pc[(b * n + t) * V + v])));
+          worst =
+              std::max(worst, static_cast<double>(std::fabs(pf[(b * T + pos + t) * V + v] - pc[(b * n + t) * V + v])));
     pos += n;
   }
   CHECK(cache.len == T);
@@ -193,10 +194,10 @@ TEST_CASE("LlamaModel: forward with a cache needs NoGrad and a fitting cache") {
   NoGrad ng;
   m.forward(ids, &cache);
   CHECK(cache.len == 3);
-  CHECK_THROWS_AS(m.forward(ids, &cache), ShapeError);      // 3 + 3 > capacity 4
-  CHECK_THROWS_AS(m.forward(random_ids(2, 1, 37, 1), &cache), ShapeError);  // batch 2 vs 1
+  CHECK_THROWS_AS(m.forward(ids, &cache), ShapeError);                             // 3 + 3 > capacity 4
+  CHECK_THROWS_AS(m.forward(random_ids(2, 1, 37, 1), &cache), ShapeError);         // batch 2 vs 1
   CHECK_THROWS_AS(m.forward(Tensor::from_i32({99}, {1, 1}), &cache), ShapeError);  // id ≥ vocab
-  CHECK_THROWS_AS(m.forward(random_ids(1, 17, 37, 1)), ShapeError);  // T > seq_len
+  CHECK_THROWS_AS(m.forward(random_ids(1, 17, 37, 1)), ShapeError);                // T > seq_len
 }
 
 TEST_CASE("LlamaModel: to_checkpoint / from_checkpoint keeps the logits") {
@@ -225,7 +226,7 @@ TEST_CASE("LlamaModel: loss starts near ln V and its gradient reaches every para
     m.params().set_trainable(true);
     Tensor ids = random_ids(2, 16, m.config().vocab_size, 6);
     auto tv = random_ids(2, 16, m.config().vocab_size, 7).to_i32_vector();  // independent of ids
-    tv[3] = -1;  // an ignored target
+    tv[3] = -1;                                                             // an ignored target
     Tensor targets = Tensor::from_i32(tv, {2, 16});
     Tensor loss = m.loss(ids, targets);
     CHECK(loss.item() == doctest::Approx(std::log(37.0)).epsilon(0.02));
@@ -277,7 +278,8 @@ TEST_CASE("sampling: argmax, greedy, determinism and top-p") {
   double z = 0;
   for (float l : logits) z += std::exp(l);
   for (int i = 0; i < 5; ++i)
-    CHECK(cf[static_cast<size_t>(i)] / 20000.0 == doctest::Approx(std::exp(logits[static_cast<size_t>(i)]) / z).epsilon(0.1));
+    CHECK(cf[static_cast<size_t>(i)] / 20000.0 ==
+          doctest::Approx(std::exp(logits[static_cast<size_t>(i)]) / z).epsilon(0.1));
   CHECK_THROWS_AS(models::Sampler(-1.0, 0.9, 0), FormatError);
 }
 

@@ -58,9 +58,10 @@ void write_json(const std::string& path, const nlohmann::json& j) { std::ofstrea
 // y = W₀·x + s·B·(chain)·A·x for a row-major [out, in] W₀ and one input x, in float64, from
 // PEFT-layout tensors: A [r, in], mixers M_j [r, r] applied in index order (h ← M_j·h + b_j),
 // B [out, r] — the forks' forward (tuners/lora.py: forward_B(forward_A(x)) · scaling).
-std::vector<double> peft_forward(const std::vector<double>& w0, const std::vector<double>& x, const std::vector<double>& a,
-                                 const std::vector<std::vector<double>>& mixers, const std::vector<std::vector<double>>& biases,
-                                 const std::vector<double>& b, int64_t in, int64_t out, int64_t r, double s) {
+std::vector<double> peft_forward(const std::vector<double>& w0, const std::vector<double>& x,
+                                 const std::vector<double>& a, const std::vector<std::vector<double>>& mixers,
+                                 const std::vector<std::vector<double>>& biases, const std::vector<double>& b,
+                                 int64_t in, int64_t out, int64_t r, double s) {
   std::vector<double> h(static_cast<size_t>(r), 0.0);
   for (int64_t i = 0; i < r; ++i)
     for (int64_t k = 0; k < in; ++k) h[size_t(i)] += a[size_t(i * in + k)] * x[size_t(k)];
@@ -184,16 +185,24 @@ TEST_CASE("PEFT folder: the authors' LinChain / MoSLoRA folders and PEFT LoRA lo
     int mixers;
     bool bias, ab, rslora;
   };
-  for (const Variant& var : {Variant{"linchain-authors", 3, true, false, false}, Variant{"moslora-authors", 1, false, true, false},
-                             Variant{"lora-rslora", 0, false, false, true}}) {
+  for (const Variant& var :
+       {Variant{"linchain-authors", 3, true, false, false}, Variant{"moslora-authors", 1, false, true, false},
+        Variant{"lora-rslora", 0, false, false, true}}) {
     const std::string vname = var.name;
     INFO(vname);
     const std::string dir = tmp.file(var.name);
     fs::create_directories(dir);
-    nlohmann::json cfg{{"peft_type", "LORA"},  {"task_type", "CAUSAL_LM"}, {"r", r},
-                       {"lora_alpha", 32},     {"lora_dropout", 0.05},     {"bias", "none"},
-                       {"merge_weights", false}, {"fan_in_fan_out", false}, {"enable_lora", nullptr},
-                       {"modules_to_save", nullptr}, {"inference_mode", true},
+    nlohmann::json cfg{{"peft_type", "LORA"},
+                       {"task_type", "CAUSAL_LM"},
+                       {"r", r},
+                       {"lora_alpha", 32},
+                       {"lora_dropout", 0.05},
+                       {"bias", "none"},
+                       {"merge_weights", false},
+                       {"fan_in_fan_out", false},
+                       {"enable_lora", nullptr},
+                       {"modules_to_save", nullptr},
+                       {"inference_mode", true},
                        {"base_model_name_or_path", "yahma/llama-7b-hf"},
                        {"target_modules", {"q_proj", "down_proj"}}};
     if (var.mixers > 0) cfg["lora_use_mixer"] = true;
@@ -216,7 +225,9 @@ TEST_CASE("PEFT folder: the authors' LinChain / MoSLoRA folders and PEFT LoRA lo
     write_safetensors(dir + "/adapter_model.safetensors", ts, {{"format", "pt"}});
 
     AdapterSet set = load_adapter(dir, model.linears());
-    CHECK(set.config.kind == (var.mixers == 0 ? AdapterKind::LoRA : var.ab ? AdapterKind::MoSLoRA : AdapterKind::LinChain));
+    CHECK(set.config.kind == (var.mixers == 0 ? AdapterKind::LoRA
+                              : var.ab        ? AdapterKind::MoSLoRA
+                                              : AdapterKind::LinChain));
     CHECK(set.config.num_mixers() == var.mixers);
     CHECK(set.config.chain_bias == var.bias);
     const double s = var.rslora ? 32.0 / std::sqrt(double(r)) : 32.0 / double(r);
@@ -233,9 +244,10 @@ TEST_CASE("PEFT folder: the authors' LinChain / MoSLoRA folders and PEFT LoRA lo
       }
       const int64_t in = lin->in_features(), out = lin->out_features();
       const Tensor x = rand_uniform({1, in}, -1, 1, rng);
-      const std::vector<double> ref =
-          peft_forward(lin->weight.to_f64_vector(), x.to_f64_vector(), st.tensors.at(pre + ".lora_A.weight").to_f64_vector(),
-                       mix, bias, st.tensors.at(pre + ".lora_B.weight").to_f64_vector(), in, out, r, s);
+      const std::vector<double> ref = peft_forward(lin->weight.to_f64_vector(), x.to_f64_vector(),
+                                                   st.tensors.at(pre + ".lora_A.weight").to_f64_vector(), mix, bias,
+                                                   st.tensors.at(pre + ".lora_B.weight").to_f64_vector(), in, out, r,
+                                                   s);
       const double d = rel_diff(lin->forward(x).to_f64_vector(), ref);
       MESSAGE(vname << " " << name << ": max|ours − fork formula| / max|y| = " << d);
       CHECK(d < cg::testing::tol::kPeftForwardRel);
@@ -284,7 +296,12 @@ TEST_CASE("PEFT folder: hostile or unsupported folders are FormatErrors naming t
       {variant([](auto& c) { c["bias"] = "all"; }, same), "bias"},
       {variant([](auto& c) { c["fan_in_fan_out"] = true; }, same), "fan_in_fan_out"},
       {variant([](auto& c) { c["modules_to_save"] = {"lm_head"}; }, same), "modules_to_save"},
-      {variant([](auto& c) { c["rank_pattern"] = {{"q_proj", 8}}; }, same), "rank_pattern"},
+      {variant(
+           [](auto& c) {
+             c["rank_pattern"] = {{"q_proj", 8}};
+           },
+           same),
+       "rank_pattern"},
       {variant([](auto& c) { c["mixer_num"] = 2; }, same), "lora_mixer.2"},  // now unexpected
       {variant([](auto& c) { c.erase("lora_alpha"); }, same), "lora_alpha"},
       {variant([](auto& c) { c.erase("target_modules"); }, same), "target_modules"},
@@ -292,19 +309,27 @@ TEST_CASE("PEFT folder: hostile or unsupported folders are FormatErrors naming t
       {variant([](auto& c) { c["r"] = "four"; }, same), "r must be an integer"},
       {variant(same, [&](auto& ts) { std::erase_if(ts, [&](auto& p) { return p.first == q0 + ".lora_B.weight"; }); }),
        q0 + ".lora_B.weight"},
-      {variant(same, [&](auto& ts) { ts.emplace_back(q0 + ".lora_embedding_A", Tensor::zeros({4})); }), "lora_embedding_A"},
-      {variant(same, [&](auto& ts) {
-         for (auto& p : ts)
-           if (p.first == q0 + ".lora_mixer.1.weight") p.second = Tensor::zeros({4, 5});
-       }), "lora_mixer.1"},
-      {variant(same, [&](auto& ts) {
-         for (auto& p : ts)
-           if (p.first == q0 + ".lora_mixer.0.bias") p.second = Tensor::zeros({5});
-       }), "lora_mixer.0.bias"},
+      {variant(same, [&](auto& ts) { ts.emplace_back(q0 + ".lora_embedding_A", Tensor::zeros({4})); }),
+       "lora_embedding_A"},
+      {variant(same,
+               [&](auto& ts) {
+                 for (auto& p : ts)
+                   if (p.first == q0 + ".lora_mixer.1.weight") p.second = Tensor::zeros({4, 5});
+               }),
+       "lora_mixer.1"},
+      {variant(same,
+               [&](auto& ts) {
+                 for (auto& p : ts)
+                   if (p.first == q0 + ".lora_mixer.0.bias") p.second = Tensor::zeros({5});
+               }),
+       "lora_mixer.0.bias"},
   };
   for (const Case& c : cases) {
     INFO(c.dir << " expects " << c.needle);
-    const std::string e = error_of([&] { Model x; load_adapter(c.dir, x.linears()); });
+    const std::string e = error_of([&] {
+      Model x;
+      load_adapter(c.dir, x.linears());
+    });
     CHECK(e.find(c.needle) != std::string::npos);
     CHECK(e.find('\n') == std::string::npos);
   }
@@ -379,17 +404,20 @@ TEST_CASE("tools: --adapter-in reads both layouts; --export-lora; hostile adapte
   TempDir d;
   const std::string base = d.file("base.safetensors"), text = d.file("t.txt");
   std::ofstream(text) << "12+34=46\n7+8=15\n";
-  Run r = cg::testing::run(train, {"--arith", "add", "--arith-lines", "500", "--dim", "32", "--layers", "2", "--heads",
-                                   "4", "--seq", "32", "--batch", "4", "--steps", "2", "--threads", "1", "--out", base});
+  Run r = cg::testing::run(train, {"--arith",   "add", "--arith-lines", "500", "--dim",   "32", "--layers", "2",
+                                   "--heads",   "4",   "--seq",         "32",  "--batch", "4",  "--steps",  "2",
+                                   "--threads", "1",   "--out",         base});
   REQUIRE_MESSAGE(r.code == 0, r.err);
   auto ft = [&](const std::vector<std::string>& extra) {
-    std::vector<std::string> a{"--model", base, "--arith", "add", "--arith-lines", "500", "--seq", "32", "--batch", "4",
-                               "--steps", "3", "--lr", "1e-2", "--threads", "1", "--eval-batches", "1", "--rank", "4"};
+    std::vector<std::string> a{"--model",        base, "--arith", "add", "--arith-lines", "500",  "--seq",     "32",
+                               "--batch",        "4",  "--steps", "3",   "--lr",          "1e-2", "--threads", "1",
+                               "--eval-batches", "1",  "--rank",  "4"};
     a.insert(a.end(), extra.begin(), extra.end());
     return cg::testing::run(finetune, a);
   };
   auto loss_with = [&](const std::string& adapter) {
-    Run e = cg::testing::run(evaluate, {"--model", base, "--tokenizer", "byte", "--text", text, "--json", "--adapter-in", adapter});
+    Run e = cg::testing::run(evaluate, {"--model", base, "--tokenizer", "byte", "--text", text, "--json",
+                                        "--adapter-in", adapter});
     REQUIRE_MESSAGE(e.code == 0, e.err);
     return nlohmann::json::parse(e.out).at("loss").get<double>();
   };
@@ -417,18 +445,20 @@ TEST_CASE("tools: --adapter-in reads both layouts; --export-lora; hostile adapte
   r = ft({"--adapter-in", d.file("lcb"), "--out", d.file("lcb2")});
   CHECK_MESSAGE(r.code == 0, r.err);
   CHECK(r.err.find("linchain (chain biases) r=4 n=2") != std::string::npos);
-  r = cg::testing::run(generate, {"--model", base, "--tokenizer", "byte", "--adapter-in", d.file("lcb"), "--temperature", "0", "--steps", "8"});
+  r = cg::testing::run(generate, {"--model", base, "--tokenizer", "byte", "--adapter-in", d.file("lcb"),
+                                  "--temperature", "0", "--steps", "8"});
   CHECK_MESSAGE(r.code == 0, r.err);
   r = cg::testing::run(gradflow, {"--model", base, "--text", text, "--adapter-in", d.file("lcb"), "--dump-grads",
                                   d.file("g.safetensors")});
   CHECK_MESSAGE(r.code == 0, r.err);
 
   // Refusals, one line and exit 2, before any training.
-  cg::testing::check_usage_error(ft({"--adapter", "linchain", "--chain-bias", "--export-lora", d.file("x")}), "finetune",
-                                 "cannot carry");
+  cg::testing::check_usage_error(ft({"--adapter", "linchain", "--chain-bias", "--export-lora", d.file("x")}),
+                                 "finetune", "cannot carry");
   cg::testing::check_usage_error(ft({"--adapter-in", d.file("lcb"), "--export-lora", d.file("x")}), "finetune",
                                  "cannot carry");
-  cg::testing::check_usage_error(cg::testing::run(convert, {"--adapter-in", d.file("lcb"), "--export-lora", d.file("x")}),
+  cg::testing::check_usage_error(cg::testing::run(convert,
+                                                  {"--adapter-in", d.file("lcb"), "--export-lora", d.file("x")}),
                                  "convert", "cannot carry");
   CHECK_FALSE(fs::exists(d.file("x")));
   // LoRA with a bias in B's span: no PEFT form, refused before training; as one file it
@@ -456,7 +486,8 @@ TEST_CASE("tools: --adapter-in reads both layouts; --export-lora; hostile adapte
                                  "convert", "cannot carry");
   cg::testing::check_usage_error(ft({"--adapter-in", d.file("lc"), "--out", d.file("lc")}), "finetune",
                                  "same file as --adapter-in");
-  cg::testing::check_usage_error(ft({"--adapter-in", d.file("lc") + "/adapter_model.safetensors", "--out", d.file("lc")}),
+  cg::testing::check_usage_error(ft({"--adapter-in", d.file("lc") + "/adapter_model.safetensors", "--out",
+                                     d.file("lc")}),
                                  "finetune", "same file as --adapter-in");
   fs::create_directories(d.file("pickle"));
   std::ofstream(d.file("pickle") + "/adapter_model.bin") << "not opened";
@@ -488,25 +519,34 @@ TEST_CASE("tools: --adapter-in reads both layouts; --export-lora; hostile adapte
     for (auto& p : ts)
       if (p.first == q0 + ".lora_B.weight") p.second = Tensor::zeros({32, 5});
   });
-  edited("missing", [&](auto& ts) { std::erase_if(ts, [&](auto& p) { return p.first == q0 + ".lora_mixer.2.weight"; }); });
+  edited("missing",
+         [&](auto& ts) { std::erase_if(ts, [&](auto& p) { return p.first == q0 + ".lora_mixer.2.weight"; }); });
   // An adapter of another model: rank 4 on a base of width 64.
   const std::string wide = d.file("wide.safetensors");
-  r = cg::testing::run(train, {"--arith", "add", "--arith-lines", "500", "--dim", "64", "--layers", "2", "--heads", "4",
-                               "--seq", "32", "--batch", "4", "--steps", "1", "--threads", "1", "--out", wide});
+  r = cg::testing::run(train,
+                       {"--arith", "add", "--arith-lines", "500", "--dim",   "64", "--layers",  "2", "--heads", "4",
+                        "--seq",   "32",  "--batch",       "4",   "--steps", "1",  "--threads", "1", "--out",   wide});
   REQUIRE_MESSAGE(r.code == 0, r.err);
-  const std::vector<std::pair<std::string, std::string>> hostile{
-      {d.file("pickle"), "execute"},          {d.file("pickle") + "/adapter_model.bin", "execute"},
-      {d.file("noconfig"), "adapter_config.json"}, {d.file("badjson"), "adapter_config.json"},
-      {d.file("dupkey"), "'r' appears twice"},            {d.file("absent"), "absent"},
-      {d.file("unknown"), "lora_magnitude_vector"},       {d.file("wrongshape"), "rank r = 4"},
-      {d.file("missing"), "lora_mixer.2.weight"}};
+  const std::vector<std::pair<std::string, std::string>> hostile{{d.file("pickle"), "execute"},
+                                                                 {d.file("pickle") + "/adapter_model.bin", "execute"},
+                                                                 {d.file("noconfig"), "adapter_config.json"},
+                                                                 {d.file("badjson"), "adapter_config.json"},
+                                                                 {d.file("dupkey"), "'r' appears twice"},
+                                                                 {d.file("absent"), "absent"},
+                                                                 {d.file("unknown"), "lora_magnitude_vector"},
+                                                                 {d.file("wrongshape"), "rank r = 4"},
+                                                                 {d.file("missing"), "lora_mixer.2.weight"}};
   for (const auto& [path, needle] : hostile) {
     INFO(path);
-    cg::testing::check_usage_error(cg::testing::run(evaluate, {"--model", base, "--tokenizer", "byte", "--text", text, "--adapter-in", path}),
+    cg::testing::check_usage_error(cg::testing::run(evaluate, {"--model", base, "--tokenizer", "byte", "--text", text,
+                                                               "--adapter-in", path}),
                                    "evaluate", needle);
-    cg::testing::check_usage_error(cg::testing::run(generate, {"--model", base, "--tokenizer", "byte", "--adapter-in", path}), "generate", needle);
+    cg::testing::check_usage_error(cg::testing::run(generate,
+                                                    {"--model", base, "--tokenizer", "byte", "--adapter-in", path}),
+                                   "generate", needle);
   }
-  cg::testing::check_usage_error(cg::testing::run(evaluate, {"--model", wide, "--tokenizer", "byte", "--text", text, "--adapter-in", d.file("lc")}),
+  cg::testing::check_usage_error(cg::testing::run(evaluate, {"--model", wide, "--tokenizer", "byte", "--text", text,
+                                                             "--adapter-in", d.file("lc")}),
                                  "evaluate", "the model's weight is");
   cg::testing::check_usage_error(ft({"--adapter-in", d.file("pickle")}), "finetune", "execute");
   cg::testing::check_usage_error(cg::testing::run(convert, {"--adapter-in", d.file("lc")}), "convert", "--adapter-out");

@@ -14,8 +14,7 @@
 namespace fs = std::filesystem;
 using namespace cg::testing;
 
-namespace {
-}
+namespace {}
 
 TEST_CASE("recipes: every recipe parses and validates; the short one runs; the command line overrides the file") {
   if (!fs::exists(kFinetune) || !fs::exists("../shared/data/llm_adapters/dataset/boolq/test.json") ||
@@ -32,8 +31,8 @@ TEST_CASE("recipes: every recipe parses and validates; the short one runs; the c
     REQUIRE(j.is_object());
     if (e.path().filename() == "short-stories260k.json") continue;
     // Everything is checked before the model is read, so a missing model is the first error.
-    std::vector<std::string> a = {"--config", e.path().string(), "--model", d.file("no-model.gguf"), "--metrics",
-                                  d.file("m.jsonl"), "--checkpoint", d.file("ck")};
+    std::vector<std::string> a = {"--config",  e.path().string(), "--model",      d.file("no-model.gguf"),
+                                  "--metrics", d.file("m.jsonl"), "--checkpoint", d.file("ck")};
     a.insert(a.end(), outputs.begin(), outputs.end());
     check_usage_error(run(kFinetune, a), "finetune", "no-model.gguf");
     CHECK(j.at("rank") == 16);

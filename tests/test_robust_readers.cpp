@@ -52,7 +52,8 @@ TEST_CASE("safetensors: deep nesting, duplicate names, holes and trailing bytes 
   const auto t0 = std::chrono::steady_clock::now();
   CHECK(error_of(raw_safetensors(std::string(200000, '{'), 0)).find("nested") != std::string::npos);
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2));
-  const std::string dup = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
+  const std::string dup =
+      R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
   CHECK(error_of(raw_safetensors(dup, 8)).find("'w' appears twice") != std::string::npos);
   const std::string hole = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
   CHECK(error_of(raw_safetensors(hole, 8)).find("hole") != std::string::npos);
@@ -60,7 +61,8 @@ TEST_CASE("safetensors: deep nesting, duplicate names, holes and trailing bytes 
   CHECK(error_of(raw_safetensors(tail, 8)).find("belong to no tensor") != std::string::npos);
   CHECK(error_of(raw_safetensors(tail, 4)).empty());
   // A long non-natural shape is described, not echoed.
-  const std::string big_shape = R"({"w":{"dtype":"F32","shape":[")" + std::string(100000, 'x') + R"("],"data_offsets":[0,4]}})";
+  const std::string big_shape =
+      R"({"w":{"dtype":"F32","shape":[")" + std::string(100000, 'x') + R"("],"data_offsets":[0,4]}})";
   const std::string e2 = error_of(raw_safetensors(big_shape, 4));
   CHECK(e2.find("non-natural") != std::string::npos);
   CHECK(e2.size() < 200);
@@ -70,9 +72,10 @@ TEST_CASE("JSON from outside: depth limit, also in a task file; task caps") {
   CHECK_THROWS_WITH_AS(parse_json_limited(std::string(100, '[') + std::string(100, ']'), "c.json"),
                        doctest::Contains("nested more than"), FormatError);
   CHECK(parse_json_limited(std::string(64, '[') + std::string(64, ']'), "c.json").is_array());
-  CHECK(parse_json_limited(R"({"s":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["})", "c.json").is_object());
-  CHECK_THROWS_WITH_AS(parse_task(std::string(1000, '[') + std::string(1000, ']'), "t.json"), doctest::Contains("nested"),
-                       FormatError);
+  CHECK(parse_json_limited(R"({"s":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["})", "c.json")
+            .is_object());
+  CHECK_THROWS_WITH_AS(parse_task(std::string(1000, '[') + std::string(1000, ']'), "t.json"),
+                       doctest::Contains("nested"), FormatError);
   std::string choices = "a0";
   for (int i = 1; i < 1000000; ++i) choices += "/a" + std::to_string(i);
   const std::string item = R"([{"instruction":"Pick.\n\nAnswer format: )" + choices + R"(","input":"","answer":"a1"}])";
@@ -191,7 +194,8 @@ TEST_CASE("train state: negative second moments, non-finite values and absurd st
     write_file_atomic(p, serialize_safetensors(ts, meta));
     return p;
   };
-  CHECK_THROWS_WITH_AS(load_train_state(rewrite("optim.v.w", -1, "", ""), s, o), doctest::Contains("negative"), FormatError);
+  CHECK_THROWS_WITH_AS(load_train_state(rewrite("optim.v.w", -1, "", ""), s, o), doctest::Contains("negative"),
+                       FormatError);
   CHECK_THROWS_WITH_AS(load_train_state(rewrite("w", std::nanf(""), "", ""), s, o), doctest::Contains("non-finite"),
                        FormatError);
   CHECK_THROWS_WITH_AS(load_train_state(rewrite("", 0, "step", "18446744073709551615"), s, o),

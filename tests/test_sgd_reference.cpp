@@ -24,11 +24,20 @@ TEST_CASE("finetune --optimizer sgd --schedule constant matches PyTorch plain SG
   TempDir d;
   for (const char* threads : {"1", "2"}) {
     INFO("threads " << threads);
-    const Run r = run("build/bin/finetune",
-                      {"--model", model, "--tokenizer", tok, "--text", "tests/golden/sgd_text.txt", "--adapter-in",
-                       "tests/golden/sgd_lora_init.safetensors", "--optimizer", "sgd", "--schedule", "constant", "--lr",
-                       "0.05", "--warmup", "0", "--clip", "0", "--weight-decay", "0", "--steps", "10", "--batch", "1",
-                       "--threads", threads, "--metrics", d.file("m.jsonl")});
+    const Run r = run("build/bin/finetune", {"--model",        model,
+                                             "--tokenizer",    tok,
+                                             "--text",         "tests/golden/sgd_text.txt",
+                                             "--adapter-in",   "tests/golden/sgd_lora_init.safetensors",
+                                             "--optimizer",    "sgd",
+                                             "--schedule",     "constant",
+                                             "--lr",           "0.05",
+                                             "--warmup",       "0",
+                                             "--clip",         "0",
+                                             "--weight-decay", "0",
+                                             "--steps",        "10",
+                                             "--batch",        "1",
+                                             "--threads",      threads,
+                                             "--metrics",      d.file("m.jsonl")});
     REQUIRE_MESSAGE(r.code == 0, r.err);
     std::vector<double> got;
     std::ifstream f(d.file("m.jsonl"));

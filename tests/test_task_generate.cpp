@@ -56,7 +56,7 @@ TEST_CASE("extract_answer: the first LLM-Adapters pattern in the reply, the last
   CHECK(extract_answer(boolq, " the correct answer is false") == "false");
   CHECK(extract_answer(boolq, "false, no wait, true") == "false");
   CHECK(extract_answer(boolq, "It is true that it is false") == "true");
-  CHECK(extract_answer(boolq, "True") == "");  // case-sensitive, as re.findall(r'true|false')
+  CHECK(extract_answer(boolq, "True") == "");        // case-sensitive, as re.findall(r'true|false')
   CHECK(extract_answer(boolq, "untrue") == "true");  // no word boundaries either
   CHECK(answer_correct(boolq, "false"));
   CHECK_FALSE(answer_correct(boolq, ""));
@@ -107,9 +107,10 @@ TEST_CASE("parse_hellaswag_text: 6-line records become LLM-Adapters' hellaswag i
   REQUIRE(items.size() == 1);
   CHECK(items[0].answer == "ending4");
   CHECK(items[0].choices == std::vector<std::string>{"ending1", "ending2", "ending3", "ending4"});
-  CHECK(items[0].instruction ==
-        "Please choose the correct ending to complete the given sentence: Roof: A man is on a roof. he\n\n"
-        "Ending1: is a. Ending2: is b. Ending3: is c. Ending4: is d.\n\nAnswer format: ending1/ending2/ending3/ending4");
+  CHECK(
+      items[0].instruction ==
+      "Please choose the correct ending to complete the given sentence: Roof: A man is on a roof. he\n\n"
+      "Ending1: is a. Ending2: is b. Ending3: is c. Ending4: is d.\n\nAnswer format: ending1/ending2/ending3/ending4");
   CHECK_THROWS_AS(parse_hellaswag_text("ctx\n7\na\nb\nc\nd\n", "hs"), FormatError);
   CHECK_THROWS_AS(parse_hellaswag_text("ctx\n1\na\nb\n", "hs"), FormatError);
   // Items without "Answer format:" are kept for generation and refused for likelihood.
@@ -139,7 +140,8 @@ TEST_CASE("greedy_batch: a batch of prompts decodes token for token as each prom
   const auto stopped = greedy_batch(*model, prompts, 24, {stop});
   const auto& first = batched[0].new_tokens;
   CHECK(stopped[0].stopped);
-  CHECK(stopped[0].new_tokens == std::vector<int>(first.begin(), first.begin() + (std::find(first.begin(), first.end(), stop) - first.begin())));
+  CHECK(stopped[0].new_tokens ==
+        std::vector<int>(first.begin(), first.begin() + (std::find(first.begin(), first.end(), stop) - first.begin())));
   CHECK_THROWS_AS(greedy_batch(*model, {prompts[0], {1, 2}}, 4, {}), ShapeError);
   CHECK_THROWS_AS(greedy_batch(*model, {prompts[0]}, 512, {}), ShapeError);
 }
@@ -151,8 +153,8 @@ TEST_CASE("score_task_generate: batching items changes no reply; the baselines a
   std::vector<TaskItem> items;
   for (const char* q : {"Is the sky blue?", "Is the sun hot?", "Is ice cold?", "Is the sea wet?", "Can a cat fly?",
                         "Is a dog an animal?"})
-    items.push_back(item({"true", "false"}, items.size() % 3 ? "true" : "false")), items.back().instruction =
-        std::string(q) + "\n\nAnswer format: true/false";
+    items.push_back(item({"true", "false"}, items.size() % 3 ? "true" : "false")),
+        items.back().instruction = std::string(q) + "\n\nAnswer format: true/false";
   auto replies = [&](int64_t batch, TaskScore* score) {
     GenerateEvalOptions o;
     o.max_new = 16;

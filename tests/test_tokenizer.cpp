@@ -24,7 +24,8 @@ const std::string kGolden = "tests/golden/tokenizer_tok512.json";
 
 std::string from_hex(const std::string& hex) {
   std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
   return out;
 }
 
@@ -55,8 +56,7 @@ std::vector<int> naive_encode(const BpeTokenizer& t, const std::string& text, bo
     size_t j = i + 1;
     while (j < text.size() && (static_cast<unsigned char>(text[j]) & 0xC0) == 0x80 && j - i < 4) ++j;
     const std::string ch = text.substr(i, j - i);
-    if (t.lookup(ch) >= 0)
-      ids.push_back(t.lookup(ch));
+    if (t.lookup(ch) >= 0) ids.push_back(t.lookup(ch));
     else
       for (char c : ch) ids.push_back(static_cast<unsigned char>(c) + 3);
     i = j;
@@ -117,13 +117,13 @@ TEST_CASE("BpeTokenizer: tok512 round trips ASCII, handles BOS, byte fallback an
   if (!cg::testing::have_file(kTok512)) return;
   const BpeTokenizer tok = BpeTokenizer::read(kTok512, 512);
   for (const std::string text : {"Once upon a time, there was a little girl named Lily.",
-                                 "She liked to play outside.\nOne day, she saw a big, red ball!",
-                                 "x", "   spaces   ", "Tom & Jerry's 42 cats: [ok] {no} ~tilde~"}) {
+                                 "She liked to play outside.\nOne day, she saw a big, red ball!", "x", "   spaces   ",
+                                 "Tom & Jerry's 42 cats: [ok] {no} ~tilde~"}) {
     CAPTURE(text);
     const std::vector<int> ids = tok.encode(text, true, false);
     CHECK(ids.front() == 1);
     if (text.size() > 20) CHECK(ids.size() < text.size());  // merges happened
-    CHECK(tok.decode(ids) == text);       // the dummy-prefix space is stripped after BOS
+    CHECK(tok.decode(ids) == text);                         // the dummy-prefix space is stripped after BOS
     const std::vector<int> no_bos = tok.encode(text, false, true);
     CHECK(no_bos.front() != 1);
     CHECK(no_bos.back() == 2);
@@ -173,9 +173,22 @@ TEST_CASE("BpeTokenizer: heap merge order equals run.c's rescan loop") {
     CHECK(t.encode("xx", false, false) == std::vector<int>{' ' + 3, t.lookup("x"), t.lookup("x")});
   }
   SUBCASE("random texts over a vocabulary with many equal scores") {
-    const BpeTokenizer t = make_vocab({{" ", 0}, {"a", 0}, {"b", 0}, {"c", 0}, {"ab", -1}, {"bc", -1}, {"ca", -1},
-                                       {"aa", -2}, {"abc", -1}, {" a", -3}, {"bca", -2}, {"aaa", -1}, {"cc", -1},
-                                       {"abca", -4}, {"ccc", -1}, {"\xc3\xa9", 0}});
+    const BpeTokenizer t = make_vocab({{" ", 0},
+                                       {"a", 0},
+                                       {"b", 0},
+                                       {"c", 0},
+                                       {"ab", -1},
+                                       {"bc", -1},
+                                       {"ca", -1},
+                                       {"aa", -2},
+                                       {"abc", -1},
+                                       {" a", -3},
+                                       {"bca", -2},
+                                       {"aaa", -1},
+                                       {"cc", -1},
+                                       {"abca", -4},
+                                       {"ccc", -1},
+                                       {"\xc3\xa9", 0}});
     Rng rng(5);
     for (int i = 0; i < 300; ++i) {
       const std::string s = random_text(rng, "abc abc\xc3\xa9", 1 + rng.below(40));

@@ -70,13 +70,13 @@ TEST_CASE("tokenizer.json: BOS/EOS and add_bos from the file") {
 TEST_CASE("unicode: the pre-tokenizer classes") {
   using namespace cg::models::unicode;
   CHECK(is_letter('a'));
-  CHECK(is_letter(0x00E9));   // é
-  CHECK(is_letter(0x4E2D));   // 中
+  CHECK(is_letter(0x00E9));  // é
+  CHECK(is_letter(0x4E2D));  // 中
   CHECK_FALSE(is_letter('1'));
   CHECK(is_number('7'));
-  CHECK(is_number(0x0663));   // Arabic-Indic three
-  CHECK(is_number(0x00BD));   // ½ (No)
-  CHECK(is_number(0x216B));   // Ⅻ (Nl)
+  CHECK(is_number(0x0663));  // Arabic-Indic three
+  CHECK(is_number(0x00BD));  // ½ (No)
+  CHECK(is_number(0x216B));  // Ⅻ (Nl)
   CHECK_FALSE(is_number('x'));
   CHECK(is_space(0x00A0));
   CHECK(is_space(0x2028));

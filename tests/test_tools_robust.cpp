@@ -37,8 +37,9 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
   return a;
 }
 
-const std::vector<std::string> kModel{"--arith", "add", "--arith-lines", "2000", "--dim", "32", "--layers", "2",
-                                      "--heads", "4", "--seq", "32", "--batch", "4", "--threads", "1", "--seed", "3"};
+const std::vector<std::string> kModel{"--arith",  "add", "--arith-lines", "2000", "--dim",  "32",
+                                      "--layers", "2",   "--heads",       "4",    "--seq",  "32",
+                                      "--batch",  "4",   "--threads",     "1",    "--seed", "3"};
 
 std::string make_base(const TempDir& d) {
   const std::string base = d.file("base.safetensors");
@@ -53,11 +54,13 @@ TEST_CASE("finetune: SIGINT mid-run → exit 130, one line, checkpoint + adapter
   if (!have_tools()) return;
   TempDir d;
   const std::string base = make_base(d);
-  const std::vector<std::string> ft{"--model", base, "--arith", "sub", "--arith-lines", "2000", "--adapter", "lora",
-                                    "--rank", "4", "--seq", "32", "--batch", "4", "--lr", "1e-2", "--eval-every", "0",
-                                    "--threads", "1", "--seed", "5", "--steps", "1000000"};
+  const std::vector<std::string> ft{"--model",   base,   "--arith", "sub",  "--arith-lines", "2000",
+                                    "--adapter", "lora", "--rank",  "4",    "--seq",         "32",
+                                    "--batch",   "4",    "--lr",    "1e-2", "--eval-every",  "0",
+                                    "--threads", "1",    "--seed",  "5",    "--steps",       "1000000"};
   const std::string ck = d.file("ck.safetensors"), metrics = d.file("m.jsonl");
-  Run i = run_interrupted(kFinetune, with(ft, {"--checkpoint", ck, "--out", d.file("ad.safetensors"), "--metrics", metrics}),
+  Run i = run_interrupted(kFinetune,
+                          with(ft, {"--checkpoint", ck, "--out", d.file("ad.safetensors"), "--metrics", metrics}),
                           metrics, 20, SIGINT);
   INFO("stderr: " << i.err);
   REQUIRE(i.code == 130);
@@ -74,11 +77,12 @@ TEST_CASE("finetune: SIGINT mid-run → exit 130, one line, checkpoint + adapter
   // The uninterrupted run to k + 5, and the resumed one (same metrics file: appended).
   Run s = run(kFinetune, with(ft, {"--stop-after", std::to_string(k + 5), "--metrics", d.file("s.jsonl")}));
   REQUIRE_MESSAGE(s.code == 0, s.err);
-  Run r = run(kFinetune, with(ft, {"--resume", ck, "--checkpoint", ck, "--stop-after", std::to_string(k + 5), "--metrics", metrics}));
+  Run r = run(kFinetune, with(ft, {"--resume", ck, "--checkpoint", ck, "--stop-after", std::to_string(k + 5),
+                                   "--metrics", metrics}));
   REQUIRE_MESSAGE(r.code == 0, r.err);
   const auto a = rows(d.file("s.jsonl")), b = rows(metrics);
   REQUIRE(a.size() == static_cast<size_t>(k + 5));
-  REQUIRE(b.size() == static_cast<size_t>(k + 5));  // the k rows kept, 5 appended
+  REQUIRE(b.size() == static_cast<size_t>(k + 5));                  // the k rows kept, 5 appended
   CHECK(rows(metrics, true).size() == static_cast<size_t>(k + 6));  // and one step-0 row, not repeated
   for (size_t j = 0; j < a.size(); ++j) {
     INFO("step " << a[j]["step"]);
@@ -148,8 +152,8 @@ TEST_CASE("train and finetune: hostile flags are one line, exit 2, before anythi
       {{"--modle", "x"}, "unknown flag --modle; did you mean --model?"},
       {{"--schedule", "step"}, "--schedule"},
       {{"--arith-max", "2", "--eval-arith", "3"}, "no held-out operand pair"},
-      {{"--out", d.file("dir.safetensors")}, "is a directory"},                  // a file path that is a folder
-      {{"--out", d.file("plain")}, "exists and is not a folder"},                 // a folder path that is a file
+      {{"--out", d.file("dir.safetensors")}, "is a directory"},    // a file path that is a folder
+      {{"--out", d.file("plain")}, "exists and is not a folder"},  // a folder path that is a file
       {{"--export-lora", d.file("plain")}, "exists and is not a folder"},
       {{"--out", base}, "is the same file as --model"},
       {{"--merge-out", d.file("./base.safetensors")}, "is the same file as --model"},
@@ -198,8 +202,8 @@ TEST_CASE("finetune: a non-finite loss stops with exit 3; --skip-nonfinite skips
     const uint32_t nan_bits = 0x7fc00000u;
     f.write(reinterpret_cast<const char*>(&nan_bits), 4);
   }
-  const std::vector<std::string> ft{"--model", base, "--arith", "sub", "--seq", "32", "--batch", "4", "--steps", "5",
-                                    "--eval-every", "0", "--eval-batches", "0"};
+  const std::vector<std::string> ft{"--model", base, "--arith",      "sub", "--seq",          "32", "--batch", "4",
+                                    "--steps", "5",  "--eval-every", "0",   "--eval-batches", "0"};
   Run r = run(kFinetune, with(ft, {"--checkpoint", d.file("ck"), "--out", d.file("ad")}));
   INFO("stderr: " << r.err);
   if (r.code == 2 && r.err.find("finite") != std::string::npos) {
@@ -222,16 +226,19 @@ TEST_CASE("finetune: --optimizer sgd --schedule constant --warmup 0 --clip 0 --w
   if (!have_tools()) return;
   TempDir d;
   const std::string base = make_base(d);
-  Run r = run(kFinetune, {"--model", base, "--arith", "sub", "--seq", "32", "--batch", "4", "--steps", "6", "--optimizer",
-                          "sgd", "--schedule", "constant", "--lr", "0.05", "--warmup", "0", "--clip", "0",
-                          "--weight-decay", "0", "--metrics", d.file("m.jsonl"), "--eval-every", "0"});
+  Run r = run(kFinetune,
+              {"--model",      base, "--arith",     "sub", "--seq",          "32",       "--batch",   "4",
+               "--steps",      "6",  "--optimizer", "sgd", "--schedule",     "constant", "--lr",      "0.05",
+               "--warmup",     "0",  "--clip",      "0",   "--weight-decay", "0",        "--metrics", d.file("m.jsonl"),
+               "--eval-every", "0"});
   REQUIRE_MESSAGE(r.code == 0, r.err);
   const auto m = rows(d.file("m.jsonl"));
   REQUIRE(m.size() == 6);
   for (const auto& row : m) CHECK(row["lr"].get<double>() == 0.05);  // no warmup, no decay
   // The same with --schedule linear decays to 0 over --steps.
-  Run l = run(kFinetune, {"--model", base, "--arith", "sub", "--seq", "32", "--batch", "4", "--steps", "6", "--optimizer",
-                          "sgd", "--schedule", "linear", "--lr", "0.05", "--metrics", d.file("l.jsonl")});
+  Run l =
+      run(kFinetune, {"--model", base, "--arith", "sub", "--seq", "32", "--batch", "4", "--steps", "6", "--optimizer",
+                      "sgd", "--schedule", "linear", "--lr", "0.05", "--metrics", d.file("l.jsonl")});
   REQUIRE_MESSAGE(l.code == 0, l.err);
   const auto ml = rows(d.file("l.jsonl"));
   REQUIRE(ml.size() == 6);
@@ -254,7 +261,8 @@ TEST_CASE("adapter files: LoRA/MoSLoRA/LinChain load without chain_length; lora_
       std::vector<std::pair<std::string, cg::Tensor>> ts;
       for (const std::string& n : st.names) ts.emplace_back(n, st.tensors.at(n));
       auto meta = st.metadata;
-      if (value) meta[key] = *value; else meta.erase(key);
+      if (value) meta[key] = *value;
+      else meta.erase(key);
       const std::string p = d.file("re_" + kind + ".safetensors");
       cg::models::write_file_atomic(p, cg::models::serialize_safetensors(ts, meta));
       return p;
@@ -275,8 +283,8 @@ TEST_CASE("--precision: f32 or bf16 on train, finetune, evaluate and generate; a
   for (const char* bad : {"fp16", "BF16", "bf32", ""}) {
     INFO("--precision '" << bad << "'");
     check_usage_error(run(kTrain, with(kModel, {"--steps", "2", "--precision", bad})), "train", "--precision");
-    check_usage_error(run(kFinetune, {"--model", base, "--arith", "sub", "--steps", "2", "--precision", bad}), "finetune",
-                      "--precision");
+    check_usage_error(run(kFinetune, {"--model", base, "--arith", "sub", "--steps", "2", "--precision", bad}),
+                      "finetune", "--precision");
     check_usage_error(run("build/bin/evaluate", {"--model", d.file("none.bin"), "--text", base, "--precision", bad}),
                       "evaluate", "--precision");
     check_usage_error(run("build/bin/generate", {"--model", d.file("none.bin"), "--precision", bad}), "generate",
@@ -305,6 +313,7 @@ TEST_CASE("--precision: f32 or bf16 on train, finetune, evaluate and generate; a
   CHECK(other.err.find("precision differs") != std::string::npos);
   Run same = run(kTrain, with(kModel, {"--steps", "4", "--resume", ck, "--precision", "bf16"}));
   CHECK_MESSAGE(same.code == 0, same.err);
-  Run g = run("build/bin/generate", {"--model", base, "--tokenizer", "byte", "--precision", "bf16", "--steps", "8", "--temperature", "0"});
+  Run g = run("build/bin/generate",
+              {"--model", base, "--tokenizer", "byte", "--precision", "bf16", "--steps", "8", "--temperature", "0"});
   CHECK_MESSAGE(g.code == 0, g.err);
 }

@@ -44,9 +44,10 @@ void check_resume_equal(const std::string& straight, const std::string& resumed)
   }
 }
 
-const std::vector<std::string> kModelFlags{"--arith", "add", "--arith-lines", "2000", "--dim", "32", "--layers", "2",
-                                           "--heads", "4", "--kv-heads", "2", "--seq", "32", "--batch", "4",
-                                           "--warmup", "3", "--eval-every", "5", "--threads", "2", "--seed", "3"};
+const std::vector<std::string> kModelFlags{"--arith",      "add", "--arith-lines", "2000", "--dim",      "32",
+                                           "--layers",     "2",   "--heads",       "4",    "--kv-heads", "2",
+                                           "--seq",        "32",  "--batch",       "4",    "--warmup",   "3",
+                                           "--eval-every", "5",   "--threads",     "2",    "--seed",     "3"};
 
 std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
@@ -69,7 +70,8 @@ void check_stop_and_resume(const std::string& tool, const std::vector<std::strin
 TEST_CASE("train: 10 steps straight = 5 steps + resume + 5 steps, bitwise") {
   if (!have_tools()) return;
   TempDir d;
-  Run a = run(kTrain, with(kModelFlags, {"--steps", "10", "--metrics", d.file("a.jsonl"), "--out", d.file("m.safetensors")}));
+  Run a = run(kTrain,
+              with(kModelFlags, {"--steps", "10", "--metrics", d.file("a.jsonl"), "--out", d.file("m.safetensors")}));
   REQUIRE_MESSAGE(a.code == 0, a.err);
   check_stop_and_resume(kTrain, kModelFlags, d);
   // Every file the tool wrote (the model, the checkpoints) passes the independent validator.
@@ -82,16 +84,27 @@ TEST_CASE("finetune: LinChain 10 steps straight = 5 + resume + 5, bitwise; the a
   TempDir d;
   Run base = run(kTrain, with(kModelFlags, {"--steps", "3", "--out", d.file("base.safetensors")}));
   REQUIRE_MESSAGE(base.code == 0, base.err);
-  const std::vector<std::string> ft{"--model", d.file("base.safetensors"), "--arith", "sub", "--arith-lines", "2000",
-                                    "--adapter", "linchain", "--rank", "4", "--chain", "3", "--seq", "32", "--batch", "4",
-                                    "--lr", "1e-2", "--eval-every", "5", "--threads", "2", "--seed", "5"};
-  Run a = run(kFinetune, with(ft, {"--steps", "10", "--metrics", d.file("a.jsonl"), "--out", d.file("ad.safetensors")}));
+  const std::vector<std::string> ft{"--model",       d.file("base.safetensors"),
+                                    "--arith",       "sub",
+                                    "--arith-lines", "2000",
+                                    "--adapter",     "linchain",
+                                    "--rank",        "4",
+                                    "--chain",       "3",
+                                    "--seq",         "32",
+                                    "--batch",       "4",
+                                    "--lr",          "1e-2",
+                                    "--eval-every",  "5",
+                                    "--threads",     "2",
+                                    "--seed",        "5"};
+  Run a =
+      run(kFinetune, with(ft, {"--steps", "10", "--metrics", d.file("a.jsonl"), "--out", d.file("ad.safetensors")}));
   REQUIRE_MESSAGE(a.code == 0, a.err);
   CHECK(a.err.find("trainable parameters") != std::string::npos);
   check_stop_and_resume(kFinetune, ft, d);
   // --adapter-in: the saved adapter describes itself; continuing from it needs no flags.
-  Run c = run(kFinetune, {"--model", d.file("base.safetensors"), "--adapter-in", d.file("ad.safetensors"), "--arith", "sub",
-                          "--arith-lines", "2000", "--seq", "32", "--batch", "4", "--steps", "1", "--lr", "0", "--threads", "2"});
+  Run c = run(kFinetune,
+              {"--model", d.file("base.safetensors"), "--adapter-in", d.file("ad.safetensors"), "--arith", "sub",
+               "--arith-lines", "2000", "--seq", "32", "--batch", "4", "--steps", "1", "--lr", "0", "--threads", "2"});
   REQUIRE_MESSAGE(c.code == 0, c.err);
   CHECK(c.err.find("linchain r=4 n=3") != std::string::npos);
   CHECK(cg::testing::safetensors_file_problem(d.file("ad.safetensors")) == "");
@@ -103,10 +116,33 @@ TEST_CASE("finetune --dropout: straight = 5 + resume + 5, bitwise; another P is 
   TempDir d;
   Run base = run(kTrain, with(kModelFlags, {"--steps", "3", "--out", d.file("base.safetensors")}));
   REQUIRE_MESSAGE(base.code == 0, base.err);
-  const std::vector<std::string> ft{"--model", d.file("base.safetensors"), "--arith", "sub", "--arith-lines", "2000",
-                                    "--adapter", "linchain", "--chain-bias", "--rank", "4", "--seq", "32", "--batch", "4",
-                                    "--lr", "1e-2", "--eval-every", "5", "--threads", "2", "--seed", "5", "--dropout", "0.1"};
-  Run a = run(kFinetune, with(ft, {"--steps", "10", "--metrics", d.file("a.jsonl"), "--out", d.file("ad.safetensors")}));
+  const std::vector<std::string> ft{"--model",
+                                    d.file("base.safetensors"),
+                                    "--arith",
+                                    "sub",
+                                    "--arith-lines",
+                                    "2000",
+                                    "--adapter",
+                                    "linchain",
+                                    "--chain-bias",
+                                    "--rank",
+                                    "4",
+                                    "--seq",
+                                    "32",
+                                    "--batch",
+                                    "4",
+                                    "--lr",
+                                    "1e-2",
+                                    "--eval-every",
+                                    "5",
+                                    "--threads",
+                                    "2",
+                                    "--seed",
+                                    "5",
+                                    "--dropout",
+                                    "0.1"};
+  Run a =
+      run(kFinetune, with(ft, {"--steps", "10", "--metrics", d.file("a.jsonl"), "--out", d.file("ad.safetensors")}));
   REQUIRE_MESSAGE(a.code == 0, a.err);
   CHECK(a.err.find("dropout=0.1") != std::string::npos);
   check_stop_and_resume(kFinetune, ft, d);
@@ -125,8 +161,9 @@ TEST_CASE("finetune --dropout: straight = 5 + resume + 5, bitwise; another P is 
   // The adapter file records P (PEFT's lora_dropout); --adapter-in takes it.
   const auto st = cg::models::read_safetensors(d.file("ad.safetensors"));
   CHECK(std::stod(st.metadata.at("lora_dropout")) == 0.1);
-  Run c = run(kFinetune, {"--model", d.file("base.safetensors"), "--adapter-in", d.file("ad.safetensors"), "--arith", "sub",
-                          "--arith-lines", "2000", "--seq", "32", "--batch", "4", "--steps", "1", "--lr", "0", "--threads", "2"});
+  Run c = run(kFinetune,
+              {"--model", d.file("base.safetensors"), "--adapter-in", d.file("ad.safetensors"), "--arith", "sub",
+               "--arith-lines", "2000", "--seq", "32", "--batch", "4", "--steps", "1", "--lr", "0", "--threads", "2"});
   REQUIRE_MESSAGE(c.code == 0, c.err);
   CHECK(c.err.find("dropout=0.1") != std::string::npos);
 }
@@ -138,35 +175,63 @@ TEST_CASE("train and finetune: bad flags and files give exit 2, one line, no out
   check_usage_error(run(kTrain, {"--steps", "2", "--out", d.file("m.safetensors")}), "train", "no training data");
   CHECK_FALSE(fs::exists(d.file("m.safetensors")));
   check_usage_error(run(kTrain, {"--data", d.file("missing.txt"), "--steps", "2"}), "train", "missing.txt");
-  check_usage_error(run(kTrain, with(kModelFlags, {"--steps", "2", "--out", d.file("no/such/dir/m.safetensors")})), "train",
-                    "cannot write");
-  check_usage_error(run(kFinetune, {"--model", d.file("missing.safetensors"), "--arith", "sub"}), "finetune", "missing");
+  check_usage_error(run(kTrain, with(kModelFlags, {"--steps", "2", "--out", d.file("no/such/dir/m.safetensors")})),
+                    "train", "cannot write");
+  check_usage_error(run(kFinetune, {"--model", d.file("missing.safetensors"), "--arith", "sub"}), "finetune",
+                    "missing");
   {
     std::ofstream f(d.file("garbage.safetensors"));
     f << "not a safetensors file";
   }
-  check_usage_error(run(kFinetune, {"--model", d.file("garbage.safetensors"), "--arith", "sub", "--out", d.file("ad.st")}),
+  check_usage_error(run(kFinetune,
+                        {"--model", d.file("garbage.safetensors"), "--arith", "sub", "--out", d.file("ad.st")}),
                     "finetune", "garbage");
   CHECK_FALSE(fs::exists(d.file("ad.st")));
-  check_usage_error(run(kFinetune, {"--model", d.file("x"), "--adapter", "dora", "--arith", "sub"}), "finetune", "dora");
+  check_usage_error(run(kFinetune, {"--model", d.file("x"), "--adapter", "dora", "--arith", "sub"}), "finetune",
+                    "dora");
 }
 
 TEST_CASE("finetune on instruction records (chat, --pack --mask-prompt): 10 steps straight = 5 + resume + 5, bitwise") {
   if (!have_tools()) return;
   TempDir d;
-  Run base = run(kTrain, {"--arith", "add", "--arith-lines", "500", "--dim", "32", "--layers", "2", "--heads", "4",
-                          "--seq", "96", "--batch", "2", "--steps", "2", "--threads", "2", "--out", d.file("base.safetensors")});
+  Run base = run(kTrain, {"--arith",   "add", "--arith-lines", "500",
+                          "--dim",     "32",  "--layers",      "2",
+                          "--heads",   "4",   "--seq",         "96",
+                          "--batch",   "2",   "--steps",       "2",
+                          "--threads", "2",   "--out",         d.file("base.safetensors")});
   REQUIRE_MESSAGE(base.code == 0, base.err);
   {
     std::ofstream f(d.file("chat.jsonl"));
     for (int i = 0; i < 40; ++i)
-      f << R"({"messages": [{"role": "user", "content": ")" << i << "+" << i % 7 << R"("}, {"role": "assistant", "content": ")"
-        << i + i % 7 << "\"}]}\n";
+      f << R"({"messages": [{"role": "user", "content": ")" << i << "+" << i % 7
+        << R"("}, {"role": "assistant", "content": ")" << i + i % 7 << "\"}]}\n";
   }
-  const std::vector<std::string> ft{"--model", d.file("base.safetensors"), "--data", d.file("chat.jsonl"), "--chat-template",
-                                    "chatml", "--cutoff", "64", "--pack", "--mask-prompt", "--val-frac", "0.1",
-                                    "--adapter", "lora", "--rank", "4", "--batch", "2", "--lr", "1e-2", "--eval-every", "5",
-                                    "--threads", "2", "--seed", "5"};
+  const std::vector<std::string> ft{"--model",
+                                    d.file("base.safetensors"),
+                                    "--data",
+                                    d.file("chat.jsonl"),
+                                    "--chat-template",
+                                    "chatml",
+                                    "--cutoff",
+                                    "64",
+                                    "--pack",
+                                    "--mask-prompt",
+                                    "--val-frac",
+                                    "0.1",
+                                    "--adapter",
+                                    "lora",
+                                    "--rank",
+                                    "4",
+                                    "--batch",
+                                    "2",
+                                    "--lr",
+                                    "1e-2",
+                                    "--eval-every",
+                                    "5",
+                                    "--threads",
+                                    "2",
+                                    "--seed",
+                                    "5"};
   Run a = run(kFinetune, with(ft, {"--steps", "10", "--metrics", d.file("a.jsonl")}));
   REQUIRE_MESSAGE(a.code == 0, a.err);
   CHECK(a.err.find("36 training samples in") != std::string::npos);
@@ -177,9 +242,10 @@ TEST_CASE("finetune on instruction records (chat, --pack --mask-prompt): 10 step
     std::ofstream f(d.file("bad.json"));
     f << R"([{"instruction": "i", "output": 7}])";
   }
-  check_usage_error(run(kFinetune, {"--model", d.file("base.safetensors"), "--data", d.file("bad.json"), "--steps", "1"}),
+  check_usage_error(run(kFinetune,
+                        {"--model", d.file("base.safetensors"), "--data", d.file("bad.json"), "--steps", "1"}),
                     "finetune", "not a string");
-  check_usage_error(run(kFinetune, {"--model", d.file("base.safetensors"), "--data", d.file("chat.jsonl"), "--cutoff", "200",
-                                    "--steps", "1"}),
+  check_usage_error(run(kFinetune, {"--model", d.file("base.safetensors"), "--data", d.file("chat.jsonl"), "--cutoff",
+                                    "200", "--steps", "1"}),
                     "finetune", "context");
 }

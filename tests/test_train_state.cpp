@@ -88,7 +88,9 @@ struct Run {
     opt->step();
     return l;
   }
-  void save(const std::string& path) { save_train_state(path, *set.store, *opt, {position, rng.state(), {{"run", "test"}}}); }
+  void save(const std::string& path) {
+    save_train_state(path, *set.store, *opt, {position, rng.state(), {{"run", "test"}}});
+  }
   void load(const std::string& path) {
     TrainState st = load_train_state(path, *set.store, *opt);
     position = st.data_position;

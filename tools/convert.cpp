@@ -13,12 +13,14 @@
 #include "tools/common/train_flags.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"Convert a Llama checkpoint to a Hugging Face folder, or an adapter to a PEFT folder / plain LoRA.\n"
-               "  convert --model M --save-hf DIR\n"
-               "  convert --adapter-in A [--adapter-out OUT] [--export-lora OUT]",
-               "convert"};
+  CLI::App app{
+      "Convert a Llama checkpoint to a Hugging Face folder, or an adapter to a PEFT folder / plain LoRA.\n"
+      "  convert --model M --save-hf DIR\n"
+      "  convert --adapter-in A [--adapter-out OUT] [--export-lora OUT]",
+      "convert"};
   std::string model_path, out, adapter_in, adapter_out, export_lora;
-  auto* model_opt = app.add_option("--model", model_path, "checkpoint: llama2.c .bin, HF .safetensors or folder, or .gguf");
+  auto* model_opt =
+      app.add_option("--model", model_path, "checkpoint: llama2.c .bin, HF .safetensors or folder, or .gguf");
   auto* save_opt = app.add_option("--save-hf", out, "folder to write (config.json + model.safetensors)");
   model_opt->needs(save_opt);
   save_opt->needs(model_opt);
@@ -35,7 +37,8 @@ int main(int argc, char** argv) {
   return cg::tools::run_tool(app, argc, argv, [&] {
     namespace m = cg::models;
     if (!adapter_in.empty()) {
-      if (adapter_out.empty() && export_lora.empty()) throw cg::FormatError("--adapter-in needs --adapter-out or --export-lora");
+      if (adapter_out.empty() && export_lora.empty())
+        throw cg::FormatError("--adapter-in needs --adapter-out or --export-lora");
       const std::vector<std::string> peft_files{m::kPeftWeightsName, m::kPeftConfigName};
       auto output = [&](const std::string& p, const char* flag) {
         return cg::tools::Output{p, flag, m::is_adapter_folder_path(p) ? peft_files : std::vector<std::string>{}};
@@ -47,8 +50,8 @@ int main(int argc, char** argv) {
       const m::AdapterFile f = m::read_adapter_file(adapter_in);
       const m::AdapterFile lora = export_lora.empty() ? m::AdapterFile{} : m::export_plain_lora(f);  // may refuse
       const cg::nn::AdapterConfig& c = f.config;
-      const std::string what = cg::nn::adapter_kind_name(c.kind) + (c.chain_bias ? " (chain biases)" : "") + " r=" +
-                               std::to_string(c.rank) + " n=" + std::to_string(c.num_mixers()) + ", " +
+      const std::string what = cg::nn::adapter_kind_name(c.kind) + (c.chain_bias ? " (chain biases)" : "") +
+                               " r=" + std::to_string(c.rank) + " n=" + std::to_string(c.num_mixers()) + ", " +
                                std::to_string(f.modules.size()) + " modules";
       if (!adapter_out.empty()) {
         m::write_adapter(adapter_out, f);

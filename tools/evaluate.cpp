@@ -50,19 +50,26 @@ int main(int argc, char** argv) {
   auto* text_opt = app.add_option("--text", text_path, "text file to score");
   auto* task_opt = app.add_option("--task", task_path, "LLM-Adapters task (.json) or HellaSwag text");
   text_opt->excludes(task_opt);
-  app.add_option("--limit", limit, "score only the first N task items (0: all)")->capture_default_str()
+  app.add_option("--limit", limit, "score only the first N task items (0: all)")
+      ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--mode", mode, "task scoring: likelihood (of each choice) or generate (reply, then extract)")
-      ->capture_default_str()->check(CLI::IsMember({"likelihood", "generate"}))->needs(task_opt);
-  app.add_option("--max-new", gen.max_new, "generate: most new tokens per reply")->capture_default_str()
+      ->capture_default_str()
+      ->check(CLI::IsMember({"likelihood", "generate"}))
+      ->needs(task_opt);
+  app.add_option("--max-new", gen.max_new, "generate: most new tokens per reply")
+      ->capture_default_str()
       ->check(cg::tools::int_range(1, 1 << 20));
   app.add_option("--batch", gen.batch, "generate: most items per forward (only prompts of one token length share one)")
-      ->capture_default_str()->check(cg::tools::int_range(1, 4096));
-  app.add_option("--items-out", items_out, "write one JSON line per task item (prompt, reply, extracted and gold answer)")
+      ->capture_default_str()
+      ->check(cg::tools::int_range(1, 4096));
+  app.add_option("--items-out", items_out,
+                 "write one JSON line per task item (prompt, reply, extracted and gold answer)")
       ->needs(task_opt);
   app.add_flag("--json", json, "print one JSON object");
   app.add_option("--device", device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
-  app.add_option("--threads", threads, "CPU threads (0: the library default)")->capture_default_str()
+  app.add_option("--threads", threads, "CPU threads (0: the library default)")
+      ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   precision.add(app);
   return cg::tools::run_tool(app, argc, argv, [&] {
@@ -86,7 +93,10 @@ int main(int argc, char** argv) {
       const std::vector<uint8_t> bytes = cg::models::read_file_bytes(text_path);
       const auto s = cg::models::score_text(*model, *tok, std::string(bytes.begin(), bytes.end()));
       if (json)
-        std::printf("%s\n", nlohmann::json{{"loss", s.loss}, {"ppl", s.ppl()}, {"tokens", s.tokens}, {"text", text_path}}.dump().c_str());
+        std::printf("%s\n",
+                    nlohmann::json{{"loss", s.loss}, {"ppl", s.ppl()}, {"tokens", s.tokens}, {"text", text_path}}
+                        .dump()
+                        .c_str());
       else
         std::printf("loss %.6f nats/token, ppl %.4f, tokens %lld\n", s.loss, s.ppl(), static_cast<long long>(s.tokens));
       return 0;
@@ -100,31 +110,51 @@ int main(int argc, char** argv) {
       gen.limit = limit;
       s = cg::models::score_task_generate(*model, *tok, items, gen, [&](const cg::models::GeneratedItem& g) {
         if (items_out.empty()) return;
-        lines += nlohmann::json{{"index", g.index}, {"prompt", g.prompt}, {"generation", g.reply},
-                                {"extracted", g.extracted}, {"answer", items[g.index].answer}, {"correct", g.correct},
-                                {"stopped", g.stopped}, {"prompt_tokens", g.prompt_tokens},
-                                {"new_tokens", g.new_tokens}, {"cut_tokens", g.cut_tokens}}
-                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+        lines += nlohmann::json{{"index", g.index},
+                                {"prompt", g.prompt},
+                                {"generation", g.reply},
+                                {"extracted", g.extracted},
+                                {"answer", items[g.index].answer},
+                                {"correct", g.correct},
+                                {"stopped", g.stopped},
+                                {"prompt_tokens", g.prompt_tokens},
+                                {"new_tokens", g.new_tokens},
+                                {"cut_tokens", g.cut_tokens}}
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                 "\n";
       });
     } else {
       s = cg::models::score_task(*model, *tok, items, limit, [&](size_t i, const cg::models::ChoiceScores& cs) {
         if (items_out.empty()) return;
         const auto& it = items[i];
         const std::string& pred = it.choices[static_cast<size_t>(cs.predicted)];
-        lines += nlohmann::json{{"index", i}, {"prompt", cg::models::task_prompt(it)}, {"choices", it.choices},
-                                {"logprob", cs.logprob}, {"extracted", pred}, {"answer", it.answer},
+        lines += nlohmann::json{{"index", i},
+                                {"prompt", cg::models::task_prompt(it)},
+                                {"choices", it.choices},
+                                {"logprob", cs.logprob},
+                                {"extracted", pred},
+                                {"answer", it.answer},
                                 {"correct", pred == it.answer}}
-                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                 "\n";
       });
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double per_s = seconds > 0 ? static_cast<double>(s.items) / seconds : 0.0;
     if (!items_out.empty()) cg::models::write_file_atomic(items_out, std::vector<uint8_t>(lines.begin(), lines.end()));
     if (json)
-      std::printf("%s\n", nlohmann::json{{"accuracy", s.accuracy()}, {"correct", s.correct}, {"items", s.items},
-                                         {"chance", s.chance}, {"majority", s.majority},
-                                         {"majority_answer", s.majority_answer}, {"task", task_path}, {"mode", mode},
-                                         {"seconds", seconds}, {"items_per_second", per_s}}.dump().c_str());
+      std::printf("%s\n", nlohmann::json{{"accuracy", s.accuracy()},
+                                         {"correct", s.correct},
+                                         {"items", s.items},
+                                         {"chance", s.chance},
+                                         {"majority", s.majority},
+                                         {"majority_answer", s.majority_answer},
+                                         {"task", task_path},
+                                         {"mode", mode},
+                                         {"seconds", seconds},
+                                         {"items_per_second", per_s}}
+                              .dump()
+                              .c_str());
     else
       std::printf("accuracy %.4f (%lld/%lld); chance %.4f, majority %.4f (always \"%s\"); %s, %.2f items/s\n",
                   s.accuracy(), static_cast<long long>(s.correct), static_cast<long long>(s.items), s.chance,

@@ -37,7 +37,7 @@ using namespace cg;
 int main(int argc, char** argv) {
   CLI::App app{"Fine-tune a frozen base model with a LoRA, MoSLoRA or LinChain adapter.", "finetune"};
   std::string model_path, adapter_kind = "linchain", targets = "q,k,v,up,down", init = "kaiming", adapter_in, out,
-                                 export_lora, merge_out, summary_path;
+                          export_lora, merge_out, summary_path;
   int rank = 16, chain = 3;
   bool chain_bias = false;
   double alpha = 32, dropout = 0;
@@ -53,7 +53,9 @@ int main(int argc, char** argv) {
   app.add_option("--rank", rank, "adapter rank r (≤ the smaller side of each adapted weight)")
       ->capture_default_str()
       ->check(tools::int_range(1, 4096));
-  app.add_option("--chain", chain, "LinChain length n (r×r factors)")->capture_default_str()->check(tools::int_range(1, 64));
+  app.add_option("--chain", chain, "LinChain length n (r×r factors)")
+      ->capture_default_str()
+      ->check(tools::int_range(1, 64));
   app.add_option("--alpha", alpha, "scale s = alpha / r")->capture_default_str()->check(tools::real_range(-1e6, 1e6));
   app.add_option("--targets", targets, "modules to adapt: q,k,v,o,gate,up,down")->capture_default_str();
   app.add_option("--init", init, "mixer / chain-factor init: kaiming, identity or orthogonal")->capture_default_str();
@@ -65,8 +67,9 @@ int main(int argc, char** argv) {
                  "unchanged; masks from --seed and the data position; with --adapter-in: default the file's)")
       ->capture_default_str()
       ->check(tools::real_range(0, 0.99));
-  app.add_option("--adapter-in", adapter_in,
-                 "start from this adapter (a PEFT folder or .safetensors file; it fixes kind, rank, chain, alpha, targets)");
+  app.add_option(
+      "--adapter-in", adapter_in,
+      "start from this adapter (a PEFT folder or .safetensors file; it fixes kind, rank, chain, alpha, targets)");
   data.add(app, /*allow_text=*/true);
   optf.add(app);
   run.add(app);
@@ -79,8 +82,10 @@ int main(int argc, char** argv) {
   app.add_option("--export-lora", export_lora,
                  "also save it as a plain LoRA, the MoSLoRA/LinChain chain folded into A (same update; not with "
                  "chain biases): a PEFT folder, or one .safetensors file");
-  app.add_option("--merge-out", merge_out, "save the base with the adapter merged in (HF Llama safetensors; an adapter with chain biases adds the biases, "
-                 "attention_bias / mlp_bias in its config); build/bin/convert --save-hf makes an HF folder of it");
+  app.add_option(
+      "--merge-out", merge_out,
+      "save the base with the adapter merged in (HF Llama safetensors; an adapter with chain biases adds the biases, "
+      "attention_bias / mlp_bias in its config); build/bin/convert --save-hf makes an HF folder of it");
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");
   std::string config_path;
   app.add_option("--config", config_path,
@@ -110,15 +115,20 @@ int main(int argc, char** argv) {
       auto adapter_out = [&](const std::string& p, const char* flag) {
         return tools::Output{p, flag, models::is_adapter_folder_path(p) ? peft_files : std::vector<std::string>{}};
       };
-      tools::check_outputs(inputs, {adapter_out(out, "--out"), adapter_out(export_lora, "--export-lora"),
-                                    {merge_out, "--merge-out"}, {summary_path, "--summary"},
-                                    {run.metrics, "--metrics"}, {run.checkpoint, "--checkpoint"},
-                                    {flow.path, "--flow"}, {best_out, "--keep-best (OUT.best)"}});
+      tools::check_outputs(inputs, {adapter_out(out, "--out"),
+                                    adapter_out(export_lora, "--export-lora"),
+                                    {merge_out, "--merge-out"},
+                                    {summary_path, "--summary"},
+                                    {run.metrics, "--metrics"},
+                                    {run.checkpoint, "--checkpoint"},
+                                    {flow.path, "--flow"},
+                                    {best_out, "--keep-best (OUT.best)"}});
     }
     flow.validate();
     // The task is read before the model, so a damaged file costs no loading time.
-    const std::vector<models::TaskItem> eval_items =
-        evalf.task.empty() ? std::vector<models::TaskItem>{} : models::read_task(evalf.task, evalf.mode == "likelihood");
+    const std::vector<models::TaskItem> eval_items = evalf.task.empty()
+                                                         ? std::vector<models::TaskItem>{}
+                                                         : models::read_task(evalf.task, evalf.mode == "likelihood");
     // The adapter flags are checked before the (possibly large) base model is read.
     nn::AdapterConfig flags_cfg;
     flags_cfg.kind = nn::parse_adapter_kind(adapter_kind);
@@ -137,14 +147,16 @@ int main(int argc, char** argv) {
       models::export_plain_lora(start ? *start : models::AdapterFile{flags_cfg, {}, {}});  // throws: says why
     if (const nn::AdapterConfig& c = start ? start->config : flags_cfg; c.kind == nn::AdapterKind::LoRA && c.chain_bias)
       for (const std::string& p : {out, best_out})  // refused before training, not after it
-        if (!p.empty() && models::is_adapter_folder_path(p)) throw FormatError("--out " + p + ": " + models::kLoraBiasNotPeft);
+        if (!p.empty() && models::is_adapter_folder_path(p))
+          throw FormatError("--out " + p + ": " + models::kLoraBiasNotPeft);
     models::Checkpoint ck = models::read_checkpoint(model_path);
     auto model = models::LlamaModel::from_checkpoint(ck, run.device());
     // Without --tokenizer, the tokenizer the model carries (GGUF vocabulary, HF tokenizer.json).
-    std::unique_ptr<models::Tokenizer> tok = app.count("--tokenizer") ? nullptr : models::tokenizer_from_model(model_path);
+    std::unique_ptr<models::Tokenizer> tok = app.count("--tokenizer") ? nullptr
+                                                                      : models::tokenizer_from_model(model_path);
     if (tok && tok->vocab_size() != model->config().vocab_size)
-      throw FormatError(model_path + ": its tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, the model " +
-                        std::to_string(model->config().vocab_size));
+      throw FormatError(model_path + ": its tokenizer has " + std::to_string(tok->vocab_size()) +
+                        " tokens, the model " + std::to_string(model->config().vocab_size));
     if (!tok) tok = models::load_tokenizer(data.tokenizer, static_cast<int>(model->config().vocab_size));
     // The data before any line is printed: a bad records file is one line.
     const std::unique_ptr<models::Dataset> ds = data.load(*tok, model->config().seq_len, run.seed);
@@ -167,7 +179,7 @@ int main(int argc, char** argv) {
       adapters = nn::attach_adapters(model->linears(), flags_cfg, run.seed, run.device());
     }
     std::optional<models::FlowRecorder> recorder;  // rank 0 records; off: no observer at all
-    if (comm.lead() && !flow.path.empty()) {  // before any output: a filter that matches nothing is a usage error
+    if (comm.lead() && !flow.path.empty()) {       // before any output: a filter that matches nothing is a usage error
       const int64_t last = run.stop_after > 0 ? std::min(run.steps, run.stop_after) : run.steps;
       models::FlowOptions fo;
       fo.path = flow.path;
@@ -182,8 +194,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "finetune: %s%s r=%d n=%d alpha=%g%s on %zu modules: %lld trainable parameters\n",
                    nn::adapter_kind_name(ac.kind).c_str(), ac.chain_bias ? " (chain biases)" : "", ac.rank,
                    ac.num_mixers(), ac.alpha, ac.dropout > 0 ? (" dropout=" + std::to_string(ac.dropout)).c_str() : "",
-                   adapters.adapters.size(),
-                   static_cast<long long>(adapters.trainable_params()));
+                   adapters.adapters.size(), static_cast<long long>(adapters.trainable_params()));
       std::fprintf(stderr, "finetune: data %s\n", ds->describe().c_str());
     }
     models::TrainOptions to;
@@ -204,15 +215,15 @@ int main(int argc, char** argv) {
       const Tensor base = model->params().flat().to(Device::CPU);
       loop.describe["base"] = model->config().str() + " weights_fnv1a=" +
                               std::to_string(models::fnv1a64(base.raw(), static_cast<size_t>(base.nbytes())));
-      loop.describe["adapter"] = nn::adapter_kind_name(ac.kind) + " r=" + std::to_string(ac.rank) + " n=" +
-                                 std::to_string(ac.num_mixers()) + " alpha=" + std::to_string(ac.alpha) + " targets=" +
-                                 nn::target_modules_csv(ac.targets) + " init=" + nn::mixer_init_name(ac.init) +
-                                 " chain_bias=" + (ac.chain_bias ? "on" : "off") + " dropout=" + std::to_string(ac.dropout) +
-                                 " adapter_in=" + (adapter_in.empty() ? "none" : "given");
+      loop.describe["adapter"] =
+          nn::adapter_kind_name(ac.kind) + " r=" + std::to_string(ac.rank) + " n=" + std::to_string(ac.num_mixers()) +
+          " alpha=" + std::to_string(ac.alpha) + " targets=" + nn::target_modules_csv(ac.targets) +
+          " init=" + nn::mixer_init_name(ac.init) + " chain_bias=" + (ac.chain_bias ? "on" : "off") +
+          " dropout=" + std::to_string(ac.dropout) + " adapter_in=" + (adapter_in.empty() ? "none" : "given");
       loop.describe["optimizer"] = tools::describe(oc);
       loop.describe["precision"] = precision.value;  // GEMM precision: a resume under another is not bit-identical
-      loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) + " accum=" +
-                              std::to_string(optf.accum) + " seed=" + std::to_string(run.seed);
+      loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) +
+                              " accum=" + std::to_string(optf.accum) + " seed=" + std::to_string(run.seed);
     }
     if (comm.lead()) loop.sample = tools::sampler(*model, *tok, run);
     if (!eval_items.empty())

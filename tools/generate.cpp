@@ -31,17 +31,21 @@ int main(int argc, char** argv) {
   auto* chat_opt = app.add_option("--chat", chat, "one user message: reply as the model's chat template says");
   chat_opt->excludes(prompt_opt);
   app.add_option("--system", system, "system message for --chat (default: the template's own, if any)")->needs(chat_opt);
-  app.add_option("--chat-template", chat_template, "override the template family: chatml, llama2, llama3, zephyr, gemma")
-      ->needs(chat_opt)->check(CLI::IsMember({"chatml", "llama2", "llama3", "zephyr", "gemma"}));
+  app.add_option("--chat-template", chat_template,
+                 "override the template family: chatml, llama2, llama3, zephyr, gemma")
+      ->needs(chat_opt)
+      ->check(CLI::IsMember({"chatml", "llama2", "llama3", "zephyr", "gemma"}));
   app.add_option("--steps", opt.steps,
                  "plain: positions in total, BOS included; --chat: most new tokens (0 or > context: the context length)")
       ->capture_default_str();
   app.add_option("--temperature", opt.temperature, "softmax temperature; 0 = greedy argmax")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--top-p", opt.top_p, "nucleus sampling mass (≤ 0 or ≥ 1: no truncation)")->capture_default_str();
   app.add_option("--seed", opt.seed, "sampling seed")->capture_default_str();
   app.add_option("--device", device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
-  app.add_option("--threads", threads, "CPU threads (0: the library default)")->capture_default_str()
+  app.add_option("--threads", threads, "CPU threads (0: the library default)")
+      ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   precision.add(app);
   return cg::tools::run_tool(app, argc, argv, [&] {
@@ -73,7 +77,8 @@ int main(int argc, char** argv) {
       for (const std::string& s : m::chat_stop_tokens(f))
         if (tok->token_id(s) >= 0) stop.push_back(tok->token_id(s));
       const std::vector<int> ids = tok->encode(text, false, false);  // the template writes any BOS itself
-      const auto st = m::continue_tokens(*model, *tok, ids, opt.steps, stop, opt.temperature, opt.top_p, opt.seed, emit);
+      const auto st =
+          m::continue_tokens(*model, *tok, ids, opt.steps, stop, opt.temperature, opt.top_p, opt.seed, emit);
       std::printf("\n");
       std::fflush(stdout);
       std::fprintf(stderr, "prompt %lld tokens at %.1f tok/s; %zu new tokens at %.1f tok/s%s\n",

@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
         const auto r = cg::ops::gradcheck(c, tol);
         ++total;
         failed += !r.pass;
-        std::printf("%-14s %-44s %12.3e  %s\n", op.name.c_str(), c.detail.c_str(), r.max_rel_err, r.pass ? "pass" : "FAIL");
+        std::printf("%-14s %-44s %12.3e  %s\n", op.name.c_str(), c.detail.c_str(), r.max_rel_err,
+                    r.pass ? "pass" : "FAIL");
       }
     }
     if (!found) throw cg::Error("unknown op '" + only + "' (see --list)");

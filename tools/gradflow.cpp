@@ -91,8 +91,14 @@ class ModelGradFlowTask : public GradFlowTask {
  public:
   ModelGradFlowTask(models::LlamaModel& model, const models::Dataset& data, std::string source, int64_t batch,
                     uint64_t data_seed, int64_t eval_batches, int every, int64_t steps)
-      : model_(model), data_(data), source_(std::move(source)), batch_(batch), seed_(data_seed),
-        eval_batches_(eval_batches), every_(std::max(1, every)), steps_(steps) {}
+      : model_(model),
+        data_(data),
+        source_(std::move(source)),
+        batch_(batch),
+        seed_(data_seed),
+        eval_batches_(eval_batches),
+        every_(std::max(1, every)),
+        steps_(steps) {}
   std::string name() const override { return "model"; }
   std::vector<std::pair<std::string, nn::Linear*>> linears() override { return model_.linears(); }
   void begin_step(int64_t step) override { step_ = step; }
@@ -149,8 +155,8 @@ struct RunOptions {
   // --check-preconditioner
   int64_t check_at = 20;
   std::vector<double> check_lrs{1e-1, 1e-2, 1e-3, 1e-4};
-  std::string check_module;     // empty: every module (teacher) / the first one (model)
-  std::string adapter_in;       // start from this adapter file instead of a fresh init
+  std::string check_module;  // empty: every module (teacher) / the first one (model)
+  std::string adapter_in;    // start from this adapter file instead of a fresh init
   Device device = Device::CPU;
 };
 
@@ -161,10 +167,8 @@ struct Attached {
 
 Attached attach(GradFlowTask& task, const RunOptions& o) {
   Attached a;
-  if (!o.adapter_in.empty())
-    a.set = models::load_adapter(o.adapter_in, task.linears(), o.device);
-  else
-    a.set = nn::attach_adapters(task.linears(), o.adapter, o.seed, o.device);
+  if (!o.adapter_in.empty()) a.set = models::load_adapter(o.adapter_in, task.linears(), o.device);
+  else a.set = nn::attach_adapters(task.linears(), o.adapter, o.seed, o.device);
   a.opt = std::make_unique<nn::Optimizer>(*a.set.store, o.optim);
   const nn::AdapterConfig& c = a.set.config;
   std::printf("%s\n", task.describe().c_str());
@@ -268,9 +272,9 @@ int run_model_training(models::LlamaModel& model, const models::Dataset& ds, con
               set.adapters.size(), static_cast<long long>(set.trainable_params()));
   std::printf("optimizer %s: lr %g, warmup %lld, %s, clip %g, weight decay %g, seed %llu\n", o.optim.name.c_str(),
               o.optim.lr, static_cast<long long>(o.optim.warmup),
-              o.optim.total_steps > 0 && o.optim.schedule != "constant" ? (o.optim.schedule + " decay").c_str() : "constant",
-              o.optim.clip,
-              o.optim.weight_decay, static_cast<unsigned long long>(o.seed));
+              o.optim.total_steps > 0 && o.optim.schedule != "constant" ? (o.optim.schedule + " decay").c_str()
+                                                                        : "constant",
+              o.optim.clip, o.optim.weight_decay, static_cast<unsigned long long>(o.seed));
   std::fflush(stdout);
   models::TrainOptions to;
   to.batch = batch;
@@ -311,9 +315,10 @@ int run_check(GradFlowTask& task, const RunOptions& o) {
   a.set.store->zero_grad();
   const Tensor loss = task.train_loss();
   backward(loss);
-  std::printf("preconditioner check after %lld %s steps (B = 0 at init gives ∂L/∂P = 0 until B moves);\n"
-              "SGD on the mixers only (A, B held fixed), in double: Wᵢ ← Wᵢ − η·∂L/∂Wᵢ\n",
-              static_cast<long long>(o.check_at), o.optim.name.c_str());
+  std::printf(
+      "preconditioner check after %lld %s steps (B = 0 at init gives ∂L/∂P = 0 until B moves);\n"
+      "SGD on the mixers only (A, B held fixed), in double: Wᵢ ← Wᵢ − η·∂L/∂Wᵢ\n",
+      static_cast<long long>(o.check_at), o.optim.name.c_str());
   for (const nn::AttachedAdapter* mp : checked) {
     const nn::AttachedAdapter& m = *mp;
     const auto rows = nn::check_preconditioner(*m.adapter, o.check_lrs);
@@ -324,8 +329,9 @@ int run_check(GradFlowTask& task, const RunOptions& o) {
       std::printf("%10.1e  %14.4e  %14.4e  %12.4e  %12.4e\n", r.lr, r.rel_err, r.chain_vs_plain, r.actual_norm,
                   r.pred_norm);
   }
-  std::printf("rel_err = ‖ΔP_actual − ΔP_pred‖/‖ΔP_actual‖ (second order: ∝ η); "
-              "chain_vs_plain = ‖ΔP_pred − (−ηG)‖/‖ΔP_pred‖\n");
+  std::printf(
+      "rel_err = ‖ΔP_actual − ΔP_pred‖/‖ΔP_actual‖ (second order: ∝ η); "
+      "chain_vs_plain = ‖ΔP_pred − (−ηG)‖/‖ΔP_pred‖\n");
   return 0;
 }
 
@@ -333,8 +339,8 @@ int run_check(GradFlowTask& task, const RunOptions& o) {
 // seq_len + 1 tokens when longer), one forward and backward, and the loss plus every adapter
 // gradient under its PEFT name, transposed as models::save_adapter transposes the values
 // (lora_A = Aᵀ, lora_B = B, lora_AB / lora_mixer.{j} = W_{j+1}ᵀ), written atomically.
-int run_dump(models::LlamaModel& model, const models::Tokenizer& tok, const std::string& text_path,
-             const RunOptions& o, const std::string& out) {
+int run_dump(models::LlamaModel& model, const models::Tokenizer& tok, const std::string& text_path, const RunOptions& o,
+             const std::string& out) {
   std::vector<int> ids = tok.encode(models::read_text_file(text_path), true, false);
   if (ids.size() < 2) throw FormatError("--text " + text_path + ": fewer than two tokens");
   const size_t limit = static_cast<size_t>(model.config().seq_len) + 1;
@@ -348,7 +354,8 @@ int run_dump(models::LlamaModel& model, const models::Tokenizer& tok, const std:
   nn::AdapterSet set = !o.adapter_in.empty() ? models::load_adapter(o.adapter_in, model.linears(), o.device)
                                              : nn::attach_adapters(model.linears(), o.adapter, o.seed, o.device);
   set.store->zero_grad();
-  const Tensor loss = model.loss(Tensor::from_i32(in, {1, T}, model.device()), Tensor::from_i32(tgt, {1, T}, model.device()));
+  const Tensor loss =
+      model.loss(Tensor::from_i32(in, {1, T}, model.device()), Tensor::from_i32(tgt, {1, T}, model.device()));
   backward(loss);
   auto grad_of = [](const Tensor& p, bool transpose) {
     const Tensor g = p.grad().defined() ? p.grad().to(Device::CPU) : Tensor::zeros(p.shape(), p.dtype());
@@ -388,13 +395,14 @@ int run_dump(models::LlamaModel& model, const models::Tokenizer& tok, const std:
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Gradient flow through LoRA / MoSLoRA / LinChain adapters: per-factor gradient norms, updates, "
-               "ΔW spectrum, and the chain-as-preconditioner check; on the teacher task or a real model "
-               "(--model), or one gradient dump (--dump-grads). With --model the flags and defaults are "
-               "finetune's (rank 16, alpha 32, AdamW lr 3e-4 with cosine decay, clip 1, 8 eval batches) and "
-               "the run is `finetune --flow`'s; the teacher's defaults are rank 8, alpha 2·rank, constant "
-               "lr 1e-2, clip 0.",
-               "gradflow"};
+  CLI::App app{
+      "Gradient flow through LoRA / MoSLoRA / LinChain adapters: per-factor gradient norms, updates, "
+      "ΔW spectrum, and the chain-as-preconditioner check; on the teacher task or a real model "
+      "(--model), or one gradient dump (--dump-grads). With --model the flags and defaults are "
+      "finetune's (rank 16, alpha 32, AdamW lr 3e-4 with cosine decay, clip 1, 8 eval batches) and "
+      "the run is `finetune --flow`'s; the teacher's defaults are rank 8, alpha 2·rank, constant "
+      "lr 1e-2, clip 0.",
+      "gradflow"};
   RunOptions o;
   nn::TeacherConfig tc;
   tools::DataFlags data;
@@ -417,19 +425,23 @@ int main(int argc, char** argv) {
   app.add_option("--alpha", alpha, "alpha (scale s = alpha/r); default 32 with --model, 2·rank for the teacher");
   app.add_option("--targets", targets, "modules to adapt (default: q for the teacher, q,k,v,up,down for a model)");
   app.add_option("--init", init, "mixer init: kaiming | identity | orthogonal")->capture_default_str();
-  app.add_flag("--chain-bias", o.adapter.chain_bias, "linchain: a bias on every chain factor (the authors' code); lora: one bias on A's output");
-  app.add_option("--dropout", o.adapter.dropout, "adapter dropout p on the adapter's input during training (PEFT's "
-                                                 "lora_dropout); not with --check-preconditioner or --dump-grads")
+  app.add_flag("--chain-bias", o.adapter.chain_bias,
+               "linchain: a bias on every chain factor (the authors' code); lora: one bias on A's output");
+  app.add_option("--dropout", o.adapter.dropout,
+                 "adapter dropout p on the adapter's input during training (PEFT's "
+                 "lora_dropout); not with --check-preconditioner or --dump-grads")
       ->capture_default_str()
       ->check(tools::real_range(0, 0.99));
-  app.add_option("--adapter-in", o.adapter_in,
-                 "start from this adapter (a PEFT folder or .safetensors file; it fixes kind, rank, chain, alpha, targets)");
+  app.add_option(
+      "--adapter-in", o.adapter_in,
+      "start from this adapter (a PEFT folder or .safetensors file; it fixes kind, rank, chain, alpha, targets)");
   optf.add(app);  // finetune's optimizer flags; the teacher overrides lr, clip and schedule unless given
   app.add_option("--steps", o.steps, "optimizer steps")->capture_default_str();
   app.add_option("--seed", o.seed, "seed of the adapter init and the training data stream")->capture_default_str();
   flow.every = o.every;
   app.add_option("--metrics,--flow", flow.path, "per-module gradient-flow JSONL (one row per logged step and module)");
-  app.add_option("--every,--flow-every", flow.every, "log every K steps (and the last)")->capture_default_str()
+  app.add_option("--every,--flow-every", flow.every, "log every K steps (and the last)")
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--flow-modules", flow.modules, "log only the modules matching this regex (default: all)");
   app.add_option("--top-k", o.top_k, "singular values of ΔW per row")->capture_default_str();
@@ -439,14 +451,17 @@ int main(int argc, char** argv) {
   app.add_option("--eval-batches", eval_batches, "model: validation batches per evaluation (0: none)")
       ->capture_default_str();
   app.add_option("--target-loss", target_loss, "report the first step where the held-out loss is below X");
-  app.add_option("--dump-grads", dump_path, "with --model and --text: write the loss and every adapter gradient "
-                                            "(PEFT names) here after one forward/backward, and exit");
+  app.add_option("--dump-grads", dump_path,
+                 "with --model and --text: write the loss and every adapter gradient "
+                 "(PEFT names) here after one forward/backward, and exit");
   app.add_flag("--check-preconditioner", check, "print the preconditioner check table and exit");
   app.add_option("--check-at", o.check_at, "steps to train before the check (B = 0 at init)")->capture_default_str();
   app.add_option("--check-lrs", check_lrs, "comma-separated η list for the check (default 1e-1,1e-2,1e-3,1e-4)");
-  app.add_option("--check-module", o.check_module, "module of the check (default: all for the teacher, the first "
-                                                   "adapted module of a model)");
-  app.add_option("--device", device, "cpu or cuda (model runs)")->capture_default_str()
+  app.add_option("--check-module", o.check_module,
+                 "module of the check (default: all for the teacher, the first "
+                 "adapted module of a model)");
+  app.add_option("--device", device, "cpu or cuda (model runs)")
+      ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--in", tc.in, "teacher: input features")->capture_default_str();
   app.add_option("--out", tc.out, "teacher: output features")->capture_default_str();

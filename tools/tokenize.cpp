@@ -34,8 +34,10 @@ int main(int argc, char** argv) {
       std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
       for (int id : ids) {
-        if (pieces) std::printf("%d\t%s\n", id, nlohmann::json(tok->piece(id)).dump(-1, ' ', false,
-                                nlohmann::json::error_handler_t::replace).c_str());
+        if (pieces)
+          std::printf(
+              "%d\t%s\n", id,
+              nlohmann::json(tok->piece(id)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
         else std::printf("%d\n", id);
       }
     }

@@ -33,10 +33,16 @@ int main(int argc, char** argv) {
   std::string out;
   data.add(app, /*allow_text=*/false);
   app.add_option("--dim", cfg.dim, "model width")->capture_default_str()->check(tools::int_range(1, 65536));
-  app.add_option("--layers", cfg.n_layers, "transformer blocks")->capture_default_str()->check(tools::int_range(1, 1024));
+  app.add_option("--layers", cfg.n_layers, "transformer blocks")
+      ->capture_default_str()
+      ->check(tools::int_range(1, 1024));
   app.add_option("--heads", cfg.n_heads, "attention heads")->capture_default_str()->check(tools::int_range(1, 1024));
-  app.add_option("--kv-heads", cfg.n_kv_heads, "key/value heads (0: same as --heads)")->capture_default_str()->check(tools::int_range(0, 1024));
-  app.add_option("--hidden", cfg.hidden_dim, "SwiGLU width (0: 8·dim/3 rounded up to 8)")->capture_default_str()->check(tools::int_range(0, 1 << 20));
+  app.add_option("--kv-heads", cfg.n_kv_heads, "key/value heads (0: same as --heads)")
+      ->capture_default_str()
+      ->check(tools::int_range(0, 1024));
+  app.add_option("--hidden", cfg.hidden_dim, "SwiGLU width (0: 8·dim/3 rounded up to 8)")
+      ->capture_default_str()
+      ->check(tools::int_range(0, 1 << 20));
   optf.lr = 1e-3;
   optf.warmup = 20;
   optf.min_lr_frac = 0.1;
@@ -62,7 +68,8 @@ int main(int argc, char** argv) {
     if (cfg.hidden_dim == 0) cfg.hidden_dim = (8 * cfg.dim / 3 + 7) / 8 * 8;
     cfg.tied_embeddings = false;
     cfg.validate("flags");
-    if (data.records()) cfg.seq_len = (data.cutoff > 0 ? data.cutoff : tools::DataFlags::kDefaultCutoff) - 1;  // rows of records
+    if (data.records())
+      cfg.seq_len = (data.cutoff > 0 ? data.cutoff : tools::DataFlags::kDefaultCutoff) - 1;  // rows of records
     const std::unique_ptr<models::Dataset> ds = data.load(*tok, cfg.seq_len, run.seed);
     models::LlamaModel model(cfg, run.seed, run.device());
     model.params().set_trainable(true);
@@ -84,8 +91,8 @@ int main(int argc, char** argv) {
     loop.describe["model"] = cfg.str() + " seed=" + std::to_string(run.seed);
     loop.describe["optimizer"] = tools::describe(oc);
     loop.describe["precision"] = precision.value;  // GEMM precision: a resume under another is not bit-identical
-    loop.describe["data"] = data.describe() + " batch=" + std::to_string(data.batch) + " accum=" +
-                            std::to_string(optf.accum);
+    loop.describe["data"] =
+        data.describe() + " batch=" + std::to_string(data.batch) + " accum=" + std::to_string(optf.accum);
     loop.sample = [&](int64_t step) {
       models::GenerateOptions go;
       go.steps = run.sample_tokens;

@@ -31,31 +31,30 @@ class CpuBackend final : public Backend {
   void unary_backward(UnaryOp op, const Tensor& x, const Tensor& gy, Tensor& gx, double s) override;
   void axpy(double alpha, const Tensor& x, Tensor& y) override;
   double sum_squares(const Tensor& x) override;
-  void copy_box(DType dt, const void* src, const int64_t src_strides[4], void* dst,
-                const int64_t dst_strides[4], const int64_t shape[4], bool accumulate) override;
+  void copy_box(DType dt, const void* src, const int64_t src_strides[4], void* dst, const int64_t dst_strides[4],
+                const int64_t shape[4], bool accumulate) override;
 
   void softmax(const Tensor& x, Tensor& y, bool log, int64_t causal_tq, int64_t causal_offset) override;
   void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx, bool log) override;
   void rmsnorm(const Tensor& x, const Tensor& w, Tensor& y, Tensor& rstd, double eps) override;
-  void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& gy,
-                        Tensor* gx, Tensor* gw) override;
-  void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean,
-                 Tensor& rstd, double eps) override;
-  void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
-                          const Tensor& gy, Tensor* gx, Tensor* gw, Tensor* gb) override;
+  void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& gy, Tensor* gx,
+                        Tensor* gw) override;
+  void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean, Tensor& rstd,
+                 double eps) override;
+  void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
+                          Tensor* gx, Tensor* gw, Tensor* gb) override;
   void rope(const Tensor& x, Tensor& y, int64_t pos_offset, double theta, bool inverse,
             const Tensor* positions) override;
   void embedding(const Tensor& table, const Tensor& ids, Tensor& out) override;
   void embedding_backward(const Tensor& ids, const Tensor& gy, Tensor& gtable) override;
   void cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& loss, Tensor& lse) override;
-  void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& targets,
-                              double scale, Tensor& glogits) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& targets, double scale,
+                              Tensor& glogits) override;
   void dropout(const Tensor& x, Tensor& y, double p, uint64_t seed) override;
 
-  void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1,
-             double beta2, double eps, double weight_decay, int64_t step) override;
-  void sgd(Tensor& param, const Tensor& grad, Tensor& buf, double lr, double momentum,
-           double weight_decay) override;
+  void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1, double beta2, double eps,
+             double weight_decay, int64_t step) override;
+  void sgd(Tensor& param, const Tensor& grad, Tensor& buf, double lr, double momentum, double weight_decay) override;
 
  private:
   std::mutex mu_;
@@ -63,7 +62,7 @@ class CpuBackend final : public Backend {
 
  protected:
   void do_gemm(const GemmArgs& g) override;  // cpu_gemm.cpp
-  void gemm_bf16(const GemmArgs& g);          // cpu_gemm.cpp: GemmPrecision::BF16
+  void gemm_bf16(const GemmArgs& g);         // cpu_gemm.cpp: GemmPrecision::BF16
 };
 
 // Calls f(T{}) with T = float or double for a float dtype; throws for i32.

@@ -73,8 +73,8 @@ const Engine& engine() {
   static const Engine e = [] {
     Engine x;
     const dnnl_version_t* v = dnnl_version();
-    const std::string ver = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
-                            std::to_string(v->patch);
+    const std::string ver =
+        "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
     const unsigned isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
     const unsigned want = static_cast<unsigned>(dnnl_cpu_isa_avx512_core_bf16);
     const bool amx = (isa & static_cast<unsigned>(dnnl_cpu_isa_avx512_core_amx)) ==
@@ -98,7 +98,8 @@ struct Entry {
   dnnl_primitive_t prim = nullptr;
   dnnl_memory_t a = nullptr, b = nullptr, c = nullptr, scratch = nullptr;
 };
-using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, float, dnnl_data_type_t>;
+using Key =
+    std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, float, dnnl_data_type_t>;
 struct Cache {
   dnnl_stream_t stream = nullptr;
   std::map<Key, Entry> entries;
@@ -184,7 +185,9 @@ void run(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const v
   check(dnnl_memory_set_data_handle(en.a, const_cast<void*>(a)), "set_data_handle");
   check(dnnl_memory_set_data_handle(en.b, const_cast<void*>(b)), "set_data_handle");
   check(dnnl_memory_set_data_handle(en.c, c), "set_data_handle");
-  dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, en.a}, {DNNL_ARG_WEIGHTS, en.b}, {DNNL_ARG_DST, en.c},
+  dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, en.a},
+                             {DNNL_ARG_WEIGHTS, en.b},
+                             {DNNL_ARG_DST, en.c},
                              {DNNL_ARG_SCRATCHPAD, en.scratch}};
   check(dnnl_primitive_execute(en.prim, cache.stream, en.scratch ? 4 : 3, args), "matmul execute");
   g_executions.fetch_add(1, std::memory_order_relaxed);

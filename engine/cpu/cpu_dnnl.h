@@ -36,8 +36,8 @@ std::string dnnl_describe();
 // C[m,n] = alpha·op(A)·op(B) + beta·C on the calling thread only (oneDNN's own threading
 // is never used, so results cannot depend on the thread count). A, B: bf16 bits, row
 // major with leading dims lda, ldb; C: f32 with ldc; m, n, k ≥ 1. Only when dnnl_has_bf16().
-void dnnl_gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
-                    int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void dnnl_gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a, int64_t lda,
+                    const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc);
 // The same with f32 A and B (needs oneDNN built in, any CPU).
 bool dnnl_built();
 // The fixed rule for f32: oneDNN's f32 matmul instead of OpenBLAS for a piece of m·n·k ≥

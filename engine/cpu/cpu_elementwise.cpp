@@ -12,12 +12,30 @@ namespace {
 
 // The math functions of the shared formulas (engine/elementwise_math.h) on the host.
 struct HostMath {
-  template <class T> static T exp(T x) { return std::exp(x); }
-  template <class T> static T fast_exp(T x) { return cpu::fast_exp(x); }
-  template <class T> static T log(T x) { return std::log(x); }
-  template <class T> static T sqrt(T x) { return std::sqrt(x); }
-  template <class T> static T tanh(T x) { return std::tanh(x); }
-  template <class T> static T pow(T x, T y) { return std::pow(x, y); }
+  template <class T>
+  static T exp(T x) {
+    return std::exp(x);
+  }
+  template <class T>
+  static T fast_exp(T x) {
+    return cpu::fast_exp(x);
+  }
+  template <class T>
+  static T log(T x) {
+    return std::log(x);
+  }
+  template <class T>
+  static T sqrt(T x) {
+    return std::sqrt(x);
+  }
+  template <class T>
+  static T tanh(T x) {
+    return std::tanh(x);
+  }
+  template <class T>
+  static T pow(T x, T y) {
+    return std::pow(x, y);
+  }
 };
 
 }  // namespace
@@ -85,7 +103,10 @@ void CpuBackend::sum_to(const Tensor& x, Tensor& out) {
     // Strides of x; for each dim, out either keeps it (os == xs) or reduces it (os == 1).
     std::array<int64_t, 4> st{};
     int64_t acc = 1;
-    for (int d = 3; d >= 0; --d) { st[d] = acc; acc *= xs[d]; }
+    for (int d = 3; d >= 0; --d) {
+      st[d] = acc;
+      acc *= xs[d];
+    }
     std::array<int64_t, 4> red{};  // extent to sum over per dim
     for (int d = 0; d < 4; ++d) red[d] = (os[d] == 1) ? xs[d] : 1;
     const int64_t n = out.numel();
@@ -93,7 +114,10 @@ void CpuBackend::sum_to(const Tensor& x, Tensor& out) {
     cpu::parallel_for(n, x.numel(), cpu::kParElementwise, [&](int64_t i) {
       int64_t r = i;
       std::array<int64_t, 4> idx{};
-      for (int d = 3; d >= 0; --d) { idx[d] = r % os[d]; r /= os[d]; }
+      for (int d = 3; d >= 0; --d) {
+        idx[d] = r % os[d];
+        r /= os[d];
+      }
       const T* base = px + idx[0] * st[0] + idx[1] * st[1] + idx[2] * st[2] + idx[3] * st[3];
       double s = 0;
       for (int64_t a = 0; a < red[0]; ++a)

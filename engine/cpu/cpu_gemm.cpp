@@ -23,8 +23,8 @@ template <class T>
 void gemm_one(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
               int64_t ldb, T beta, T* c, int64_t ldc) {
   constexpr bool f32 = std::is_same_v<T, float>;
-  if (m == 1 && !ta && n > 1 && k > 1) {  // c[n] = alpha·op(B)ᵀ·a + beta·c
-    if (beta == T(0)) std::fill(c, c + n, T(0));  // BLAS may scale NaN garbage by 0
+  if (m == 1 && !ta && n > 1 && k > 1) {             // c[n] = alpha·op(B)ᵀ·a + beta·c
+    if (beta == T(0)) std::fill(c, c + n, T(0));     // BLAS may scale NaN garbage by 0
     const auto TB = tb ? CblasNoTrans : CblasTrans;  // B stored [n,k] when tb, else [k,n]
     const int64_t rows = tb ? n : k, cols = tb ? k : n;
     if constexpr (f32) cblas_sgemv(CblasRowMajor, TB, rows, cols, alpha, b, ldb, a, 1, beta, c, 1);
@@ -44,8 +44,8 @@ void gemm_one(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const 
 //  - one large product: C cut into at most kMaxBlocks blocks of rows (or, when C has few
 //    rows, of columns), each computed whole by one thread.
 // Every element of C is then computed by the same kernel call whatever the thread count.
-constexpr double kSmallGemm = 4.0 * 1024 * 1024;   // multiply-adds: below, no splitting of a product
-constexpr double kMinParallelGemm = 64.0 * 1024;   // below this in the whole batch, one thread
+constexpr double kSmallGemm = 4.0 * 1024 * 1024;  // multiply-adds: below, no splitting of a product
+constexpr double kMinParallelGemm = 64.0 * 1024;  // below this in the whole batch, one thread
 constexpr int64_t kMaxBlocks = 8;
 constexpr int64_t kMinBlockRows = 64;
 
@@ -130,8 +130,9 @@ Rounded<Out> round_view(const MatView& v, Out* dst) {
 
 bool cpu_bf16_gemm_native() { return cpu::dnnl_has_bf16(); }
 std::string cpu_bf16_gemm_path() {
-  return cpu::dnnl_has_bf16() ? cpu::dnnl_describe()
-                              : "OpenBLAS on bf16-rounded inputs (" + cpu::dnnl_describe() + "): the bf16 math, no speed-up";
+  return cpu::dnnl_has_bf16()
+             ? cpu::dnnl_describe()
+             : "OpenBLAS on bf16-rounded inputs (" + cpu::dnnl_describe() + "): the bf16 math, no speed-up";
 }
 
 void CpuBackend::do_gemm(const GemmArgs& g) {
@@ -182,8 +183,7 @@ void CpuBackend::gemm_bf16(const GemmArgs& g) {
                                const Out* b, int64_t ldb, float be, float* c, int64_t ldc) {
                              if constexpr (std::is_same_v<Out, uint16_t>)
                                cpu::dnnl_gemm_bf16(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
-                             else
-                               gemm_one<float>(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
+                             else gemm_one<float>(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
                            });
   };
   // oneDNN for products the size rule of cpu_dnnl.h picks (its per-call cost loses on small

@@ -120,8 +120,8 @@ void CpuBackend::rmsnorm(const Tensor& x, const Tensor& w, Tensor& y, Tensor& rs
   });
 }
 
-void CpuBackend::rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& gy,
-                                  Tensor* gx, Tensor* gw) {
+void CpuBackend::rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& gy, Tensor* gx,
+                                  Tensor* gw) {
   dispatch_float(x.dtype(), "rmsnorm_backward", [&](auto tag) {
     using T = decltype(tag);
     const int64_t rows = x.shape().rows(), d = x.shape().cols();
@@ -153,8 +153,8 @@ void CpuBackend::rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor
   });
 }
 
-void CpuBackend::layernorm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean,
-                           Tensor& rstd, double eps) {
+void CpuBackend::layernorm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean, Tensor& rstd,
+                           double eps) {
   dispatch_float(x.dtype(), "layernorm", [&](auto tag) {
     using T = decltype(tag);
     const int64_t rows = x.shape().rows(), d = x.shape().cols();
@@ -281,9 +281,8 @@ void CpuBackend::embedding(const Tensor& table, const Tensor& ids, Tensor& out) 
     const int32_t* pi = ids.data<int32_t>();
     const T* pt = table.data<T>();
     T* po = out.data<T>();
-    cpu::parallel_for(n, n * d, cpu::kParRowwise, [&](int64_t i) {
-      std::copy(pt + pi[i] * d, pt + (pi[i] + 1) * d, po + i * d);
-    });
+    cpu::parallel_for(n, n * d, cpu::kParRowwise,
+                      [&](int64_t i) { std::copy(pt + pi[i] * d, pt + (pi[i] + 1) * d, po + i * d); });
   });
 }
 
@@ -323,8 +322,8 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, Tens
   });
 }
 
-void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& targets,
-                                        double scale, Tensor& glogits) {
+void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& targets, double scale,
+                                        Tensor& glogits) {
   dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);
     const int64_t rows = logits.shape().rows(), v = logits.shape().cols();

@@ -7,8 +7,8 @@
 
 namespace cg {
 
-void CpuBackend::adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1,
-                       double beta2, double eps, double weight_decay, int64_t step) {
+void CpuBackend::adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1, double beta2,
+                       double eps, double weight_decay, int64_t step) {
   dispatch_float(param.dtype(), "adamw", [&](auto tag) {
     using T = decltype(tag);
     T *p = param.data<T>(), *pm = m.data<T>(), *pv = v.data<T>();
@@ -31,8 +31,7 @@ void CpuBackend::adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, 
   });
 }
 
-void CpuBackend::sgd(Tensor& param, const Tensor& grad, Tensor& buf, double lr, double momentum,
-                     double weight_decay) {
+void CpuBackend::sgd(Tensor& param, const Tensor& grad, Tensor& buf, double lr, double momentum, double weight_decay) {
   dispatch_float(param.dtype(), "sgd", [&](auto tag) {
     using T = decltype(tag);
     T* p = param.data<T>();

@@ -37,12 +37,15 @@ inline void parallel_range(int64_t n, int64_t work, int64_t threshold, F&& f) {
     F* f;
     int64_t n;
   } ctx{&f, n};
-  run_parts(parts, [](void* c, int part, int np) {
-    const Ctx& x = *static_cast<Ctx*>(c);
-    const int64_t chunk = (x.n + np - 1) / np;
-    const int64_t b = part * chunk, e = b + chunk < x.n ? b + chunk : x.n;
-    if (b < e) (*x.f)(b, e);
-  }, &ctx);
+  run_parts(
+      parts,
+      [](void* c, int part, int np) {
+        const Ctx& x = *static_cast<Ctx*>(c);
+        const int64_t chunk = (x.n + np - 1) / np;
+        const int64_t b = part * chunk, e = b + chunk < x.n ? b + chunk : x.n;
+        if (b < e) (*x.f)(b, e);
+      },
+      &ctx);
 }
 template <class F>
 inline void parallel_range(int64_t n, int64_t threshold, F&& f) {

@@ -22,7 +22,8 @@ void check_launch(const char* kernel) {
     return v && *v && std::string(v) != "0";
   }();
   cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) throw DeviceError(std::string("cuda: kernel ") + kernel + " failed to launch: " + cudaGetErrorString(e));
+  if (e != cudaSuccess)
+    throw DeviceError(std::string("cuda: kernel ") + kernel + " failed to launch: " + cudaGetErrorString(e));
   if (sync_each && (e = cudaDeviceSynchronize()) != cudaSuccess)
     throw DeviceError(std::string("cuda: kernel ") + kernel + " failed: " + cudaGetErrorString(e));
 }

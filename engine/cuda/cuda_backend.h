@@ -28,15 +28,15 @@ namespace cg {
 // Throws DeviceError naming the call, the CUDA/cuBLAS message and the source line.
 [[noreturn]] void cuda_fail(const char* call, const char* msg, const char* file, int line);
 
-#define CG_CUDA_CHECK(call)                                                         \
-  do {                                                                              \
-    const cudaError_t cg_err_ = (call);                                             \
+#define CG_CUDA_CHECK(call)                                                                              \
+  do {                                                                                                   \
+    const cudaError_t cg_err_ = (call);                                                                  \
     if (cg_err_ != cudaSuccess) ::cg::cuda_fail(#call, cudaGetErrorString(cg_err_), __FILE__, __LINE__); \
   } while (0)
 
-#define CG_CUBLAS_CHECK(call)                                                       \
-  do {                                                                              \
-    const cublasStatus_t cg_st_ = (call);                                           \
+#define CG_CUBLAS_CHECK(call)                                                                                       \
+  do {                                                                                                              \
+    const cublasStatus_t cg_st_ = (call);                                                                           \
     if (cg_st_ != CUBLAS_STATUS_SUCCESS) ::cg::cuda_fail(#call, cublasGetStatusString(cg_st_), __FILE__, __LINE__); \
   } while (0)
 
@@ -64,31 +64,30 @@ class CudaBackend final : public Backend {
   void unary_backward(UnaryOp op, const Tensor& x, const Tensor& gy, Tensor& gx, double s) override;
   void axpy(double alpha, const Tensor& x, Tensor& y) override;
   double sum_squares(const Tensor& x) override;
-  void copy_box(DType dt, const void* src, const int64_t src_strides[4], void* dst,
-                const int64_t dst_strides[4], const int64_t shape[4], bool accumulate) override;
+  void copy_box(DType dt, const void* src, const int64_t src_strides[4], void* dst, const int64_t dst_strides[4],
+                const int64_t shape[4], bool accumulate) override;
 
   void softmax(const Tensor& x, Tensor& y, bool log, int64_t causal_tq, int64_t causal_offset) override;
   void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx, bool log) override;
   void rmsnorm(const Tensor& x, const Tensor& w, Tensor& y, Tensor& rstd, double eps) override;
-  void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& gy,
-                        Tensor* gx, Tensor* gw) override;
-  void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean,
-                 Tensor& rstd, double eps) override;
-  void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
-                          const Tensor& gy, Tensor* gx, Tensor* gw, Tensor* gb) override;
+  void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& gy, Tensor* gx,
+                        Tensor* gw) override;
+  void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean, Tensor& rstd,
+                 double eps) override;
+  void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
+                          Tensor* gx, Tensor* gw, Tensor* gb) override;
   void rope(const Tensor& x, Tensor& y, int64_t pos_offset, double theta, bool inverse,
             const Tensor* positions) override;
   void embedding(const Tensor& table, const Tensor& ids, Tensor& out) override;
   void embedding_backward(const Tensor& ids, const Tensor& gy, Tensor& gtable) override;
   void cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& loss, Tensor& lse) override;
-  void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& targets,
-                              double scale, Tensor& glogits) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& targets, double scale,
+                              Tensor& glogits) override;
   void dropout(const Tensor& x, Tensor& y, double p, uint64_t seed) override;
 
-  void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1,
-             double beta2, double eps, double weight_decay, int64_t step) override;
-  void sgd(Tensor& param, const Tensor& grad, Tensor& buf, double lr, double momentum,
-           double weight_decay) override;
+  void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1, double beta2, double eps,
+             double weight_decay, int64_t step) override;
+  void sgd(Tensor& param, const Tensor& grad, Tensor& buf, double lr, double momentum, double weight_decay) override;
 
   cudaStream_t stream() const { return stream_; }
   void set_tf32(bool on);
@@ -122,7 +121,7 @@ CudaBackend* cuda_backend_instance(std::string* why);
 
 // ---- launch helpers -------------------------------------------------------------------
 
-constexpr int kThreads = 256;        // threads per block for elementwise kernels
+constexpr int kThreads = 256;  // threads per block for elementwise kernels
 // Grid cap; kernels loop grid-stride past it. A test build may lower it (-DCG_CUDA_MAX_GRID=5)
 // to run every grid-stride loop through several turns.
 #ifndef CG_CUDA_MAX_GRID
@@ -165,7 +164,9 @@ class Scratch {
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   template <class T>
-  T* as() const { return static_cast<T*>(p_); }
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
 
  private:
   CudaBackend& be_;
@@ -190,15 +191,21 @@ __device__ inline double d_cos(double x) { return cos(x); }
 __device__ inline float d_sin(float x) { return sinf(x); }
 __device__ inline double d_sin(double x) { return sin(x); }
 template <class T>
-__device__ inline T d_inf() { return static_cast<T>(__longlong_as_double(0x7ff0000000000000ll)); }
+__device__ inline T d_inf() {
+  return static_cast<T>(__longlong_as_double(0x7ff0000000000000ll));
+}
 
 struct SumOp {
   template <class T>
-  __device__ T operator()(T a, T b) const { return a + b; }
+  __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 struct MaxOp {
   template <class T>
-  __device__ T operator()(T a, T b) const { return a > b ? a : b; }
+  __device__ T operator()(T a, T b) const {
+    return a > b ? a : b;
+  }
 };
 
 // Reduces v over the whole block (blockDim.x a multiple of 32, ≤ 1024) in a fixed tree

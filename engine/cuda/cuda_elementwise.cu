@@ -23,12 +23,30 @@ Dims4 bstrides(const Shape& s, const std::array<int64_t, 4>& out) {
 
 // The math functions of the shared formulas (engine/elementwise_math.h) on the device.
 struct DeviceMath {
-  template <class T> __device__ static T exp(T x) { return d_exp(x); }
-  template <class T> __device__ static T fast_exp(T x) { return d_exp(x); }
-  template <class T> __device__ static T log(T x) { return d_log(x); }
-  template <class T> __device__ static T sqrt(T x) { return d_sqrt(x); }
-  template <class T> __device__ static T tanh(T x) { return d_tanh(x); }
-  template <class T> __device__ static T pow(T x, T y) { return d_pow(x, y); }
+  template <class T>
+  __device__ static T exp(T x) {
+    return d_exp(x);
+  }
+  template <class T>
+  __device__ static T fast_exp(T x) {
+    return d_exp(x);
+  }
+  template <class T>
+  __device__ static T log(T x) {
+    return d_log(x);
+  }
+  template <class T>
+  __device__ static T sqrt(T x) {
+    return d_sqrt(x);
+  }
+  template <class T>
+  __device__ static T tanh(T x) {
+    return d_tanh(x);
+  }
+  template <class T>
+  __device__ static T pow(T x, T y) {
+    return d_pow(x, y);
+  }
 };
 
 // out[i] = a[i] ∘ b[i]  (same shapes)
@@ -39,7 +57,8 @@ __global__ void binary_flat_kernel(BinaryOp op, const T* a, const T* b, T* out, 
 
 // out[i0,i1,i2,i3] = a[i·sa] ∘ b[i·sb]  (o = out's padded shape; sa, sb broadcast strides)
 template <class T>
-__global__ void binary_bcast_kernel(BinaryOp op, const T* a, Dims4 sa, const T* b, Dims4 sb, T* out, Dims4 o, int64_t n) {
+__global__ void binary_bcast_kernel(BinaryOp op, const T* a, Dims4 sa, const T* b, Dims4 sb, T* out, Dims4 o,
+                                    int64_t n) {
   CG_GRID_STRIDE(i, n) {
     const int64_t i3 = i % o.v[3], i2 = (i / o.v[3]) % o.v[2], i1 = (i / (o.v[3] * o.v[2])) % o.v[1];
     const int64_t i0 = i / (o.v[3] * o.v[2] * o.v[1]);
@@ -169,8 +188,8 @@ void CudaBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& 
     } else {
       const auto o = out.shape().padded();
       const Dims4 od{{o[0], o[1], o[2], o[3]}};
-      binary_bcast_kernel<<<grid_for(n), kThreads, 0, stream_>>>(op, pa, bstrides(a.shape(), o), pb, bstrides(b.shape(), o),
-                                                                  po, od, n);
+      binary_bcast_kernel<<<grid_for(n), kThreads, 0, stream_>>>(op, pa, bstrides(a.shape(), o), pb,
+                                                                 bstrides(b.shape(), o), po, od, n);
     }
     check_launch("binary");
   });
@@ -197,10 +216,8 @@ void CudaBackend::sum_to(const Tensor& x, Tensor& out) {
     if (p.nout == 0) return;
     const T* px = static_cast<const T*>(x.raw());
     T* po = static_cast<T*>(out.raw());
-    if (p.nred <= 32)
-      sum_to_thread_kernel<<<grid_for(p.nout), kThreads, 0, stream_>>>(px, po, p);
-    else
-      sum_to_block_kernel<<<grid_rows(p.nout), kThreads, 0, stream_>>>(px, po, p);
+    if (p.nred <= 32) sum_to_thread_kernel<<<grid_for(p.nout), kThreads, 0, stream_>>>(px, po, p);
+    else sum_to_block_kernel<<<grid_rows(p.nout), kThreads, 0, stream_>>>(px, po, p);
     check_launch("sum_to");
   });
 }
@@ -222,8 +239,8 @@ void CudaBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& gy, 
     const int64_t n = x.numel();
     if (n == 0) return;
     unary_backward_kernel<<<grid_for(n), kThreads, 0, stream_>>>(op, static_cast<const T*>(x.raw()),
-                                                                 static_cast<const T*>(gy.raw()), static_cast<T*>(gx.raw()),
-                                                                 n, static_cast<T>(s));
+                                                                 static_cast<const T*>(gy.raw()),
+                                                                 static_cast<T*>(gx.raw()), n, static_cast<T>(s));
     check_launch("unary_backward");
   });
 }
@@ -249,7 +266,9 @@ double CudaBackend::sum_squares(const Tensor& x) {
     if (nchunks > INT32_MAX) throw DeviceError("cuda sum_squares: " + x.desc() + " is too large");
     Scratch part(*this, static_cast<size_t>(nchunks + 1) * sizeof(double));
     double* pp = part.as<double>();
-    sum_squares_partial_kernel<<<static_cast<unsigned>(nchunks), kSqThreads, 0, stream_>>>(static_cast<const T*>(x.raw()), n, pp);
+    sum_squares_partial_kernel<<<static_cast<unsigned>(nchunks), kSqThreads, 0, stream_>>>(static_cast<const T*>(
+                                                                                               x.raw()),
+                                                                                           n, pp);
     check_launch("sum_squares");
     sum_partials_kernel<<<1, kSqThreads, 0, stream_>>>(pp, nchunks, pp + nchunks);
     check_launch("sum_squares (partials)");
@@ -265,8 +284,8 @@ void CudaBackend::copy_box(DType dt, const void* src, const int64_t ss[4], void*
   if (n == 0) return;
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    copy_box_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<const T*>(src), s4, static_cast<T*>(dst), d4, b4, n,
-                                                           accumulate);
+    copy_box_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<const T*>(src), s4, static_cast<T*>(dst), d4, b4,
+                                                           n, accumulate);
     check_launch("copy_box");
   };
   if (dt == DType::I32) {
@@ -282,8 +301,8 @@ void CudaBackend::dropout(const Tensor& x, Tensor& y, double p, uint64_t seed) {
     using T = decltype(tag);
     const int64_t n = x.numel();
     if (n == 0) return;
-    dropout_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), n, p, seed,
-                                                          static_cast<T>(1.0 / (1.0 - p)));
+    dropout_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), n,
+                                                          p, seed, static_cast<T>(1.0 / (1.0 - p)));
     check_launch("dropout");
   });
 }

@@ -51,10 +51,10 @@ void CudaBackend::do_gemm(const GemmArgs& g) {
     const int64_t total = g.batch * m * n;
     if (dt == DType::F32)
       scale_matrix_kernel<<<grid_for(total), kThreads, 0, stream_>>>(static_cast<float*>(g.c.data), m, n, g.c.ld,
-                                                                    g.c.stride, g.batch, static_cast<float>(g.beta));
+                                                                     g.c.stride, g.batch, static_cast<float>(g.beta));
     else
       scale_matrix_kernel<<<grid_for(total), kThreads, 0, stream_>>>(static_cast<double*>(g.c.data), m, n, g.c.ld,
-                                                                    g.c.stride, g.batch, g.beta);
+                                                                     g.c.stride, g.batch, g.beta);
     check_launch("gemm (k = 0)");
     return;
   }

@@ -19,7 +19,8 @@ size_t round_size(size_t bytes) {
 
 template <class T>
 __global__ void fill_kernel(T* p, int64_t n, T value) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) p[i] = value;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
+    p[i] = value;
 }
 
 }  // namespace
@@ -95,11 +96,10 @@ void CudaBackend::fill(Tensor& t, double value) {
     case DType::F32:
       fill_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<float*>(t.raw()), n, static_cast<float>(value));
       break;
-    case DType::F64:
-      fill_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<double*>(t.raw()), n, value);
-      break;
+    case DType::F64: fill_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<double*>(t.raw()), n, value); break;
     case DType::I32:
-      fill_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<int32_t*>(t.raw()), n, static_cast<int32_t>(value));
+      fill_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<int32_t*>(t.raw()), n,
+                                                         static_cast<int32_t>(value));
       break;
   }
   check_launch("fill");

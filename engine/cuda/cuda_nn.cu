@@ -87,7 +87,8 @@ __global__ void rmsnorm_kernel(const T* x, const T* w, T* y, T* rstd, int64_t ro
 
 // gx[r,j] = rs·w_j·g_j − rs³/d · x_j · Σ_k w_k g_k x_k
 template <class T>
-__global__ void rmsnorm_backward_kernel(const T* x, const T* w, const T* rstd, const T* gy, T* gx, int64_t rows, int64_t d) {
+__global__ void rmsnorm_backward_kernel(const T* x, const T* w, const T* rstd, const T* gy, T* gx, int64_t rows,
+                                        int64_t d) {
   __shared__ T red[32];
   CG_ROW_LOOP(r, rows) {
     const T* xr = x + r * d;
@@ -159,8 +160,8 @@ __global__ void layernorm_backward_kernel(const T* x, const T* w, const T* mean,
 
 // pw[b,j] = Σ g·(x − mean)·rstd,  pb[b,j] = Σ g over the rows of block b (double, in order)
 template <class T>
-__global__ void layernorm_wb_partial_kernel(const T* x, const T* mean, const T* rstd, const T* gy, int64_t rows, int64_t d,
-                                            int64_t nb, double* pw, double* pb) {
+__global__ void layernorm_wb_partial_kernel(const T* x, const T* mean, const T* rstd, const T* gy, int64_t rows,
+                                            int64_t d, int64_t nb, double* pw, double* pb) {
   CG_GRID_STRIDE(i, nb * d) {
     const int64_t b = i / d, j = i % d;
     const int64_t end = (b + 1) * kRowBlock < rows ? (b + 1) * kRowBlock : rows;
@@ -227,7 +228,8 @@ __global__ void embedding_backward_kernel(const int32_t* perm, const int32_t* st
 
 // lse[r] = logsumexp(logits[r]);  loss[r] = lse[r] − logits[r, t_r]  (0 when t_r < 0)
 template <class T>
-__global__ void cross_entropy_kernel(const T* logits, const int32_t* targets, T* loss, T* lse, int64_t rows, int64_t v) {
+__global__ void cross_entropy_kernel(const T* logits, const int32_t* targets, T* loss, T* lse, int64_t rows,
+                                     int64_t v) {
   __shared__ T red[32];
   const T inf = d_inf<T>();
   CG_ROW_LOOP(r, rows) {
@@ -265,9 +267,13 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const T* lse, con
 }
 
 template <class T>
-const T* cptr(const Tensor& t) { return static_cast<const T*>(t.raw()); }
+const T* cptr(const Tensor& t) {
+  return static_cast<const T*>(t.raw());
+}
 template <class T>
-T* mptr(const Tensor& t) { return static_cast<T*>(t.raw()); }
+T* mptr(const Tensor& t) {
+  return static_cast<T*>(t.raw());
+}
 
 }  // namespace
 
@@ -276,8 +282,8 @@ void CudaBackend::softmax(const Tensor& x, Tensor& y, bool log, int64_t causal_t
     using T = decltype(tag);
     const int64_t rows = x.shape().rows(), cols = x.shape().cols();
     if (rows == 0 || cols == 0) return;
-    softmax_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(cptr<T>(x), mptr<T>(y), rows, cols, log, causal_tq,
-                                                                       causal_offset);
+    softmax_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(cptr<T>(x), mptr<T>(y), rows, cols, log,
+                                                                       causal_tq, causal_offset);
     check_launch("softmax");
   });
 }
@@ -287,8 +293,8 @@ void CudaBackend::softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx
     using T = decltype(tag);
     const int64_t rows = y.shape().rows(), cols = y.shape().cols();
     if (rows == 0 || cols == 0) return;
-    softmax_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(cptr<T>(y), cptr<T>(gy), mptr<T>(gx), rows,
-                                                                                cols, log);
+    softmax_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(cptr<T>(y), cptr<T>(gy), mptr<T>(gx),
+                                                                                rows, cols, log);
     check_launch("softmax_backward");
   });
 }
@@ -298,8 +304,8 @@ void CudaBackend::rmsnorm(const Tensor& x, const Tensor& w, Tensor& y, Tensor& r
     using T = decltype(tag);
     const int64_t rows = x.shape().rows(), d = x.shape().cols();
     if (rows == 0 || d == 0) return;
-    rmsnorm_kernel<<<grid_rows(rows), row_threads(d), 0, stream_>>>(cptr<T>(x), cptr<T>(w), mptr<T>(y), mptr<T>(rstd), rows, d,
-                                                                    static_cast<T>(eps));
+    rmsnorm_kernel<<<grid_rows(rows), row_threads(d), 0, stream_>>>(cptr<T>(x), cptr<T>(w), mptr<T>(y), mptr<T>(rstd),
+                                                                    rows, d, static_cast<T>(eps));
     check_launch("rmsnorm");
   });
 }
@@ -318,8 +324,8 @@ void CudaBackend::rmsnorm_backward(const Tensor& x, const Tensor& w, const Tenso
     if (gw) {
       const int64_t nb = (rows + kRowBlock - 1) / kRowBlock;
       Scratch part(*this, static_cast<size_t>(nb * d) * sizeof(double));
-      rmsnorm_gw_partial_kernel<<<grid_for(nb * d), kThreads, 0, stream_>>>(cptr<T>(x), cptr<T>(rstd), cptr<T>(gy), rows, d,
-                                                                            nb, part.as<double>());
+      rmsnorm_gw_partial_kernel<<<grid_for(nb * d), kThreads, 0, stream_>>>(cptr<T>(x), cptr<T>(rstd), cptr<T>(gy),
+                                                                            rows, d, nb, part.as<double>());
       check_launch("rmsnorm_backward (gw partials)");
       add_partials_kernel<<<grid_for(d), kThreads, 0, stream_>>>(part.as<double>(), nb, d, mptr<T>(*gw));
       check_launch("rmsnorm_backward (gw)");
@@ -347,17 +353,19 @@ void CudaBackend::layernorm_backward(const Tensor& x, const Tensor& w, const Ten
     const int64_t rows = x.shape().rows(), d = x.shape().cols();
     if (rows == 0 || d == 0) return;
     if (gx) {
-      layernorm_backward_kernel<<<grid_rows(rows), row_threads(d), 0, stream_>>>(
-          cptr<T>(x), cptr<T>(w), cptr<T>(mean), cptr<T>(rstd), cptr<T>(gy), mptr<T>(*gx), rows, d);
+      layernorm_backward_kernel<<<grid_rows(rows), row_threads(d), 0, stream_>>>(cptr<T>(x), cptr<T>(w), cptr<T>(mean),
+                                                                                 cptr<T>(rstd), cptr<T>(gy),
+                                                                                 mptr<T>(*gx), rows, d);
       check_launch("layernorm_backward");
     }
     if (gw || gb) {
       const int64_t nb = (rows + kRowBlock - 1) / kRowBlock;
       const size_t bytes = static_cast<size_t>(nb * d) * sizeof(double);
       Scratch pw(*this, bytes), pb(*this, bytes);
-      layernorm_wb_partial_kernel<<<grid_for(nb * d), kThreads, 0, stream_>>>(
-          cptr<T>(x), cptr<T>(mean), cptr<T>(rstd), cptr<T>(gy), rows, d, nb, gw ? pw.as<double>() : nullptr,
-          gb ? pb.as<double>() : nullptr);
+      layernorm_wb_partial_kernel<<<grid_for(nb * d), kThreads, 0, stream_>>>(cptr<T>(x), cptr<T>(mean), cptr<T>(rstd),
+                                                                              cptr<T>(gy), rows, d, nb,
+                                                                              gw ? pw.as<double>() : nullptr,
+                                                                              gb ? pb.as<double>() : nullptr);
       check_launch("layernorm_backward (partials)");
       if (gw) {
         add_partials_kernel<<<grid_for(d), kThreads, 0, stream_>>>(pw.as<double>(), nb, d, mptr<T>(*gw));
@@ -441,8 +449,8 @@ void CudaBackend::embedding_backward(const Tensor& ids, const Tensor& gy, Tensor
     const int32_t* dperm = idx.as<int32_t>();
     const int32_t* dstart = dperm + n;
     const int32_t* drow = dstart + nseg + 1;
-    embedding_backward_kernel<<<grid_for(nseg * d), kThreads, 0, stream_>>>(dperm, dstart, drow, cptr<T>(gy), mptr<T>(gtable),
-                                                                           nseg, d);
+    embedding_backward_kernel<<<grid_for(nseg * d), kThreads, 0, stream_>>>(dperm, dstart, drow, cptr<T>(gy),
+                                                                            mptr<T>(gtable), nseg, d);
     check_launch("embedding_backward");
   });
 }
@@ -464,8 +472,10 @@ void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& lse
     using T = decltype(tag);
     const int64_t rows = logits.shape().rows(), v = logits.shape().cols();
     if (rows == 0 || v == 0) return;
-    cross_entropy_backward_kernel<<<grid_for(rows * v), kThreads, 0, stream_>>>(
-        cptr<T>(logits), cptr<T>(lse), cptr<int32_t>(targets), static_cast<T>(scale), mptr<T>(glogits), rows, v);
+    cross_entropy_backward_kernel<<<grid_for(rows * v), kThreads, 0, stream_>>>(cptr<T>(logits), cptr<T>(lse),
+                                                                                cptr<int32_t>(targets),
+                                                                                static_cast<T>(scale), mptr<T>(glogits),
+                                                                                rows, v);
     check_launch("cross_entropy_backward");
   });
 }

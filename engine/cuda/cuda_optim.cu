@@ -13,7 +13,8 @@ namespace {
 
 // p ← p·decay;  m ← b1·m + (1−b1)·g;  v ← b2·v + (1−b2)·g²;  p ← p − step·m / (√v/√bc2 + eps)
 template <class T>
-__global__ void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, T decay, T b1, T b2, T step_size, T sqrt_bc2, T eps) {
+__global__ void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, T decay, T b1, T b2, T step_size, T sqrt_bc2,
+                             T eps) {
   CG_GRID_STRIDE(i, n) {
     const T gi = g[i];
     T pi = p[i] * decay;
@@ -49,10 +50,11 @@ void CudaBackend::adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
     if (n == 0) return;
     const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
     const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-    adamw_kernel<<<grid_for(n), kThreads, 0, stream_>>>(
-        static_cast<T*>(param.raw()), static_cast<const T*>(grad.raw()), static_cast<T*>(m.raw()), static_cast<T*>(v.raw()),
-        n, static_cast<T>(1.0 - lr * weight_decay), static_cast<T>(beta1), static_cast<T>(beta2), static_cast<T>(lr / bc1),
-        static_cast<T>(std::sqrt(bc2)), static_cast<T>(eps));
+    adamw_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<T*>(param.raw()), static_cast<const T*>(grad.raw()),
+                                                        static_cast<T*>(m.raw()), static_cast<T*>(v.raw()), n,
+                                                        static_cast<T>(1.0 - lr * weight_decay), static_cast<T>(beta1),
+                                                        static_cast<T>(beta2), static_cast<T>(lr / bc1),
+                                                        static_cast<T>(std::sqrt(bc2)), static_cast<T>(eps));
     check_launch("adamw");
   });
 }
@@ -63,8 +65,8 @@ void CudaBackend::sgd(Tensor& param, const Tensor& grad, Tensor& buf, double lr,
     const int64_t n = param.numel();
     if (n == 0) return;
     T* pb = momentum != 0 ? static_cast<T*>(buf.raw()) : nullptr;
-    sgd_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<T*>(param.raw()), static_cast<const T*>(grad.raw()), pb, n,
-                                                      static_cast<T>(lr), static_cast<T>(momentum),
+    sgd_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<T*>(param.raw()), static_cast<const T*>(grad.raw()),
+                                                      pb, n, static_cast<T>(lr), static_cast<T>(momentum),
                                                       static_cast<T>(weight_decay));
     check_launch("sgd");
   });

@@ -81,28 +81,22 @@ bool is_pickle_name(const std::string& path) {
 AdapterFile read_single_file(const std::string& path, const SafeTensors& st) {
   nn::AdapterConfig cfg;
   const std::string type = meta_at(st, "peft_type", path);
-  if (type == "LORA")
-    cfg.kind = nn::AdapterKind::LoRA;
-  else if (type == "MOSLORA")
-    cfg.kind = nn::AdapterKind::MoSLoRA;
-  else if (type == "LINCHAIN")
-    cfg.kind = nn::AdapterKind::LinChain;
-  else
-    throw FormatError(path + ": peft_type '" + type + "' is not LORA, MOSLORA or LINCHAIN");
+  if (type == "LORA") cfg.kind = nn::AdapterKind::LoRA;
+  else if (type == "MOSLORA") cfg.kind = nn::AdapterKind::MoSLoRA;
+  else if (type == "LINCHAIN") cfg.kind = nn::AdapterKind::LinChain;
+  else throw FormatError(path + ": peft_type '" + type + "' is not LORA, MOSLORA or LINCHAIN");
   const long long r = parse_int(meta_at(st, "r", path), "r", path);
   if (r < 1 || r > (1 << 20)) throw FormatError(path + ": r = " + std::to_string(r) + " is out of range");
   cfg.rank = static_cast<int>(r);
   cfg.alpha = parse_double(meta_at(st, "lora_alpha", path), "lora_alpha", path);
-  if (std::fabs(cfg.alpha) > 1e6) throw FormatError(path + ": lora_alpha " + fmt_double(cfg.alpha) + " is out of range [-1e6, 1e6]");
+  if (std::fabs(cfg.alpha) > 1e6)
+    throw FormatError(path + ": lora_alpha " + fmt_double(cfg.alpha) + " is out of range [-1e6, 1e6]");
   // chain_length may be absent: LoRA has no mixer, MoSLoRA one (lora_AB); LinChain's is the
   // number of lora_mixer.{j} tensors of a module.
   long long n = 0;
-  if (st.metadata.count("chain_length"))
-    n = parse_int(meta_at(st, "chain_length", path), "chain_length", path);
-  else if (cfg.kind == nn::AdapterKind::MoSLoRA)
-    n = 1;
-  else if (cfg.kind == nn::AdapterKind::LinChain)
-    n = peft_chain_length(st);
+  if (st.metadata.count("chain_length")) n = parse_int(meta_at(st, "chain_length", path), "chain_length", path);
+  else if (cfg.kind == nn::AdapterKind::MoSLoRA) n = 1;
+  else if (cfg.kind == nn::AdapterKind::LinChain) n = peft_chain_length(st);
   const long long expect_n = cfg.kind == nn::AdapterKind::LoRA ? 0 : cfg.kind == nn::AdapterKind::MoSLoRA ? 1 : -1;
   if ((expect_n >= 0 && n != expect_n) || n < 0 || n > 64)
     throw FormatError(path + ": chain_length " + std::to_string(n) + " does not fit peft_type " + type);
@@ -184,7 +178,8 @@ std::vector<std::pair<std::string, Tensor>> peft_tensors(const AdapterFile& f) {
     if (cfg.chain_bias && cfg.kind == nn::AdapterKind::LoRA)  // LoRA's b on A's output, [r] as is
       out.emplace_back(peft_lora_bias(m), f.tensors.at(nn::adapter_lora_bias_name(m)));
     for (int j = 0; j < cfg.num_mixers(); ++j) {  // Mⱼ = Wⱼ₊₁ᵀ, bias bⱼ₊₁ as is
-      out.emplace_back(peft_mixer(m, cfg.kind, j), transposed_host(f.tensors.at(nn::adapter_mixer_name(m, cfg.kind, j))));
+      out.emplace_back(peft_mixer(m, cfg.kind, j),
+                       transposed_host(f.tensors.at(nn::adapter_mixer_name(m, cfg.kind, j))));
       if (cfg.chain_bias) out.emplace_back(peft_bias(m, j), f.tensors.at(nn::adapter_mixer_bias_name(m, j)));
     }
     out.emplace_back(peft_b(m), f.tensors.at(nn::adapter_b_name(m)));  // [out, r] = B
@@ -245,8 +240,7 @@ AdapterFile adapter_from_peft_tensors(const SafeTensors& st, const nn::AdapterCo
   // Modules in file order, from their lora_A tensors.
   const std::string pre = kPeftPrefix, suf = ".lora_A.weight";
   for (const std::string& name : st.names) {
-    if (name.rfind(pre, 0) != 0)
-      throw FormatError(path + ": tensor '" + name + "' does not start with '" + pre + "'");
+    if (name.rfind(pre, 0) != 0) throw FormatError(path + ": tensor '" + name + "' does not start with '" + pre + "'");
     if (name.size() > pre.size() + suf.size() && ends_with(name, suf))
       f.modules.push_back(name.substr(pre.size(), name.size() - pre.size() - suf.size()));
   }
@@ -282,7 +276,8 @@ AdapterFile adapter_from_peft_tensors(const SafeTensors& st, const nn::AdapterCo
       const std::string bname = peft_lora_bias(m);
       const Tensor& bias = take(bname, 1);
       if (bias.numel() != r)
-        throw FormatError(path + ": tensor '" + bname + "' is " + bias.desc() + ", expected [" + std::to_string(r) + "]");
+        throw FormatError(path + ": tensor '" + bname + "' is " + bias.desc() + ", expected [" + std::to_string(r) +
+                          "]");
       f.tensors[nn::adapter_lora_bias_name(m)] = bias.to(DType::F32).clone();
     }
     for (int j = 0; j < nm; ++j) {
@@ -296,7 +291,8 @@ AdapterFile adapter_from_peft_tensors(const SafeTensors& st, const nn::AdapterCo
         const std::string bname = peft_bias(m, j);
         const Tensor& bias = take(bname, 1);
         if (bias.numel() != r)
-          throw FormatError(path + ": tensor '" + bname + "' is " + bias.desc() + ", expected [" + std::to_string(r) + "]");
+          throw FormatError(path + ": tensor '" + bname + "' is " + bias.desc() + ", expected [" + std::to_string(r) +
+                            "]");
         f.tensors[nn::adapter_mixer_bias_name(m, j)] = bias.to(DType::F32).clone();
       }
     }
@@ -309,8 +305,9 @@ AdapterFile adapter_from_peft_tensors(const SafeTensors& st, const nn::AdapterCo
   return f;
 }
 
-nn::AdapterSet attach_adapter_file(const AdapterFile& f, const std::vector<std::pair<std::string, nn::Linear*>>& linears,
-                                   Device device, const std::string& what) {
+nn::AdapterSet attach_adapter_file(const AdapterFile& f,
+                                   const std::vector<std::pair<std::string, nn::Linear*>>& linears, Device device,
+                                   const std::string& what) {
   // Check the model side first so a mismatch leaves the model untouched.
   std::set<std::string> in_file(f.modules.begin(), f.modules.end());
   std::set<std::string> matched;
@@ -360,7 +357,7 @@ AdapterFile export_plain_lora(const AdapterFile& f) {
   NoGrad ng;
   for (const std::string& m : f.modules) {
     Tensor a = f.tensors.at(nn::adapter_a_name(m)).to(DType::F64);  // [in, r]
-    for (int j = 0; j < c.num_mixers(); ++j)                         // A' = A·W₁⋯Wₙ
+    for (int j = 0; j < c.num_mixers(); ++j)                        // A' = A·W₁⋯Wₙ
       a = ops::matmul(a, f.tensors.at(nn::adapter_mixer_name(m, c.kind, j)).to(DType::F64));
     out.tensors[nn::adapter_a_name(m)] = a.to(DType::F32);
     out.tensors[nn::adapter_b_name(m)] = f.tensors.at(nn::adapter_b_name(m)).clone();

@@ -84,8 +84,9 @@ AdapterFile read_adapter_file(const std::string& path);
 // Attaches the adapters of `f` to `linears` (see nn::attach_adapters) with the file's
 // values. The modules selected by its target_modules must be exactly the modules in the
 // file, with matching shapes; otherwise FormatError (naming `what`), the model untouched.
-nn::AdapterSet attach_adapter_file(const AdapterFile& f, const std::vector<std::pair<std::string, nn::Linear*>>& linears,
-                                   Device device, const std::string& what);
+nn::AdapterSet attach_adapter_file(const AdapterFile& f,
+                                   const std::vector<std::pair<std::string, nn::Linear*>>& linears, Device device,
+                                   const std::string& what);
 // read_adapter_file + attach_adapter_file.
 nn::AdapterSet load_adapter(const std::string& path, const std::vector<std::pair<std::string, nn::Linear*>>& linears,
                             Device device = Device::CPU);

@@ -77,7 +77,8 @@ Checkpoint read_checkpoint(const std::string& path) {
   if (ends_with(".bin")) return read_llama2c(path);
   if (ends_with(".safetensors")) return read_hf_llama(path);
   if (ends_with(".gguf")) return read_gguf_checkpoint(path);
-  throw FormatError(path + ": unknown checkpoint format (expected a llama2.c .bin, a .safetensors file, a .gguf "
+  throw FormatError(path +
+                    ": unknown checkpoint format (expected a llama2.c .bin, a .safetensors file, a .gguf "
                     "file or a Hugging Face model folder)");
 }
 

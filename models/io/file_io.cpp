@@ -69,8 +69,8 @@ FileReader::~FileReader() {
 }
 
 void FileReader::read_at(uint64_t offset, void* dst, size_t n) {
-  if (offset > size_ || n > size_ - offset ||
-      std::fseek(f_, static_cast<long>(offset), SEEK_SET) != 0 || std::fread(dst, 1, n, f_) != n)
+  if (offset > size_ || n > size_ - offset || std::fseek(f_, static_cast<long>(offset), SEEK_SET) != 0 ||
+      std::fread(dst, 1, n, f_) != n)
     throw FormatError(path_ + ": read of " + std::to_string(n) + " bytes at offset " + std::to_string(offset) +
                       " failed (file truncated or changed while reading?)");
 }
@@ -235,7 +235,8 @@ CheckpointLock::CheckpointLock(const std::string& path) : lock_path_(path + ".lo
     const int err = errno;
     ::close(fd_);
     fd_ = -1;
-    if (err == EWOULDBLOCK) throw FormatError(path + ": another run is using this checkpoint (" + lock_path_ + " is locked)");
+    if (err == EWOULDBLOCK)
+      throw FormatError(path + ": another run is using this checkpoint (" + lock_path_ + " is locked)");
     throw FormatError(path + ": cannot lock " + lock_path_ + ": " + std::strerror(err));
   }
   set_path(g_lock, g_lock_set, lock_path_);

@@ -27,8 +27,17 @@ constexpr uint64_t kMaxAlignment = 1 << 16;
 
 // ggml type ids (ggml.h): the ones read here.
 enum : uint32_t {
-  kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8,
-  kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kBF16 = 30,
+  kF32 = 0,
+  kF16 = 1,
+  kQ4_0 = 2,
+  kQ4_1 = 3,
+  kQ5_0 = 6,
+  kQ5_1 = 7,
+  kQ8_0 = 8,
+  kQ4_K = 12,
+  kQ5_K = 13,
+  kQ6_K = 14,
+  kBF16 = 30,
 };
 
 struct TypeInfo {
@@ -113,8 +122,10 @@ void block_q4_k(const uint8_t* b, float* y) {  // f16 d, f16 dmin, 12 scale byte
     k_scale_min(2 * g, sc, s0, m0);
     k_scale_min(2 * g + 1, sc, s1, m1);
     for (int l = 0; l < 32; ++l) {
-      y[64 * g + l] = d * static_cast<float>(s0) * static_cast<float>(q[32 * g + l] & 0xF) - dmin * static_cast<float>(m0);
-      y[64 * g + 32 + l] = d * static_cast<float>(s1) * static_cast<float>(q[32 * g + l] >> 4) - dmin * static_cast<float>(m1);
+      y[64 * g + l] =
+          d * static_cast<float>(s0) * static_cast<float>(q[32 * g + l] & 0xF) - dmin * static_cast<float>(m0);
+      y[64 * g + 32 + l] =
+          d * static_cast<float>(s1) * static_cast<float>(q[32 * g + l] >> 4) - dmin * static_cast<float>(m1);
     }
   }
 }
@@ -190,10 +201,18 @@ struct Cursor {
 
 uint64_t min_value_bytes(GgufType t) {
   switch (t) {
-    case GgufType::U8: case GgufType::I8: case GgufType::BOOL: return 1;
-    case GgufType::U16: case GgufType::I16: return 2;
-    case GgufType::U32: case GgufType::I32: case GgufType::F32: return 4;
-    case GgufType::U64: case GgufType::I64: case GgufType::F64: case GgufType::STRING: return 8;
+    case GgufType::U8:
+    case GgufType::I8:
+    case GgufType::BOOL: return 1;
+    case GgufType::U16:
+    case GgufType::I16: return 2;
+    case GgufType::U32:
+    case GgufType::I32:
+    case GgufType::F32: return 4;
+    case GgufType::U64:
+    case GgufType::I64:
+    case GgufType::F64:
+    case GgufType::STRING: return 8;
     case GgufType::ARRAY: return 12;
   }
   return 0;
@@ -232,7 +251,8 @@ GgufValue read_value(Cursor& c, GgufType t, int depth, const std::string& key) {
     case GgufType::STRING: v.s = c.str("a string"); break;
     case GgufType::ARRAY: {
       if (depth >= kMaxArrayDepth)
-        throw FormatError(c.what + ": metadata '" + key + "' nests arrays deeper than " + std::to_string(kMaxArrayDepth));
+        throw FormatError(c.what + ": metadata '" + key + "' nests arrays deeper than " +
+                          std::to_string(kMaxArrayDepth));
       const uint32_t et = c.get<uint32_t>("an array type");
       if (et > static_cast<uint32_t>(GgufType::F64))
         throw FormatError(c.what + ": metadata '" + key + "' is an array of unknown type " + std::to_string(et));
@@ -251,9 +271,7 @@ GgufValue read_value(Cursor& c, GgufType t, int depth, const std::string& key) {
 
 }  // namespace
 
-Shape GgufTensorInfo::shape() const {
-  return Shape::from(ne.rbegin(), ne.rend());
-}
+Shape GgufTensorInfo::shape() const { return Shape::from(ne.rbegin(), ne.rend()); }
 
 const GgufValue* GgufFile::find(const std::string& key) const {
   for (const auto& [k, v] : kv)
@@ -362,8 +380,8 @@ GgufFile parse_gguf(std::vector<uint8_t> bytes, const std::string& what) {
     throw FormatError(what + ": tensor count " + std::to_string(n_tensors) + " is absurd for a " +
                       std::to_string(c.size) + "-byte file");
   if (n_kv > kMaxKv || n_kv > c.size / 13)
-    throw FormatError(what + ": metadata count " + std::to_string(n_kv) + " is absurd for a " +
-                      std::to_string(c.size) + "-byte file");
+    throw FormatError(what + ": metadata count " + std::to_string(n_kv) + " is absurd for a " + std::to_string(c.size) +
+                      "-byte file");
   std::set<std::string> keys;
   for (uint64_t k = 0; k < n_kv; ++k) {
     std::string key = c.str("a metadata key");
@@ -454,7 +472,8 @@ LlamaConfig gguf_llama_config(const GgufFile& g) {
   c.tied_embeddings = g.tensor("output.weight") == nullptr;
   if (g.find(p + "rope.scaling.type") && g.get_string(p + "rope.scaling.type") != "none")
     throw FormatError(g.what + ": RoPE scaling '" + g.get_string(p + "rope.scaling.type") + "' is not supported");
-  if (g.tensor("rope_freqs.weight")) throw FormatError(g.what + ": rope_freqs.weight (Llama-3.1 RoPE scaling) is not supported");
+  if (g.tensor("rope_freqs.weight"))
+    throw FormatError(g.what + ": rope_freqs.weight (Llama-3.1 RoPE scaling) is not supported");
   c.validate(g.what);
   for (const char* k : {"rope.dimension_count", "attention.key_length", "attention.value_length"})
     if (g.find(p + k) && g.get_int(p + k) != c.head_dim())
@@ -490,10 +509,10 @@ Checkpoint gguf_to_checkpoint(const GgufFile& g) {
       const size_t dot = n.find('.', 13);
       const std::string layer = n.substr(13, dot - 13), rest = n.substr(dot + 1);
       static const std::pair<const char*, const char*> kNames[] = {
-          {"input_layernorm.weight", "attn_norm.weight"}, {"self_attn.q_proj.weight", "attn_q.weight"},
-          {"self_attn.k_proj.weight", "attn_k.weight"},   {"self_attn.v_proj.weight", "attn_v.weight"},
+          {"input_layernorm.weight", "attn_norm.weight"},    {"self_attn.q_proj.weight", "attn_q.weight"},
+          {"self_attn.k_proj.weight", "attn_k.weight"},      {"self_attn.v_proj.weight", "attn_v.weight"},
           {"self_attn.o_proj.weight", "attn_output.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
-          {"mlp.gate_proj.weight", "ffn_gate.weight"},    {"mlp.up_proj.weight", "ffn_up.weight"},
+          {"mlp.gate_proj.weight", "ffn_gate.weight"},       {"mlp.up_proj.weight", "ffn_up.weight"},
           {"mlp.down_proj.weight", "ffn_down.weight"}};
       for (const auto& [hf, gg] : kNames)
         if (rest == hf) take("blk." + layer + "." + gg, n, s.shape);

@@ -21,28 +21,40 @@
 namespace cg::models {
 
 enum class GgufType : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8, ARRAY = 9,
-  U64 = 10, I64 = 11, F64 = 12,
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12,
 };
 
 struct GgufValue {
   GgufType type = GgufType::U8;
-  int64_t i = 0;    // integer types (U64 above INT64_MAX is refused) and BOOL
-  double f = 0;     // F32/F64; integers are mirrored here too
-  std::string s;    // STRING
+  int64_t i = 0;                 // integer types (U64 above INT64_MAX is refused) and BOOL
+  double f = 0;                  // F32/F64; integers are mirrored here too
+  std::string s;                 // STRING
   GgufType elem = GgufType::U8;  // ARRAY: element type
   std::vector<GgufValue> items;  // ARRAY
-  bool is_int() const { return type != GgufType::F32 && type != GgufType::F64 && type != GgufType::STRING &&
-                               type != GgufType::ARRAY; }
+  bool is_int() const {
+    return type != GgufType::F32 && type != GgufType::F64 && type != GgufType::STRING && type != GgufType::ARRAY;
+  }
 };
 
 struct GgufTensorInfo {
   std::string name;
   std::vector<uint64_t> ne;  // ggml order: ne[0] fastest
   uint32_t ggml_type = 0;
-  uint64_t offset = 0;       // relative to the data section
-  uint64_t nbytes = 0;       // from ne and the type's block size
-  Shape shape() const;       // torch order (reversed ne)
+  uint64_t offset = 0;  // relative to the data section
+  uint64_t nbytes = 0;  // from ne and the type's block size
+  Shape shape() const;  // torch order (reversed ne)
 };
 
 struct GgufFile {
@@ -50,7 +62,7 @@ struct GgufFile {
   uint64_t alignment = 32;
   std::vector<std::pair<std::string, GgufValue>> kv;  // file order
   std::vector<GgufTensorInfo> tensors;
-  uint64_t data_offset = 0;  // absolute start of the data section
+  uint64_t data_offset = 0;    // absolute start of the data section
   std::vector<uint8_t> bytes;  // the whole file
 
   const GgufValue* find(const std::string& key) const;

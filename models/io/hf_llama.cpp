@@ -28,10 +28,10 @@ LlamaConfig config_for(const SafeTensors& st, const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_regular_file(side, ec)) {
     const std::vector<uint8_t> bytes = read_file_bytes(side.string(), kMaxConfigBytes);
-    return LlamaConfig::from_hf_json(parse_json(std::string(bytes.begin(), bytes.end()), side.string()),
-                                     side.string());
+    return LlamaConfig::from_hf_json(parse_json(std::string(bytes.begin(), bytes.end()), side.string()), side.string());
   }
-  throw FormatError(path + ": no \"config\" in the safetensors metadata and no config.json beside it; "
+  throw FormatError(path +
+                    ": no \"config\" in the safetensors metadata and no config.json beside it; "
                     "n_heads cannot be inferred from tensor shapes");
 }
 
@@ -93,8 +93,8 @@ Checkpoint read_hf_folder(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_regular_file(d / "config.json", ec))
     throw FormatError(dir + ": not a Hugging Face model folder (no config.json)");
-  const LlamaConfig config = LlamaConfig::from_hf_json(read_json_file((d / "config.json").string()),
-                                                       (d / "config.json").string());
+  const LlamaConfig config =
+      LlamaConfig::from_hf_json(read_json_file((d / "config.json").string()), (d / "config.json").string());
   std::vector<std::string> shards;
   if (fs::is_regular_file(d / "model.safetensors", ec)) {
     shards.push_back((d / "model.safetensors").string());
@@ -134,7 +134,8 @@ void write_hf_folder(const std::string& dir, const Checkpoint& ckpt) {
   if (ec) throw FormatError(dir + ": cannot create the folder: " + ec.message());
   write_hf_llama((std::filesystem::path(dir) / "model.safetensors").string(), ckpt);
   const std::string cfg = ckpt.config.to_hf_json().dump(2) + "\n";
-  write_file_atomic((std::filesystem::path(dir) / "config.json").string(), std::vector<uint8_t>(cfg.begin(), cfg.end()));
+  write_file_atomic((std::filesystem::path(dir) / "config.json").string(),
+                    std::vector<uint8_t>(cfg.begin(), cfg.end()));
 }
 
 void write_hf_llama(const std::string& path, const Checkpoint& ckpt) {

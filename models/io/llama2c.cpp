@@ -23,7 +23,10 @@ Layout layout_of(const LlamaConfig& c) {
   const int64_t d = c.dim, h = c.hidden_dim, L = c.n_layers, kv = c.kv_dim(), v = c.vocab_size;
   Layout o{};
   int64_t p = 0;
-  auto take = [&](int64_t& field, int64_t n) { field = p; p += n; };
+  auto take = [&](int64_t& field, int64_t n) {
+    field = p;
+    p += n;
+  };
   take(o.embed, v * d);
   take(o.rms_att, L * d);
   take(o.wq, L * d * d);
@@ -100,7 +103,8 @@ Checkpoint parse_with(uint64_t total, const ReadAt& read_at, const std::string& 
   // Reads a [rows, cols] block `index` of an array at float offset `at`.
   auto read_block = [&](int64_t at, int64_t index, int64_t rows, int64_t cols) {
     Tensor t = Tensor::empty({rows, cols}, DType::F32);
-    const uint64_t off = static_cast<uint64_t>(kLlama2cHeaderBytes) + 4 * static_cast<uint64_t>(at + index * rows * cols);
+    const uint64_t off =
+        static_cast<uint64_t>(kLlama2cHeaderBytes) + 4 * static_cast<uint64_t>(at + index * rows * cols);
     read_at(off, t.raw(), t.nbytes());
     return t;
   };
@@ -159,9 +163,12 @@ std::vector<uint8_t> serialize_llama2c(const Checkpoint& ckpt) {
   const Layout lay = layout_of(c);
   const int64_t floats = c.tied_embeddings ? lay.total_shared : lay.total_unshared;
   std::vector<float> body(static_cast<size_t>(floats));
-  const int32_t hdr[7] = {static_cast<int32_t>(c.dim),        static_cast<int32_t>(c.hidden_dim),
-                          static_cast<int32_t>(c.n_layers),   static_cast<int32_t>(c.n_heads),
-                          static_cast<int32_t>(c.n_kv_heads), static_cast<int32_t>(c.tied_embeddings ? c.vocab_size : -c.vocab_size),
+  const int32_t hdr[7] = {static_cast<int32_t>(c.dim),
+                          static_cast<int32_t>(c.hidden_dim),
+                          static_cast<int32_t>(c.n_layers),
+                          static_cast<int32_t>(c.n_heads),
+                          static_cast<int32_t>(c.n_kv_heads),
+                          static_cast<int32_t>(c.tied_embeddings ? c.vocab_size : -c.vocab_size),
                           static_cast<int32_t>(c.seq_len)};
   float* base = body.data();
   auto put = [&](int64_t at, int64_t index, const Tensor& t) {

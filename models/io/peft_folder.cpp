@@ -63,9 +63,11 @@ std::string pickle_refusal(const std::string& path) {
   const fs::path p(path);
   const std::string bin = fs::is_directory(p) ? (p / kPeftPickleName).string() : path;
   const std::string out = (fs::path(bin).parent_path() / kPeftWeightsName).string();
-  return bin + ": a pickle (torch.save) file, not read: loading it would execute any code it holds; convert it once "
-               "where you trust it: python -c \"import torch, safetensors.torch as s; s.save_file({k: v.contiguous() "
-               "for k, v in torch.load('" + bin + "').items()}, '" + out +
+  return bin +
+         ": a pickle (torch.save) file, not read: loading it would execute any code it holds; convert it once "
+         "where you trust it: python -c \"import torch, safetensors.torch as s; s.save_file({k: v.contiguous() "
+         "for k, v in torch.load('" +
+         bin + "').items()}, '" + out +
          "', {'format': 'pt'})\" (or PEFT's save_pretrained(dir, safe_serialization=True))";
 }
 
@@ -74,8 +76,9 @@ void write_peft_folder(const std::string& dir, const AdapterFile& f, const Adapt
   if (c.kind == nn::AdapterKind::LoRA && c.chain_bias) throw FormatError(dir + ": " + kLoraBiasNotPeft);
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
-    throw FormatError(dir + ": exists and is not a folder (a PEFT adapter is a folder; a path ending in .safetensors "
-                            "writes one file)");
+    throw FormatError(dir +
+                      ": exists and is not a folder (a PEFT adapter is a folder; a path ending in .safetensors "
+                      "writes one file)");
   fs::create_directories(dir, ec);
   if (ec) throw FormatError(dir + ": cannot create the folder: " + ec.message());
   json targets = json::array();
@@ -91,10 +94,8 @@ void write_peft_folder(const std::string& dir, const AdapterFile& f, const Adapt
            {"inference_mode", true},
            {"modules_to_save", nullptr}};
   // lora_alpha as an integer when it is one (PEFT's type), else as a float.
-  if (c.alpha == std::floor(c.alpha) && std::fabs(c.alpha) < 1e15)
-    cfg["lora_alpha"] = static_cast<long long>(c.alpha);
-  else
-    cfg["lora_alpha"] = c.alpha;
+  if (c.alpha == std::floor(c.alpha) && std::fabs(c.alpha) < 1e15) cfg["lora_alpha"] = static_cast<long long>(c.alpha);
+  else cfg["lora_alpha"] = c.alpha;
   if (c.kind != nn::AdapterKind::LoRA) cfg["lora_use_mixer"] = true;  // both forks' switch
   if (c.kind == nn::AdapterKind::LinChain) cfg["mixer_num"] = c.chain;
   write_safetensors((fs::path(dir) / kPeftWeightsName).string(), peft_tensors(f), {{"format", "pt"}});
@@ -110,7 +111,8 @@ AdapterFile read_peft_folder(const std::string& dir) {
     if (fs::exists(d / kPeftPickleName, ec)) throw FormatError(pickle_refusal((d / kPeftPickleName).string()));
     throw FormatError(d.string() + ": no " + kPeftWeightsName + " (not a PEFT adapter folder)");
   }
-  if (!fs::exists(cfg_path, ec)) throw FormatError(d.string() + ": no " + kPeftConfigName + " beside " + kPeftWeightsName);
+  if (!fs::exists(cfg_path, ec))
+    throw FormatError(d.string() + ": no " + kPeftConfigName + " beside " + kPeftWeightsName);
   const std::vector<uint8_t> bytes = read_file_bytes(cfg_path, 1u << 20);
   const json j = parse_json_limited(std::string(bytes.begin(), bytes.end()), cfg_path, /*unique_keys=*/true);
   if (!j.is_object()) throw FormatError(cfg_path + ": not a JSON object");
@@ -135,19 +137,23 @@ AdapterFile read_peft_folder(const std::string& dir) {
     if (rs->get<bool>()) cfg.alpha *= std::sqrt(static_cast<double>(cfg.rank));  // alpha/√r = (alpha·√r)/r
   }
   if (const json* d = field(j, "lora_dropout"); d && !d->is_null()) {  // the training dropout p (absent: 0)
-    if (!d->is_number() || !(d->get<double>() >= 0 && d->get<double>() < 1)) refuse("lora_dropout must be a number in [0, 1)");
+    if (!d->is_number() || !(d->get<double>() >= 0 && d->get<double>() < 1))
+      refuse("lora_dropout must be a number in [0, 1)");
     cfg.dropout = d->get<double>();
   }
   // What would change the update in ways we do not reproduce.
   if (is_true(field(j, "use_dora"))) refuse("use_dora: DoRA adapters are not supported");
-  if (is_true(field(j, "fan_in_fan_out"))) refuse("fan_in_fan_out: only nn.Linear-layout (Llama) adapters are supported");
+  if (is_true(field(j, "fan_in_fan_out")))
+    refuse("fan_in_fan_out: only nn.Linear-layout (Llama) adapters are supported");
   if (is_true(field(j, "lora_bias"))) refuse("lora_bias: a bias on lora_B is not supported");
   if (const json* b = field(j, "bias"); b && !(b->is_string() && b->get<std::string>() == "none"))
     refuse("bias must be \"none\" (trained base biases are not supported)");
-  for (const char* key : {"modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform", "layer_replication",
-                          "target_parameters", "trainable_token_indices", "alora_invocation_tokens"})
+  for (const char* key :
+       {"modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform", "layer_replication",
+        "target_parameters", "trainable_token_indices", "alora_invocation_tokens"})
     if (!is_empty(field(j, key)))
-      refuse(std::string(key) + " is set: only the same r and alpha on whole Linear modules of every layer are supported");
+      refuse(std::string(key) +
+             " is set: only the same r and alpha on whole Linear modules of every layer are supported");
   if (is_true(field(j, "use_bdlora"))) refuse("use_bdlora is not supported");
   const json* tm = field(j, "target_modules");
   if (!tm) refuse("lacks target_modules");

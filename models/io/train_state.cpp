@@ -72,12 +72,15 @@ TrainState load_train_state(const std::string& path, nn::ParamStore& params, nn:
     if (it == st.metadata.end()) throw FormatError(path + ": train state lacks metadata '" + key + "'");
     return it->second;
   };
-  if (meta("format") != kFormat) throw FormatError(path + ": not a chaingrad train state (format '" + meta("format") + "')");
-  if (meta("version") != kVersion) throw FormatError(path + ": train state version " + meta("version") + " is not supported");
+  if (meta("format") != kFormat)
+    throw FormatError(path + ": not a chaingrad train state (format '" + meta("format") + "')");
+  if (meta("version") != kVersion)
+    throw FormatError(path + ": train state version " + meta("version") + " is not supported");
   if (meta("group") != params.group())
     throw FormatError(path + ": holds parameter group '" + meta("group") + "', expected '" + params.group() + "'");
   if (meta("optimizer") != opt.config().name)
-    throw FormatError(path + ": was saved with optimizer " + meta("optimizer") + ", this run uses " + opt.config().name);
+    throw FormatError(path + ": was saved with optimizer " + meta("optimizer") + ", this run uses " +
+                      opt.config().name);
 
   // Validate everything first.
   std::set<std::string> expected;
@@ -102,8 +105,9 @@ TrainState load_train_state(const std::string& path, nn::ParamStore& params, nn:
     auto scan = [&](const auto* x) {
       for (int64_t i = 0; i < t.numel(); ++i)
         if (!std::isfinite(x[i]) || (non_negative && x[i] < 0))
-          throw FormatError(path + ": tensor '" + name + "' holds " + (std::isfinite(x[i]) ? "a negative" : "a non-finite") +
-                            " value at element " + std::to_string(i));
+          throw FormatError(path + ": tensor '" + name + "' holds " +
+                            (std::isfinite(x[i]) ? "a negative" : "a non-finite") + " value at element " +
+                            std::to_string(i));
     };
     if (t.dtype() == DType::F32) scan(t.data<float>());
     else if (t.dtype() == DType::F64) scan(t.data<double>());

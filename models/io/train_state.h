@@ -28,8 +28,8 @@ namespace cg::models {
 
 // What a checkpoint carries besides the parameters and the optimizer.
 struct TrainState {
-  int64_t data_position = 0;               // the caller's data cursor (e.g. next batch index)
-  Rng::State rng{};                        // the run's RNG (data order, dropout seeds)
+  int64_t data_position = 0;                // the caller's data cursor (e.g. next batch index)
+  Rng::State rng{};                         // the run's RNG (data order, dropout seeds)
   std::map<std::string, std::string> meta;  // caller's strings (e.g. the run's flags)
 };
 

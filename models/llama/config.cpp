@@ -24,8 +24,8 @@ std::string LlamaConfig::str() const {
 void LlamaConfig::validate(const std::string& what) const {
   auto check_range = [&](const char* name, int64_t v, int64_t hi) {
     if (v < 1 || v > hi)
-      throw FormatError(what + ": " + name + "=" + std::to_string(v) + " is out of range [1, " +
-                        std::to_string(hi) + "] (" + str() + ")");
+      throw FormatError(what + ": " + name + "=" + std::to_string(v) + " is out of range [1, " + std::to_string(hi) +
+                        "] (" + str() + ")");
   };
   check_range("dim", dim, kMaxDim);
   check_range("hidden_dim", hidden_dim, kMaxHiddenDim);
@@ -35,8 +35,8 @@ void LlamaConfig::validate(const std::string& what) const {
   check_range("vocab_size", vocab_size, kMaxVocab);
   check_range("seq_len", seq_len, kMaxSeqLen);
   if (dim % n_heads != 0)
-    throw FormatError(what + ": dim=" + std::to_string(dim) + " is not divisible by n_heads=" +
-                      std::to_string(n_heads));
+    throw FormatError(what + ": dim=" + std::to_string(dim) +
+                      " is not divisible by n_heads=" + std::to_string(n_heads));
   if (n_heads % n_kv_heads != 0)
     throw FormatError(what + ": n_heads=" + std::to_string(n_heads) +
                       " is not divisible by n_kv_heads=" + std::to_string(n_kv_heads));
@@ -116,16 +116,17 @@ LlamaConfig LlamaConfig::from_hf_json(const nlohmann::json& j, const std::string
       throw FormatError(what + ": HF config \"tie_word_embeddings\" is not a boolean: " + it->dump());
     c.tied_embeddings = it->get<bool>();
   }
-  for (auto [key, flag] : {std::pair<const char*, bool*>{"attention_bias", &c.attention_bias}, {"mlp_bias", &c.mlp_bias}})
+  for (auto [key, flag] :
+       {std::pair<const char*, bool*>{"attention_bias", &c.attention_bias}, {"mlp_bias", &c.mlp_bias}})
     if (auto it = j.find(key); it != j.end() && !it->is_null()) {
       if (!it->is_boolean()) throw FormatError(what + ": HF config \"" + key + "\" is not a boolean: " + it->dump());
       *flag = it->get<bool>();
     }
   c.validate(what);
-  if (auto it = j.find("head_dim"); it != j.end() && !it->is_null() &&
-                                    (!it->is_number_integer() || it->get<int64_t>() != c.head_dim()))
-    throw FormatError(what + ": HF config head_dim " + it->dump() + " differs from hidden_size/num_attention_heads = " +
-                      std::to_string(c.head_dim()));
+  if (auto it = j.find("head_dim");
+      it != j.end() && !it->is_null() && (!it->is_number_integer() || it->get<int64_t>() != c.head_dim()))
+    throw FormatError(what + ": HF config head_dim " + it->dump() +
+                      " differs from hidden_size/num_attention_heads = " + std::to_string(c.head_dim()));
   return c;
 }
 

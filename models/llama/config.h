@@ -25,7 +25,7 @@ struct LlamaConfig {
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0;  // grouped-query attention: n_heads % n_kv_heads == 0
   int64_t vocab_size = 0;
-  int64_t seq_len = 0;     // context length (HF max_position_embeddings)
+  int64_t seq_len = 0;  // context length (HF max_position_embeddings)
   double norm_eps = 1e-5;
   double rope_theta = 10000;
   bool tied_embeddings = false;  // lm_head shares the token embedding

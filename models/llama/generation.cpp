@@ -69,7 +69,8 @@ ContinueStats continue_tokens(LlamaModel& model, const Tokenizer& tokenizer, con
   const int64_t P = static_cast<int64_t>(prompt.size());
   if (P < 1) throw FormatError("generate: the prompt encodes to no token");
   if (P >= seq_len)
-    throw FormatError("generate: the prompt has " + std::to_string(P) + " tokens; the context is " + std::to_string(seq_len));
+    throw FormatError("generate: the prompt has " + std::to_string(P) + " tokens; the context is " +
+                      std::to_string(seq_len));
   const int64_t room = seq_len - P;
   const int64_t n_new = max_new <= 0 || max_new > room ? room : max_new;
   Sampler sampler(temperature, top_p, seed);

@@ -41,8 +41,8 @@ struct ContinueStats {
   std::vector<int> new_tokens;  // stop token excluded
   bool stopped = false;         // a stop token ended it
   int64_t prompt_tokens = 0;
-  double prompt_seconds = 0;    // the prompt forward (prefill), first token's logits included
-  double decode_seconds = 0;    // every later forward
+  double prompt_seconds = 0;  // the prompt forward (prefill), first token's logits included
+  double decode_seconds = 0;  // every later forward
   double prompt_tokens_per_second() const { return prompt_seconds > 0 ? prompt_tokens / prompt_seconds : 0; }
   double decode_tokens_per_second() const {
     const double n = static_cast<double>(new_tokens.size()) + (stopped ? 1 : 0) - 1;

@@ -33,7 +33,7 @@ LlamaModel::LlamaModel(const LlamaConfig& config, uint64_t seed, Device device) 
   for (const TensorSpec& s : hf_llama_tensor_specs(config_)) {
     if (s.name == "lm_head.weight" && config_.tied_embeddings) continue;
     const bool bias = s.name.size() > 5 && s.name.compare(s.name.size() - 5, 5, ".bias") == 0;
-    Tensor t = bias                ? Tensor::zeros(s.shape)
+    Tensor t = bias                  ? Tensor::zeros(s.shape)
                : s.shape.rank() == 1 ? Tensor::ones(s.shape)
                                      : rand_normal(s.shape, 0.0, is_residual_output(s.name) ? resid_std : std, rng);
     values.emplace_back(s.name, t);
@@ -42,7 +42,8 @@ LlamaModel::LlamaModel(const LlamaConfig& config, uint64_t seed, Device device) 
 }
 
 std::unique_ptr<LlamaModel> LlamaModel::from_checkpoint(const Checkpoint& ckpt, Device device, DType dtype) {
-  if (!is_float(dtype)) throw DTypeError(std::string("LlamaModel::from_checkpoint: dtype must be f32 or f64, got ") + dtype_name(dtype));
+  if (!is_float(dtype))
+    throw DTypeError(std::string("LlamaModel::from_checkpoint: dtype must be f32 or f64, got ") + dtype_name(dtype));
   check_checkpoint(ckpt, "checkpoint");
   std::unique_ptr<LlamaModel> m(new LlamaModel(ckpt.config));
   std::map<std::string, Tensor> by_name(ckpt.tensors.begin(), ckpt.tensors.end());
@@ -101,8 +102,12 @@ Checkpoint LlamaModel::to_checkpoint() const {
     const Layer& L = layers_[static_cast<size_t>(i)];
     const std::string p = layer_prefix(i);
     for (const auto& [name, lin] : {std::pair<const char*, const nn::Linear*>{"self_attn.q_proj", &L.q},
-                                    {"self_attn.k_proj", &L.k}, {"self_attn.v_proj", &L.v}, {"self_attn.o_proj", &L.o},
-                                    {"mlp.gate_proj", &L.gate}, {"mlp.up_proj", &L.up}, {"mlp.down_proj", &L.down}}) {
+                                    {"self_attn.k_proj", &L.k},
+                                    {"self_attn.v_proj", &L.v},
+                                    {"self_attn.o_proj", &L.o},
+                                    {"mlp.gate_proj", &L.gate},
+                                    {"mlp.up_proj", &L.up},
+                                    {"mlp.down_proj", &L.down}}) {
       by_bias.emplace(p + name + ".bias", lin);
       if (lin->bias.defined()) (name[0] == 'm' ? ck.config.mlp_bias : ck.config.attention_bias) = true;
     }
@@ -152,12 +157,14 @@ Tensor LlamaModel::forward(const Tensor& ids_in, KVCache* cache, const Tensor& s
   const int64_t B = ids_in.dim(0), T = ids_in.dim(1), pos = cache ? cache->len : 0;
   if (cache) check_cache(*cache, ids_in);
   else if (T > config_.seq_len)
-    throw ShapeError("LlamaModel::forward: T=" + std::to_string(T) + " exceeds seq_len " + std::to_string(config_.seq_len));
+    throw ShapeError("LlamaModel::forward: T=" + std::to_string(T) + " exceeds seq_len " +
+                     std::to_string(config_.seq_len));
   Tensor segments, positions;  // packed rows: i32 [B,T] each, on the device
   if (segments_in.defined()) {
     if (cache) throw ShapeError("LlamaModel::forward: segments (packed rows) are for training, not with a KV cache");
     if (segments_in.dtype() != DType::I32 || segments_in.shape() != ids_in.shape())
-      throw ShapeError("LlamaModel::forward: segments " + segments_in.desc() + " must be i32 shaped like ids " + ids_in.desc());
+      throw ShapeError("LlamaModel::forward: segments " + segments_in.desc() + " must be i32 shaped like ids " +
+                       ids_in.desc());
     const std::vector<int32_t> sg = segments_in.to_i32_vector();
     std::vector<int32_t> ps(sg.size());  // position within its sample: 0 where the id changes
     for (int64_t b = 0; b < B; ++b)
@@ -174,11 +181,11 @@ Tensor LlamaModel::forward(const Tensor& ids_in, KVCache* cache, const Tensor& s
   Tensor x = ops::embedding(embed_, ids);  // [B,T,dim]
   for (size_t l = 0; l < layers_.size(); ++l) {
     Layer& L = layers_[l];
-    Tensor h = ops::rmsnorm(x, L.attn_norm, eps);                                  // [B,T,dim]
+    Tensor h = ops::rmsnorm(x, L.attn_norm, eps);                                              // [B,T,dim]
     Tensor q = ops::rope(ops::reshape(L.q.forward(h), {B, T, H, D}), pos, theta, positions);   // [B,T,H,D]
     Tensor k = ops::rope(ops::reshape(L.k.forward(h), {B, T, KV, D}), pos, theta, positions);  // [B,T,KV,D]
-    Tensor v = ops::reshape(L.v.forward(h), {B, T, KV, D});                        // [B,T,KV,D]
-    Tensor a;                                                                      // [B,H,T,D]
+    Tensor v = ops::reshape(L.v.forward(h), {B, T, KV, D});                                    // [B,T,KV,D]
+    Tensor a;                                                                                  // [B,H,T,D]
     if (cache) {  // keys [B,KV,D,S] and values [B,KV,S,D] of positions 0 .. pos+T−1
       ops::kv_append(cache->k[l], cache->v[l], k, v, pos);
       a = ops::attention(ops::transpose(q, 1, 2), cache->k[l], cache->v[l], true, pos + T, ops::Keys::Transposed);
@@ -186,10 +193,10 @@ Tensor LlamaModel::forward(const Tensor& ids_in, KVCache* cache, const Tensor& s
       a = ops::attention(ops::transpose(q, 1, 2), ops::transpose(k, 1, 2), ops::transpose(v, 1, 2), true, -1,
                          ops::Keys::Rows, segments);
     }
-    a = ops::reshape(ops::transpose(a, 1, 2), {B, T, dim});                        // [B,T,dim]
+    a = ops::reshape(ops::transpose(a, 1, 2), {B, T, dim});  // [B,T,dim]
     x = ops::add(x, L.o.forward(a));
     h = ops::rmsnorm(x, L.ffn_norm, eps);
-    Tensor m = ops::mul(ops::silu(L.gate.forward(h)), L.up.forward(h));            // [B,T,hidden]
+    Tensor m = ops::mul(ops::silu(L.gate.forward(h)), L.up.forward(h));  // [B,T,hidden]
     x = ops::add(x, L.down.forward(m));
   }
   if (cache) cache->len = pos + T;

@@ -23,9 +23,9 @@ namespace cg::models {
 class LlamaModel {
  public:
   struct Layer {
-    Tensor attn_norm;  // [dim]  input_layernorm
-    nn::Linear q, k, v, o;  // [dim,dim], [kv_dim,dim], [kv_dim,dim], [dim,dim]
-    Tensor ffn_norm;   // [dim]  post_attention_layernorm
+    Tensor attn_norm;           // [dim]  input_layernorm
+    nn::Linear q, k, v, o;      // [dim,dim], [kv_dim,dim], [kv_dim,dim], [dim,dim]
+    Tensor ffn_norm;            // [dim]  post_attention_layernorm
     nn::Linear gate, up, down;  // [hidden,dim], [hidden,dim], [dim,hidden]
   };
 
@@ -47,7 +47,7 @@ class LlamaModel {
   // When tied, lm_head.weight is not read (the embedding is the head). dtype F64 gives a
   // float64 model (for checks that must not drown in float32 rounding).
   static std::unique_ptr<LlamaModel> from_checkpoint(const Checkpoint& ckpt, Device device = Device::CPU,
-                                                      DType dtype = DType::F32);
+                                                     DType dtype = DType::F32);
   // The weights as host F32 tensors under HF names, lm_head.weight included (a copy of
   // the embedding when tied), in hf_llama_tensor_specs order. Merged affine adapters'
   // biases are included: the config then says attention_bias / mlp_bias (zeros for the

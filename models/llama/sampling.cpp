@@ -46,9 +46,8 @@ int32_t Sampler::sample(const float* logits, int64_t n) {
   // Nucleus: most probable first, keep the prefix whose mass reaches top_p.
   order_.clear();
   for (int64_t i = 0; i < n; ++i) order_.emplace_back(probs_[static_cast<size_t>(i)] / sum, static_cast<int32_t>(i));
-  std::sort(order_.begin(), order_.end(), [](const auto& a, const auto& b) {
-    return a.first != b.first ? a.first > b.first : a.second < b.second;
-  });
+  std::sort(order_.begin(), order_.end(),
+            [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
   size_t keep = order_.size();
   double mass = 0;
   for (size_t i = 0; i < order_.size(); ++i) {

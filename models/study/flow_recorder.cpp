@@ -9,8 +9,8 @@ FlowRecorder::FlowRecorder(const nn::AdapterSet& set, const FlowOptions& o, int6
 }
 
 void FlowRecorder::after_update(int64_t step, const StepStats& s) {
-  rows_ += static_cast<int64_t>(
-      logger_.after_step(step, s.loss, {{"lr", s.lr}, {"global_grad_norm", s.grad_norm}}).size());
+  rows_ +=
+      static_cast<int64_t>(logger_.after_step(step, s.loss, {{"lr", s.lr}, {"global_grad_norm", s.grad_norm}}).size());
 }
 
 }  // namespace cg::models

@@ -206,7 +206,8 @@ GradFlowLogger::GradFlowLogger(const AdapterSet& set, const std::string& path, i
     if (modules.empty() || std::regex_search(a.module, re)) monitors_.emplace_back(*a.adapter, a.module, top_k);
   if (monitors_.empty() && !modules.empty())
     throw FormatError("module filter '" + modules + "' matches none of the " + std::to_string(set.adapters.size()) +
-                      " adapted modules" + (set.adapters.empty() ? "" : " (the first is " + set.adapters[0].module + ")"));
+                      " adapted modules" +
+                      (set.adapters.empty() ? "" : " (the first is " + set.adapters[0].module + ")"));
   if (!path_.empty()) {
     f_ = std::fopen((path_ + ".tmp").c_str(), "w");
     if (!f_) throw FormatError("cannot write gradflow metrics '" + path_ + ".tmp': " + std::strerror(errno));
@@ -268,9 +269,11 @@ std::vector<PrecondRow> check_preconditioner(ChainAdapter& ad, const std::vector
   // Prefixes L[i] = W₁⋯Wᵢ₋₁ and suffixes R[i] = Wᵢ₊₁⋯Wₙ (0-based i).
   std::vector<Mat> pre(static_cast<size_t>(n)), suf(static_cast<size_t>(n));
   pre[0] = eye(r);
-  for (int64_t i = 1; i < n; ++i) pre[static_cast<size_t>(i)] = mm(pre[static_cast<size_t>(i - 1)], w[static_cast<size_t>(i - 1)], r, r, r);
+  for (int64_t i = 1; i < n; ++i)
+    pre[static_cast<size_t>(i)] = mm(pre[static_cast<size_t>(i - 1)], w[static_cast<size_t>(i - 1)], r, r, r);
   suf[static_cast<size_t>(n - 1)] = eye(r);
-  for (int64_t i = n - 2; i >= 0; --i) suf[static_cast<size_t>(i)] = mm(w[static_cast<size_t>(i + 1)], suf[static_cast<size_t>(i + 1)], r, r, r);
+  for (int64_t i = n - 2; i >= 0; --i)
+    suf[static_cast<size_t>(i)] = mm(w[static_cast<size_t>(i + 1)], suf[static_cast<size_t>(i + 1)], r, r, r);
   const Mat p0 = mm(pre[static_cast<size_t>(n - 1)], w[static_cast<size_t>(n - 1)], r, r, r);
   // The mixers' gradients must be the probe's split of G (one forward per backward).
   Mat pred1(static_cast<size_t>(r * r), 0.0);  // Σᵢ LᵢLᵢᵀ G RᵢᵀRᵢ (ΔP_pred = −η·pred1)

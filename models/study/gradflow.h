@@ -46,15 +46,15 @@ struct GradFlowRow {
   std::string module;
   double loss = 0;
   double grad_norm_A = 0, grad_norm_B = 0;
-  std::vector<double> grad_norm_W;     // one per mixer W₁…Wₙ (empty for LoRA)
-  std::optional<double> grad_norm_P;   // ‖∂L/∂P‖ from the chain probe (n ≥ 1)
+  std::vector<double> grad_norm_W;    // one per mixer W₁…Wₙ (empty for LoRA)
+  std::optional<double> grad_norm_P;  // ‖∂L/∂P‖ from the chain probe (n ≥ 1)
   double update_norm_A = 0, update_norm_B = 0;
-  std::vector<double> update_norm_W;   // ‖ΔWᵢ‖ of the step
-  double update_norm = 0;              // ‖Δθ‖ of the whole adapter (A, Wᵢ, B flattened)
-  double delta_w_norm = 0;             // ‖ΔW‖_F after the step (delta_weight())
-  std::vector<double> sv;              // top-k singular values of ΔW after the step
+  std::vector<double> update_norm_W;  // ‖ΔWᵢ‖ of the step
+  double update_norm = 0;             // ‖Δθ‖ of the whole adapter (A, Wᵢ, B flattened)
+  double delta_w_norm = 0;            // ‖ΔW‖_F after the step (delta_weight())
+  std::vector<double> sv;             // top-k singular values of ΔW after the step
   double eff_rank = 0, stable_rank = 0;
-  std::optional<double> update_cos;    // cos(Δθ_t, Δθ_{t−1}) of the flattened adapter
+  std::optional<double> update_cos;                   // cos(Δθ_t, Δθ_{t−1}) of the flattened adapter
   std::vector<std::pair<std::string, double>> extra;  // caller's fields, e.g. eval_loss
 };
 std::string gradflow_row_json(const GradFlowRow& row);  // one line, no newline

@@ -15,8 +15,8 @@ namespace cg::nn {
 void TeacherConfig::validate() const {
   if (in < 1 || out < 1) throw FormatError("teacher: --in and --out must be ≥ 1");
   if (teacher_rank < 1 || teacher_rank > std::min(in, out))
-    throw FormatError("teacher: --teacher-rank must be in [1, min(in, out)] = [1, " + std::to_string(std::min(in, out)) +
-                      "], got " + std::to_string(teacher_rank));
+    throw FormatError("teacher: --teacher-rank must be in [1, min(in, out)] = [1, " +
+                      std::to_string(std::min(in, out)) + "], got " + std::to_string(teacher_rank));
   if (batch < 1 || heldout < 1) throw FormatError("teacher: --batch and the held-out size must be ≥ 1");
   if (!std::isfinite(target_norm)) throw FormatError("teacher: target norm must be finite");
 }
@@ -56,7 +56,8 @@ TeacherTask::TeacherTask(const TeacherConfig& cfg) : cfg_(cfg), data_rng_(cfg.da
     for (int64_t j = 0; j < in; ++j) {
       double acc = 0;
       for (int64_t c = 0; c < k; ++c)
-        acc += u[static_cast<size_t>(i * out + c)] * sigma_[static_cast<size_t>(c)] * v[static_cast<size_t>(j * in + c)];
+        acc +=
+            u[static_cast<size_t>(i * out + c)] * sigma_[static_cast<size_t>(c)] * v[static_cast<size_t>(j * in + c)];
       d[static_cast<size_t>(i * in + j)] = acc;
     }
   delta_star_ = Tensor::from(d, {out, in});

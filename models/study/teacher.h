@@ -22,12 +22,12 @@ struct TeacherConfig {
   int64_t in = 64, out = 64;
   int teacher_rank = 4;
   std::string spectrum = "geometric:0.5";  // "geometric:RATIO" (σᵢ ∝ RATIOⁱ) or "flat"
-  double target_norm = 0;  // ‖ΔW*‖_F; ≤ 0 means √out, so the initial MSE (ΔW = 0) is ≈ 1
-  int64_t batch = 64;      // rows of each training batch
-  int64_t heldout = 512;   // rows of the fixed held-out batch
-  uint64_t teacher_seed = 0;  // W₀ and ΔW*
-  uint64_t data_seed = 1;     // the training stream (the held-out batch uses its own stream)
-  void validate() const;      // FormatError on bad values
+  double target_norm = 0;                  // ‖ΔW*‖_F; ≤ 0 means √out, so the initial MSE (ΔW = 0) is ≈ 1
+  int64_t batch = 64;                      // rows of each training batch
+  int64_t heldout = 512;                   // rows of the fixed held-out batch
+  uint64_t teacher_seed = 0;               // W₀ and ΔW*
+  uint64_t data_seed = 1;                  // the training stream (the held-out batch uses its own stream)
+  void validate() const;                   // FormatError on bad values
 };
 
 // The spectrum σ₁ ≥ … ≥ σ_k with Σσᵢ² = norm²: "flat" or "geometric:RATIO" (0 < RATIO ≤ 1).

@@ -32,8 +32,9 @@ ChatFormat detect_chat_format(const std::string& t) {
   if (t.find("<|user|>") != std::string::npos) return ChatFormat::Zephyr;
   if (t.find("[INST]") != std::string::npos) return ChatFormat::Llama2;
   if (t.empty()) throw FormatError("the model carries no chat template; give --chat-template NAME");
-  throw FormatError("chat template not recognised (no ChatML, Llama-2, Llama-3, Zephyr or Gemma markers); "
-                    "give --chat-template NAME");
+  throw FormatError(
+      "chat template not recognised (no ChatML, Llama-2, Llama-3, Zephyr or Gemma markers); "
+      "give --chat-template NAME");
 }
 
 std::string default_system_message(ChatFormat f, const std::string& t) {
@@ -62,7 +63,8 @@ std::string render_chat(ChatFormat f, const std::string& t, std::vector<ChatMess
       return out;
     case ChatFormat::Llama3:
       out = "<|begin_of_text|>";
-      for (const auto& x : m) out += "<|start_header_id|>" + x.role + "<|end_header_id|>\n\n" + x.content + "<|eot_id|>";
+      for (const auto& x : m)
+        out += "<|start_header_id|>" + x.role + "<|end_header_id|>\n\n" + x.content + "<|eot_id|>";
       if (gen) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
       return out;
     case ChatFormat::Zephyr:

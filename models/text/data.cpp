@@ -39,9 +39,12 @@ Batch TokenDataset::make(int64_t B, Start start, Device device) const {
 
 Batch TokenDataset::train_batch(uint64_t seed, int64_t first_sample, int64_t batch, Device device) const {
   const uint64_t range = static_cast<uint64_t>(split_) - static_cast<uint64_t>(seq_);  // starts in [0, range)
-  return make(batch, [&](int64_t i) {
-    return static_cast<int64_t>(dropout_hash(seed, static_cast<uint64_t>(first_sample + i)) % range);
-  }, device);
+  return make(
+      batch,
+      [&](int64_t i) {
+        return static_cast<int64_t>(dropout_hash(seed, static_cast<uint64_t>(first_sample + i)) % range);
+      },
+      device);
 }
 
 int64_t TokenDataset::val_windows() const {
@@ -52,7 +55,8 @@ int64_t TokenDataset::val_windows() const {
 Batch TokenDataset::val_batch(int64_t first_window, int64_t batch, Device device) const {
   const int64_t n = std::min(batch, val_windows() - first_window);  // windows left from first_window
   if (n <= 0) throw FormatError("dataset: no validation windows");
-  return make(n, [&](int64_t i) { return static_cast<int64_t>(split_) + (first_window + i) * seq_; }, device);
+  return make(
+      n, [&](int64_t i) { return static_cast<int64_t>(split_) + (first_window + i) * seq_; }, device);
 }
 
 std::string TokenDataset::describe() const {

@@ -69,10 +69,11 @@ std::vector<int> stop_ids(const Tokenizer& tok, ChatFormat f) {
 std::string alpaca_prompt(const std::string& instruction, const std::string& input) {
   if (input.empty())
     return "Below is an instruction that describes a task. Write a response that appropriately completes the "
-           "request.\n\n### Instruction:\n" + instruction + "\n\n### Response:\n";
+           "request.\n\n### Instruction:\n" +
+           instruction + "\n\n### Response:\n";
   return "Below is an instruction that describes a task, paired with an input that provides further context. "
-         "Write a response that appropriately completes the request.\n\n### Instruction:\n" + instruction +
-         "\n\n### Input:\n" + input + "\n\n### Response:\n";
+         "Write a response that appropriately completes the request.\n\n### Instruction:\n" +
+         instruction + "\n\n### Input:\n" + input + "\n\n### Response:\n";
 }
 
 std::vector<InstructRecord> parse_instruct_records(const std::string& text, const std::string& what) {
@@ -135,9 +136,11 @@ Sample render_sample(const InstructRecord& r, const Tokenizer& tok, const Render
       for (size_t k = 0; k < r.messages.size(); ++k) {
         if (r.messages[k].role != "assistant") continue;
         const std::vector<ChatMessage> before(r.messages.begin(), r.messages.begin() + static_cast<std::ptrdiff_t>(k));
-        const std::vector<ChatMessage> through(r.messages.begin(), r.messages.begin() + static_cast<std::ptrdiff_t>(k + 1));
+        const std::vector<ChatMessage> through(r.messages.begin(),
+                                               r.messages.begin() + static_cast<std::ptrdiff_t>(k + 1));
         const size_t a = tok.encode(render_chat(o.chat, o.chat_template, before, true), false, false).size();
-        size_t b = std::min(ids.size(), tok.encode(render_chat(o.chat, o.chat_template, through, false), false, false).size());
+        size_t b =
+            std::min(ids.size(), tok.encode(render_chat(o.chat, o.chat_template, through, false), false, false).size());
         for (size_t i = a; i < b; ++i)
           if (std::find(stops.begin(), stops.end(), ids[i]) != stops.end()) {
             b = i + 1;  // the end-of-turn token is learned, what follows it is not
@@ -161,7 +164,7 @@ std::vector<InstructDataset::Row> InstructDataset::make_rows(const std::vector<S
   std::vector<Row> rows;
   *kept = 0;
   for (const Sample& s : samples) {
-    const int64_t n = static_cast<int64_t>(s.ids.size()) - 1;  // positions it takes
+    const int64_t n = static_cast<int64_t>(s.ids.size()) - 1;                                     // positions it takes
     if (n < 1 || std::find(s.scored.begin() + 1, s.scored.end(), 1) == s.scored.end()) continue;  // nothing scored
     if (n > row_len)
       throw FormatError("a sample of " + std::to_string(n + 1) + " tokens does not fit rows of " +
@@ -188,8 +191,9 @@ InstructDataset::InstructDataset(const std::vector<Sample>& train, const std::ve
   train_dropped_ = static_cast<int64_t>(train.size()) - train_samples_;
   val_rows_ = make_rows(val, row_len, pack, &val_kept);
   if (train_rows_.empty())
-    throw FormatError("dataset: no training sample has a token to learn (with --mask-prompt, a sample cut at the "
-                      "cutoff inside its prompt has none: raise --cutoff)");
+    throw FormatError(
+        "dataset: no training sample has a token to learn (with --mask-prompt, a sample cut at the "
+        "cutoff inside its prompt has none: raise --cutoff)");
 }
 
 int64_t InstructDataset::row_of(uint64_t seed, int64_t sample) const {
@@ -253,10 +257,10 @@ Batch InstructDataset::val_batch(int64_t first_window, int64_t batch, Device dev
 
 std::string InstructDataset::describe() const {
   return std::to_string(train_samples_) + " training samples" +
-         (train_dropped_ ? " (" + std::to_string(train_dropped_) + " more had no token to learn within the cutoff)" : "") +
-         " in " + std::to_string(train_rows()) + " rows" +
-         (pack_ ? " (packed)" : " (padded)") + ", " + std::to_string(val_windows()) + " validation rows, rows of up to " +
-         std::to_string(row_len_) + " positions";
+         (train_dropped_ ? " (" + std::to_string(train_dropped_) + " more had no token to learn within the cutoff)"
+                         : "") +
+         " in " + std::to_string(train_rows()) + " rows" + (pack_ ? " (packed)" : " (padded)") + ", " +
+         std::to_string(val_windows()) + " validation rows, rows of up to " + std::to_string(row_len_) + " positions";
 }
 
 }  // namespace cg::models

@@ -15,7 +15,7 @@ namespace {
 
 constexpr int kMaxPieceLength = 1 << 16;
 constexpr uint64_t kMaxTokenizerFile = uint64_t{1} << 28;  // far above any real vocab (Llama 3's is ~2 MB)
-constexpr float kMergeFloor = -1e10f;  // run.c's initial best_score: merges must beat it
+constexpr float kMergeFloor = -1e10f;                      // run.c's initial best_score: merges must beat it
 
 std::string hex_byte(unsigned v) {
   const char* digits = "0123456789ABCDEF";
@@ -60,22 +60,23 @@ BpeTokenizer BpeTokenizer::parse(const uint8_t* data, size_t size, int expected_
   if (size < 4) throw FormatError(what + ": " + std::to_string(size) + " bytes is too short for a tokenizer file");
   const int32_t max_len = read_i32(0);
   if (max_len < 1 || max_len > kMaxPieceLength)
-    throw FormatError(what + ": not a llama2.c tokenizer (its first 4 bytes, max_token_length " + std::to_string(max_len) +
-                      ", are outside [1, " + std::to_string(kMaxPieceLength) + "])");
+    throw FormatError(what + ": not a llama2.c tokenizer (its first 4 bytes, max_token_length " +
+                      std::to_string(max_len) + ", are outside [1, " + std::to_string(kMaxPieceLength) + "])");
   std::vector<std::string> pieces;
   std::vector<float> scores;
   size_t pos = 4;
   while (pos < size) {
     const std::string tok = what + ": token " + std::to_string(pieces.size());
     if (size - pos < 8)
-      throw FormatError(tok + ": truncated entry (" + std::to_string(size - pos) + " bytes left, need 8 for score+length)");
+      throw FormatError(tok + ": truncated entry (" + std::to_string(size - pos) +
+                        " bytes left, need 8 for score+length)");
     float score;
     std::memcpy(&score, data + pos, 4);
     const int32_t len = read_i32(pos + 4);
     pos += 8;
     if (len < 0 || len > max_len)
-      throw FormatError(tok + ": piece length " + std::to_string(len) + " is outside [0, max_token_length=" +
-                        std::to_string(max_len) + "]");
+      throw FormatError(tok + ": piece length " + std::to_string(len) +
+                        " is outside [0, max_token_length=" + std::to_string(max_len) + "]");
     if (size - pos < static_cast<size_t>(len))
       throw FormatError(tok + ": truncated piece (" + std::to_string(len) + " bytes claimed, " +
                         std::to_string(size - pos) + " left)");
@@ -84,10 +85,11 @@ BpeTokenizer BpeTokenizer::parse(const uint8_t* data, size_t size, int expected_
     pos += static_cast<size_t>(len);
   }
   if (expected_vocab > 0 && pieces.size() != static_cast<size_t>(expected_vocab))
-    throw FormatError(what + ": tokenizer has " + std::to_string(pieces.size()) + " tokens but the model's vocab size is " +
-                      std::to_string(expected_vocab));
+    throw FormatError(what + ": tokenizer has " + std::to_string(pieces.size()) +
+                      " tokens but the model's vocab size is " + std::to_string(expected_vocab));
   if (pieces.size() < 3)
-    throw FormatError(what + ": tokenizer has " + std::to_string(pieces.size()) + " tokens; needs at least 3 (unk, BOS, EOS)");
+    throw FormatError(what + ": tokenizer has " + std::to_string(pieces.size()) +
+                      " tokens; needs at least 3 (unk, BOS, EOS)");
   return BpeTokenizer(std::move(pieces), std::move(scores), max_len);
 }
 
@@ -128,8 +130,8 @@ std::vector<int> BpeTokenizer::encode(const std::string& text, bool bos, bool eo
   auto byte_fallback = [&](unsigned char b) {
     const int id = static_cast<int>(b) + 3;
     if (id >= vocab)
-      throw FormatError("BpeTokenizer::encode: byte " + hex_byte(b) + " has no piece and no byte-fallback token (vocab " +
-                        std::to_string(vocab) + ")");
+      throw FormatError("BpeTokenizer::encode: byte " + hex_byte(b) +
+                        " has no piece and no byte-fallback token (vocab " + std::to_string(vocab) + ")");
     return id;
   };
   std::vector<int> tok;
@@ -250,8 +252,9 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, int vocab_siz
   std::error_code ec;
   const std::filesystem::path p(path);
   if (std::filesystem::is_directory(p, ec) || p.extension() == ".json" || p.extension() == ".gguf") {
-    std::unique_ptr<Tokenizer> t = p.extension() == ".gguf" ? tokenizer_from_model(path)
-                                                             : std::make_unique<HfBpeTokenizer>(HfBpeTokenizer::read(path));
+    std::unique_ptr<Tokenizer> t = p.extension() == ".gguf"
+                                       ? tokenizer_from_model(path)
+                                       : std::make_unique<HfBpeTokenizer>(HfBpeTokenizer::read(path));
     if (vocab_size_expected > 0 && t->vocab_size() != vocab_size_expected)
       throw FormatError(path + ": tokenizer has " + std::to_string(t->vocab_size()) +
                         " tokens but the model's vocab size is " + std::to_string(vocab_size_expected));

@@ -160,12 +160,16 @@ HfBpeTokenizer::HfBpeTokenizer(std::vector<std::string> vocab,
     const auto& [a, b] = merges[r];
     const int ia = token_id_raw(a), ib = token_id_raw(b), im = token_id_raw(a + b);
     if (ia < 0 || ib < 0 || im < 0)
-      throw FormatError(what + ": merge " + std::to_string(r) + " ('" + a + "' '" + b + "') uses a piece not in the vocab");
-    merges_.emplace((static_cast<uint64_t>(ia) << 32) | static_cast<uint32_t>(ib), std::make_pair(static_cast<int>(r), im));
+      throw FormatError(what + ": merge " + std::to_string(r) + " ('" + a + "' '" + b +
+                        "') uses a piece not in the vocab");
+    merges_.emplace((static_cast<uint64_t>(ia) << 32) | static_cast<uint32_t>(ib),
+                    std::make_pair(static_cast<int>(r), im));
   }
   is_added_.assign(vocab_.size(), 0);
   for (const AddedToken& t : added_) {
-    if (t.id < 0 || t.id >= V) throw FormatError(what + ": added token '" + t.content + "' has id " + std::to_string(t.id) + " outside the vocab");
+    if (t.id < 0 || t.id >= V)
+      throw FormatError(what + ": added token '" + t.content + "' has id " + std::to_string(t.id) +
+                        " outside the vocab");
     if (t.content.empty()) throw FormatError(what + ": added token " + std::to_string(t.id) + " is empty");
     is_added_[static_cast<size_t>(t.id)] = 1;
   }
@@ -190,8 +194,7 @@ HfBpeTokenizer::HfBpeTokenizer(std::vector<std::string> vocab,
       unsigned v = 0;
       if (p.size() == 6 && p.compare(0, 3, "<0x") == 0 && p[5] == '>' && std::sscanf(p.c_str() + 3, "%2x", &v) == 1)
         d = std::string(1, static_cast<char>(v));
-      else
-        d = replace_all(p, kMeta, " ");
+      else d = replace_all(p, kMeta, " ");
     }
   }
 }
@@ -291,7 +294,8 @@ void HfBpeTokenizer::bpe_word(const std::string& word, std::vector<int>& out) co
     if (!alive[l]) continue;
     const int right = next[l];
     if (right < 0) continue;
-    auto it = merges_.find((static_cast<uint64_t>(sym[l]) << 32) | static_cast<uint32_t>(sym[static_cast<size_t>(right)]));
+    auto it =
+        merges_.find((static_cast<uint64_t>(sym[l]) << 32) | static_cast<uint32_t>(sym[static_cast<size_t>(right)]));
     if (it == merges_.end() || it->second.first != c.rank || it->second.second != c.merged) continue;  // stale
     sym[l] = c.merged;
     alive[static_cast<size_t>(right)] = 0;
@@ -429,7 +433,8 @@ HfBpeTokenizer HfBpeTokenizer::from_json(const nlohmann::json& j, const std::str
       t.special = jbool(a, "special", false);
       t.lstrip = jbool(a, "lstrip", false);
       t.rstrip = jbool(a, "rstrip", false);
-      if (jbool(a, "single_word", false)) throw FormatError(what + ": added token '" + t.content + "' uses single_word, not supported");
+      if (jbool(a, "single_word", false))
+        throw FormatError(what + ": added token '" + t.content + "' uses single_word, not supported");
       place(t.content, t.id);
       added.push_back(t);
     }
@@ -504,7 +509,8 @@ HfBpeTokenizer HfBpeTokenizer::from_json(const nlohmann::json& j, const std::str
     }
   }
   if (byte_level == sp)
-    throw FormatError(what + ": neither a byte-level nor a SentencePiece-style BPE (normalizer/pre_tokenizer not recognised)");
+    throw FormatError(what +
+                      ": neither a byte-level nor a SentencePiece-style BPE (normalizer/pre_tokenizer not recognised)");
   o.kind = byte_level ? Kind::ByteLevel : Kind::SentencePiece;
   // BOS from a TemplateProcessing post-processor that puts a special token first.
   const nlohmann::json post = j.value("post_processor", nlohmann::json());
@@ -534,7 +540,8 @@ HfBpeTokenizer HfBpeTokenizer::read(const std::string& path) {
   fs::path file = path;
   if (fs::is_directory(file, ec)) file /= "tokenizer.json";
   const std::vector<uint8_t> bytes = read_file_bytes(file.string());
-  HfBpeTokenizer tok = from_json(parse_json_text(std::string(bytes.begin(), bytes.end()), file.string()), file.string());
+  HfBpeTokenizer tok =
+      from_json(parse_json_text(std::string(bytes.begin(), bytes.end()), file.string()), file.string());
   const fs::path cfg_path = file.parent_path() / "tokenizer_config.json";
   if (fs::is_regular_file(cfg_path, ec)) {
     const std::vector<uint8_t> cb = read_file_bytes(cfg_path.string());
@@ -612,7 +619,8 @@ std::unique_ptr<Tokenizer> tokenizer_from_model(const std::string& model_path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path p(model_path);
-  if (p.extension() == ".gguf") return std::make_unique<HfBpeTokenizer>(HfBpeTokenizer::from_gguf(read_gguf(model_path)));
+  if (p.extension() == ".gguf")
+    return std::make_unique<HfBpeTokenizer>(HfBpeTokenizer::from_gguf(read_gguf(model_path)));
   const fs::path dir = fs::is_directory(p, ec) ? p : p.parent_path();
   if ((fs::is_directory(p, ec) || p.extension() == ".safetensors") && fs::is_regular_file(dir / "tokenizer.json", ec))
     return std::make_unique<HfBpeTokenizer>(HfBpeTokenizer::read((dir / "tokenizer.json").string()));

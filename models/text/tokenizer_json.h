@@ -41,8 +41,8 @@ class HfBpeTokenizer : public Tokenizer {
     bool split_regex = true;         // ByteLevel use_regex
     bool add_prefix_space = false;   // ByteLevel add_prefix_space
     // SentencePiece-style
-    bool prepend_normalizer = false;  // Prepend("▁") normalizer (always prepends)
-    bool metaspace = false;           // Metaspace pre-tokenizer instead
+    bool prepend_normalizer = false;        // Prepend("▁") normalizer (always prepends)
+    bool metaspace = false;                 // Metaspace pre-tokenizer instead
     std::string prepend_scheme = "always";  // Metaspace: always, first or never
     bool metaspace_split = false;
     bool byte_fallback = false;

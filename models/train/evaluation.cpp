@@ -44,7 +44,8 @@ TextScore score_tokens(LlamaModel& model, const std::vector<int>& ids) {
   int64_t count = 0;
   for (size_t s = 0; s + 1 < ids.size(); s += L) {
     const size_t end = std::min(s + L + 1, ids.size());  // window ids[s, end): inputs and targets
-    const std::vector<int> win(ids.begin() + static_cast<std::ptrdiff_t>(s), ids.begin() + static_cast<std::ptrdiff_t>(end));
+    const std::vector<int> win(ids.begin() + static_cast<std::ptrdiff_t>(s),
+                               ids.begin() + static_cast<std::ptrdiff_t>(end));
     total += -sum_logprob(model, win, 1);
     count += static_cast<int64_t>(win.size()) - 1;
   }
@@ -83,8 +84,9 @@ std::vector<TaskItem> parse_task(const std::string& json_text, const std::string
     const size_t p = t.instruction.rfind("Answer format:");
     if (p == std::string::npos) {
       if (need_choices)
-        throw FormatError(at + " has no \"Answer format:\" line (only multiple-choice tasks can be scored by "
-                               "likelihood; --mode generate scores the others)");
+        throw FormatError(at +
+                          " has no \"Answer format:\" line (only multiple-choice tasks can be scored by "
+                          "likelihood; --mode generate scores the others)");
       items.push_back(std::move(t));
       continue;
     }
@@ -122,8 +124,10 @@ std::vector<TaskItem> parse_hellaswag_text(const std::string& text, const std::s
   }
   while (!lines.empty() && lines.back().empty()) lines.pop_back();
   if (lines.empty() || lines.size() % 6 != 0)
-    throw FormatError(what + ": neither a JSON list nor HellaSwag text (6 lines per item: context, label 0..3, "
-                             "4 endings); it has " + std::to_string(lines.size()) + " lines");
+    throw FormatError(what +
+                      ": neither a JSON list nor HellaSwag text (6 lines per item: context, label 0..3, "
+                      "4 endings); it has " +
+                      std::to_string(lines.size()) + " lines");
   if (lines.size() / 6 > kMaxTaskItems)
     throw FormatError(what + ": more than " + std::to_string(kMaxTaskItems) + " items");
   std::vector<TaskItem> items;
@@ -135,7 +139,8 @@ std::vector<TaskItem> parse_hellaswag_text(const std::string& text, const std::s
     TaskItem t;
     t.instruction = "Please choose the correct ending to complete the given sentence: " + lines[i] + "\n\n";
     for (int e = 0; e < 4; ++e)
-      t.instruction += (e ? " Ending" : "Ending") + std::to_string(e + 1) + ": " + lines[i + 2 + static_cast<size_t>(e)];
+      t.instruction +=
+          (e ? " Ending" : "Ending") + std::to_string(e + 1) + ": " + lines[i + 2 + static_cast<size_t>(e)];
     t.instruction += "\n\nAnswer format: ending1/ending2/ending3/ending4";
     t.choices = {"ending1", "ending2", "ending3", "ending4"};
     t.answer = "ending" + std::to_string(label[0] - '0' + 1);

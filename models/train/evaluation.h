@@ -85,7 +85,6 @@ void finish_baselines(TaskScore& s, const std::map<std::string, int64_t>& answer
 // Scores the first `limit` items (limit ≤ 0: all). on_item (optional) sees each item's index
 // and scores as they come (evaluate --items-out).
 TaskScore score_task(LlamaModel& model, const Tokenizer& tokenizer, const std::vector<TaskItem>& items,
-                     int64_t limit = 0,
-                     const std::function<void(size_t, const ChoiceScores&)>& on_item = nullptr);
+                     int64_t limit = 0, const std::function<void(size_t, const ChoiceScores&)>& on_item = nullptr);
 
 }  // namespace cg::models

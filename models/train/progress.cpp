@@ -14,7 +14,10 @@
 namespace cg::models {
 
 Progress::Progress(int64_t total, int64_t every)
-    : total_(total), every_(every < 1 ? 1 : every), tty_(isatty(fileno(stderr)) != 0), start_(std::chrono::steady_clock::now()) {}
+    : total_(total),
+      every_(every < 1 ? 1 : every),
+      tty_(isatty(fileno(stderr)) != 0),
+      start_(std::chrono::steady_clock::now()) {}
 
 void Progress::update(int64_t step, double loss, double tok_s, const std::string& extra) {
   const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();

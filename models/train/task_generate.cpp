@@ -19,8 +19,10 @@ namespace {
 // item's own choices.
 std::vector<std::string> alternatives(const TaskItem& item) {
   if (item.choices == std::vector<std::string>{"true", "false"}) return {"true", "false"};
-  static const std::vector<std::pair<std::string, int>> families = {
-      {"solution", 2}, {"answer", 5}, {"ending", 4}, {"option", 2}};
+  static const std::vector<std::pair<std::string, int>> families = {{"solution", 2},
+                                                                    {"answer", 5},
+                                                                    {"ending", 4},
+                                                                    {"option", 2}};
   for (const auto& [stem, n] : families) {
     const bool all = std::all_of(item.choices.begin(), item.choices.end(), [&](const std::string& c) {
       return c.size() == stem.size() + 1 && c.compare(0, stem.size(), stem) == 0 && c.back() >= '1' && c.back() <= '9';

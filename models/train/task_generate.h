@@ -38,7 +38,7 @@ struct GenerateEvalOptions {
 struct GeneratedItem {
   size_t index = 0;
   std::string prompt, reply, extracted;
-  bool correct = false, stopped = false;  // stopped: ended by EOS / end of turn, not by max_new
+  bool correct = false, stopped = false;                      // stopped: ended by EOS / end of turn, not by max_new
   int64_t prompt_tokens = 0, new_tokens = 0, cut_tokens = 0;  // cut: dropped from the left to fit
 };
 

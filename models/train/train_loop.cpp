@@ -37,7 +37,8 @@ void TrainLoop::check_resume(const TrainState& st, int64_t step) const {
     const auto it = st.meta.find(key);
     if (it == st.meta.end()) throw FormatError(at + ": does not record its " + key + " (saved by an older chaingrad?)");
     if (it->second != value)
-      throw FormatError(at + ": " + key + " differs: the checkpoint has '" + it->second + "', this run '" + value + "'");
+      throw FormatError(at + ": " + key + " differs: the checkpoint has '" + it->second + "', this run '" + value +
+                        "'");
   }
   if (step >= run_.steps)
     throw FormatError(at + " is already at step " + std::to_string(step) + " of --steps " + std::to_string(run_.steps));
@@ -49,7 +50,8 @@ void TrainLoop::check_resume(const TrainState& st, int64_t step) const {
 std::string TrainLoop::stop_line(const std::string& outputs) const {
   std::string s = tool_ + ": interrupted by " + signal_name(signal) + " after step " + std::to_string(steps_done) +
                   " of " + std::to_string(run_.steps);
-  if (!run_.checkpoint.empty()) s += "; checkpoint " + run_.checkpoint + " (continue with --resume " + run_.checkpoint + ")";
+  if (!run_.checkpoint.empty())
+    s += "; checkpoint " + run_.checkpoint + " (continue with --resume " + run_.checkpoint + ")";
   else s += "; no --checkpoint, so it cannot be resumed";
   if (!outputs.empty()) s += "; wrote " + outputs;
   return s;
@@ -75,7 +77,8 @@ void TrainLoop::run() {
       }
     }
     if (lead)
-      std::fprintf(stderr, "%s: resumed from %s at step %lld\n", tool_.c_str(), run_.resume.c_str(), static_cast<long long>(start));
+      std::fprintf(stderr, "%s: resumed from %s at step %lld\n", tool_.c_str(), run_.resume.c_str(),
+                   static_cast<long long>(start));
   }
   install_interrupt_handlers();
   std::optional<Progress> progress;
@@ -140,7 +143,8 @@ void TrainLoop::run() {
       break;
     }
     skipped += s.skipped;
-    nlohmann::json row{{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms", s.ms}, {"tok_s", s.tok_s}};
+    nlohmann::json row{{"step", s.step},           {"loss", s.loss}, {"lr", s.lr},
+                       {"grad_norm", s.grad_norm}, {"ms", s.ms},     {"tok_s", s.tok_s}};
     if (s.skipped) row["skipped"] = s.nonfinite;
     if (trainer_.ranks() > 1) {
       row["ranks"] = trainer_.ranks();

@@ -36,7 +36,8 @@ StepStats Trainer::step(bool want_stop) {
     const int64_t first = position_ + comm_->rank() * shard;
     Batch b = data_.train_batch(options_.data_seed, first, shard, model_.device());
     position_ += options_.batch;
-    if (options_.adapters) options_.adapters->dropout_on(dropout_hash(options_.data_seed, static_cast<uint64_t>(first)));
+    if (options_.adapters)
+      options_.adapters->dropout_on(dropout_hash(options_.data_seed, static_cast<uint64_t>(first)));
     Tensor loss = model_.loss(b.ids, b.targets, b.segments);  // mean over the shard
     if (options_.adapters) options_.adapters->dropout_off();  // the masks ride on the tape into backward
     loss_sum += loss.item();

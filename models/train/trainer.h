@@ -29,14 +29,14 @@
 namespace cg::models {
 
 struct StepStats {
-  int64_t step = 0;     // optimizer steps taken, this one included
-  double loss = 0;      // mean training loss over the step's micro-batches (and ranks)
+  int64_t step = 0;  // optimizer steps taken, this one included
+  double loss = 0;   // mean training loss over the step's micro-batches (and ranks)
   double lr = 0;
-  double grad_norm = 0; // before clipping
-  double ms = 0;        // wall time of the step
-  double comm_ms = 0;   // of which in the all-reduce (waiting for the slowest rank included); 0 alone
-  double tok_s = 0;     // tokens of the global batch per second
-  bool stop = false;    // some rank asked to stop (step(want_stop)): all ranks see the same
+  double grad_norm = 0;             // before clipping
+  double ms = 0;                    // wall time of the step
+  double comm_ms = 0;               // of which in the all-reduce (waiting for the slowest rank included); 0 alone
+  double tok_s = 0;                 // tokens of the global batch per second
+  bool stop = false;                // some rank asked to stop (step(want_stop)): all ranks see the same
   const char* nonfinite = nullptr;  // "loss" or "gradient norm" when one was NaN/inf, else null
   bool skipped = false;             // with skip_nonfinite: that update was skipped
 };
@@ -54,8 +54,8 @@ class StepObserver {
 };
 
 struct TrainOptions {
-  int64_t batch = 8;   // sequences per micro-batch, over all ranks
-  int64_t accum = 1;   // micro-batches per optimizer step
+  int64_t batch = 8;  // sequences per micro-batch, over all ranks
+  int64_t accum = 1;  // micro-batches per optimizer step
   uint64_t data_seed = 0;
   nn::Communicator* comm = nullptr;  // the data-parallel group; null: this process alone
   StepObserver* observer = nullptr;  // e.g. finetune --flow; null: off
@@ -87,11 +87,11 @@ class Trainer {
   TrainState load_state(const std::string& path);
 
   int64_t steps_taken() const { return opt_.step_count(); }  // optimizer steps, skipped ones included
-  int64_t data_position() const { return position_; }  // training samples consumed
+  int64_t data_position() const { return position_; }        // training samples consumed
   void set_data_position(int64_t p) { position_ = p; }
   int64_t samples_per_step() const { return options_.batch * options_.accum; }  // data positions per step
   int64_t tokens_per_step() const { return options_.batch * options_.accum * data_.seq_len(); }  // all ranks
-  bool lead() const { return comm_->lead(); }   // the rank that logs and writes files
+  bool lead() const { return comm_->lead(); }  // the rank that logs and writes files
   int ranks() const { return comm_->size(); }  // processes of the data-parallel group
 
  private:

@@ -78,9 +78,7 @@ bool built_with_mpi() {
 #endif
 }
 
-int launcher_size() {
-  return launched_by_mpi() ? env_int({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}, 1) : 1;
-}
+int launcher_size() { return launched_by_mpi() ? env_int({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}, 1) : 1; }
 
 Communicator& world() {
   auto& w = world_slot();

@@ -102,10 +102,8 @@ class MpiCommunicator final : public Communicator {
 
  private:
   void host_allreduce(Tensor& t, std::span<double> extra) {
-    if (t.dtype() == DType::F64)
-      host_allreduce_typed<double>(t, extra, MPI_DOUBLE);
-    else
-      host_allreduce_typed<float>(t, extra, MPI_FLOAT);
+    if (t.dtype() == DType::F64) host_allreduce_typed<double>(t, extra, MPI_DOUBLE);
+    else host_allreduce_typed<float>(t, extra, MPI_FLOAT);
   }
 
   template <class T>
@@ -159,16 +157,16 @@ class MpiCommunicator final : public Communicator {
       }
       extra_host_.resize(bytes);
       for (size_t i = 0; i < extra.size(); ++i) {
-        if (f64)
-          reinterpret_cast<double*>(extra_host_.data())[i] = extra[i];
-        else
-          reinterpret_cast<float*>(extra_host_.data())[i] = static_cast<float>(extra[i]);
+        if (f64) reinterpret_cast<double*>(extra_host_.data())[i] = extra[i];
+        else reinterpret_cast<float*>(extra_host_.data())[i] = static_cast<float>(extra[i]);
       }
-      cuda_check(cudaMemcpyAsync(extra_dev_, extra_host_.data(), bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
+      cuda_check(cudaMemcpyAsync(extra_dev_, extra_host_.data(), bytes, cudaMemcpyHostToDevice, stream_),
+                 "cudaMemcpyAsync");
     }
     // Grouped: the gradient and the scalars go out as one NCCL launch.
     nccl_check(ncclGroupStart(), "ncclGroupStart");
-    nccl_check(ncclAllReduce(t.raw(), t.raw(), static_cast<size_t>(t.numel()), type, ncclSum, nccl_, stream_), "ncclAllReduce");
+    nccl_check(ncclAllReduce(t.raw(), t.raw(), static_cast<size_t>(t.numel()), type, ncclSum, nccl_, stream_),
+               "ncclAllReduce");
     if (!extra.empty())
       nccl_check(ncclAllReduce(extra_dev_, extra_dev_, extra.size(), type, ncclSum, nccl_, stream_), "ncclAllReduce");
     nccl_check(ncclGroupEnd(), "ncclGroupEnd");
@@ -177,7 +175,8 @@ class MpiCommunicator final : public Communicator {
                  "cudaMemcpyAsync");
     cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
     for (size_t i = 0; i < extra.size(); ++i)
-      extra[i] = f64 ? reinterpret_cast<double*>(extra_host_.data())[i] : reinterpret_cast<float*>(extra_host_.data())[i];
+      extra[i] = f64 ? reinterpret_cast<double*>(extra_host_.data())[i]
+                     : reinterpret_cast<float*>(extra_host_.data())[i];
   }
 
   ncclComm_t nccl_ = nullptr;

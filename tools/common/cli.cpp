@@ -72,7 +72,8 @@ std::vector<std::string> expand_config(CLI::App& app, std::vector<std::string> a
     if (a.size() < 3 || a.compare(0, 2, "--") != 0) continue;
     const std::string name = a.substr(2, a.find('=') == std::string::npos ? std::string::npos : a.find('=') - 2);
     given.push_back(name);
-    if (name == "config") path = a.find('=') != std::string::npos ? a.substr(a.find('=') + 1) : (i + 1 < args.size() ? args[i + 1] : "");
+    if (name == "config")
+      path = a.find('=') != std::string::npos ? a.substr(a.find('=') + 1) : (i + 1 < args.size() ? args[i + 1] : "");
   }
   if (path.empty()) return args;
   const std::vector<uint8_t> bytes = models::read_file_bytes(path, 1u << 20);

@@ -44,13 +44,24 @@ void DataFlags::add(CLI::App& app, bool allow_text) {
   }
   app.add_option("--arith-lines", arith_lines, "lines of arithmetic to generate")->capture_default_str();
   app.add_option("--arith-max", arith_max, "largest arithmetic operand")->capture_default_str();
-  app.add_option("--tokenizer", tokenizer, "tokenizer: a llama2.c tok*.bin, tokenizer.json, .gguf, HF folder or 'byte' (finetune: default the model's own when it carries one)")->capture_default_str();
-  app.add_option("--seq", seq, "sequence length (with --text: the file's length; records: rows of --cutoff − 1 instead)")->capture_default_str()->check(int_range(1, 1 << 20));
-  app.add_option("--batch", batch, "sequences per micro-batch (over all ranks under mpirun)")->capture_default_str()->check(int_range(1, 1 << 20));
-  app.add_option("--val-frac", val_frac, "fraction of the text (or of the records) held out for validation, in [0, 1)")->capture_default_str()->check(real_range(0, 0.999999));
-  app.add_option("--cutoff", cutoff, "records: tokens per sample at most, EOS included (LLM-Adapters' cutoff_len); rows "
-                                     "hold cutoff − 1 positions and must fit the model's context (default: 256, or the "
-                                     "context + 1 when shorter)")
+  app.add_option(
+         "--tokenizer", tokenizer,
+         "tokenizer: a llama2.c tok*.bin, tokenizer.json, .gguf, HF folder or 'byte' (finetune: default the model's own when it carries one)")
+      ->capture_default_str();
+  app.add_option("--seq", seq,
+                 "sequence length (with --text: the file's length; records: rows of --cutoff − 1 instead)")
+      ->capture_default_str()
+      ->check(int_range(1, 1 << 20));
+  app.add_option("--batch", batch, "sequences per micro-batch (over all ranks under mpirun)")
+      ->capture_default_str()
+      ->check(int_range(1, 1 << 20));
+  app.add_option("--val-frac", val_frac, "fraction of the text (or of the records) held out for validation, in [0, 1)")
+      ->capture_default_str()
+      ->check(real_range(0, 0.999999));
+  app.add_option("--cutoff", cutoff,
+                 "records: tokens per sample at most, EOS included (LLM-Adapters' cutoff_len); rows "
+                 "hold cutoff − 1 positions and must fit the model's context (default: 256, or the "
+                 "context + 1 when shorter)")
       ->check(int_range(2, 1 << 20));
   app.add_flag("--mask-prompt", mask_prompt,
                "records: loss on the response tokens only (default: on every token, as the papers' scripts do)");
@@ -73,18 +84,24 @@ bool DataFlags::records() const {
 
 void DataFlags::validate(bool held_out_eval) const {
   if (!records()) {
-    const char* f = mask_prompt ? "--mask-prompt" : pack ? "--pack" : !val_data.empty() ? "--val-data"
-                                : !chat_template.empty() ? "--chat-template" : nullptr;
+    const char* f = mask_prompt              ? "--mask-prompt"
+                    : pack                   ? "--pack"
+                    : !val_data.empty()      ? "--val-data"
+                    : !chat_template.empty() ? "--chat-template"
+                                             : nullptr;
     if (f) throw FormatError(std::string(f) + " is for instruction records: give --data FILE.json or FILE.jsonl");
   }
   if (!arith.empty())
-    models::check_arith_settings(arith == "add" ? models::ArithOp::Add : models::ArithOp::Sub, arith_max, held_out_eval);
+    models::check_arith_settings(arith == "add" ? models::ArithOp::Add : models::ArithOp::Sub, arith_max,
+                                 held_out_eval);
   if (arith_lines < 1 || arith_lines > (int64_t{1} << 32))
     throw FormatError("--arith-lines must be in [1, 4294967296], got " + std::to_string(arith_lines));
 }
 
 std::vector<std::pair<std::string, const char*>> DataFlags::inputs() const {
-  return {{data, "--data"}, {text, "--text"}, {val_data, "--val-data"},
+  return {{data, "--data"},
+          {text, "--text"},
+          {val_data, "--val-data"},
           {tokenizer == "byte" ? std::string() : tokenizer, "--tokenizer"}};
 }
 
@@ -110,9 +127,9 @@ std::unique_ptr<models::Dataset> DataFlags::load(const models::Tokenizer& tok, i
   }
   std::string corpus;
   if (!arith.empty())
-    corpus = models::arith_corpus(arith == "add" ? models::ArithOp::Add : models::ArithOp::Sub, arith_lines, arith_max, seed);
-  else if (!data.empty())
-    corpus = models::read_text_file(data);
+    corpus = models::arith_corpus(arith == "add" ? models::ArithOp::Add : models::ArithOp::Sub, arith_lines, arith_max,
+                                  seed);
+  else if (!data.empty()) corpus = models::read_text_file(data);
   else
     throw FormatError("no training data: give --data FILE" + std::string(arith.empty() ? " or --arith add|sub" : ""));
   append(tok.encode(corpus, false, false));
@@ -175,26 +192,40 @@ std::unique_ptr<models::Dataset> DataFlags::load_records(const models::Tokenizer
   const std::vector<models::Sample> val = render(val_records, val_data.empty() ? data : val_data);
   auto ds = std::make_unique<models::InstructDataset>(train, val, cutoff - 1, pack);
   loaded_ = "records train=" + std::to_string(train.size()) + " val=" + std::to_string(val.size()) +
-            " hash=" + std::to_string(hash) + " cutoff=" + std::to_string(cutoff) + " mask_prompt=" +
-            (mask_prompt ? "on" : "off") + " pack=" + (pack ? "on" : "off") +
+            " hash=" + std::to_string(hash) + " cutoff=" + std::to_string(cutoff) +
+            " mask_prompt=" + (mask_prompt ? "on" : "off") + " pack=" + (pack ? "on" : "off") +
             (val_data.empty() ? " val_frac=" + fmt(val_frac) : std::string(" val_data=given"));
   return ds;
 }
 
 void OptimFlags::add(CLI::App& app) {
-  app.add_option("--optimizer", optimizer, "adamw or sgd")->capture_default_str()->check(CLI::IsMember({"adamw", "sgd"}));
+  app.add_option("--optimizer", optimizer, "adamw or sgd")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"adamw", "sgd"}));
   app.add_option("--schedule", schedule,
                  "learning rate after warmup: cosine or linear decay to --min-lr-frac·lr over --steps, or constant "
                  "(constant, --warmup 0, --clip 0, --weight-decay 0: plain SGD/AdamW)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cosine", "linear", "constant"}));
   app.add_option("--lr", lr, "peak learning rate")->capture_default_str()->check(real_range(0, 1e3));
-  app.add_option("--warmup", warmup, "linear warmup steps (0: none)")->capture_default_str()->check(int_range(0, int64_t{1} << 53));
-  app.add_option("--min-lr-frac", min_lr_frac, "decay floor as a fraction of --lr, in [0, 1]")->capture_default_str()->check(real_range(0, 1));
-  app.add_option("--weight-decay", weight_decay, "decoupled weight decay (AdamW) / L2 (SGD)")->capture_default_str()->check(real_range(0, 1e3));
-  app.add_option("--clip", clip, "global gradient-norm clip (0: off)")->capture_default_str()->check(real_range(0, 1e30));
-  app.add_option("--momentum", momentum, "SGD momentum, in [0, 1)")->capture_default_str()->check(real_range(0, 0.999999));
-  app.add_option("--accum", accum, "micro-batches per optimizer step")->capture_default_str()->check(int_range(1, 1 << 20));
+  app.add_option("--warmup", warmup, "linear warmup steps (0: none)")
+      ->capture_default_str()
+      ->check(int_range(0, int64_t{1} << 53));
+  app.add_option("--min-lr-frac", min_lr_frac, "decay floor as a fraction of --lr, in [0, 1]")
+      ->capture_default_str()
+      ->check(real_range(0, 1));
+  app.add_option("--weight-decay", weight_decay, "decoupled weight decay (AdamW) / L2 (SGD)")
+      ->capture_default_str()
+      ->check(real_range(0, 1e3));
+  app.add_option("--clip", clip, "global gradient-norm clip (0: off)")
+      ->capture_default_str()
+      ->check(real_range(0, 1e30));
+  app.add_option("--momentum", momentum, "SGD momentum, in [0, 1)")
+      ->capture_default_str()
+      ->check(real_range(0, 0.999999));
+  app.add_option("--accum", accum, "micro-batches per optimizer step")
+      ->capture_default_str()
+      ->check(int_range(1, 1 << 20));
 }
 
 nn::OptimConfig OptimFlags::config(int64_t total_steps) const {
@@ -217,7 +248,8 @@ std::string describe(const nn::OptimConfig& c) {
   std::string s = c.name + " lr=" + fmt(c.lr) + " weight_decay=" + fmt(c.weight_decay) + " clip=" + fmt(c.clip);
   if (c.name == "adamw") s += " betas=" + fmt(c.beta1) + "," + fmt(c.beta2) + " eps=" + fmt(c.eps);
   else s += " momentum=" + fmt(c.momentum);
-  s += " schedule=" + (c.total_steps > 0 ? c.schedule : std::string("constant")) + " warmup=" + std::to_string(c.warmup);
+  s +=
+      " schedule=" + (c.total_steps > 0 ? c.schedule : std::string("constant")) + " warmup=" + std::to_string(c.warmup);
   if (c.total_steps > 0) s += " total_steps=" + std::to_string(c.total_steps) + " min_lr_frac=" + fmt(c.min_lr_frac);
   return s;
 }
@@ -225,11 +257,15 @@ std::string describe(const nn::OptimConfig& c) {
 void RunFlags::add(CLI::App& app) {
   app.add_option("--steps", steps, "optimizer steps")->capture_default_str()->check(int_range(1, int64_t{1} << 53));
   app.add_option("--seed", seed, "seed for initialisation and data order")->capture_default_str();
-  app.add_option("--eval-every", eval_every, "validation loss (and finetune's --eval-task accuracy) every N steps (0: only at the end)")->capture_default_str();
+  app.add_option("--eval-every", eval_every,
+                 "validation loss (and finetune's --eval-task accuracy) every N steps (0: only at the end)")
+      ->capture_default_str();
   app.add_option("--eval-batches", eval_batches, "validation batches per evaluation")->capture_default_str();
-  app.add_option("--sample-every", sample_every, "print a generated sample every N steps (0: never)")->capture_default_str();
+  app.add_option("--sample-every", sample_every, "print a generated sample every N steps (0: never)")
+      ->capture_default_str();
   app.add_option("--sample-tokens", sample_tokens, "length of those samples")->capture_default_str();
-  app.add_option("--log-every", log_every, "plain progress line every N steps when not on a terminal")->capture_default_str();
+  app.add_option("--log-every", log_every, "plain progress line every N steps when not on a terminal")
+      ->capture_default_str();
   app.add_option("--metrics", metrics, "write one JSON object per step to this file (JSONL)");
   app.add_option("--checkpoint", checkpoint, "training checkpoint file (written atomically)");
   app.add_option("--checkpoint-every", checkpoint_every,
@@ -244,7 +280,9 @@ void RunFlags::add(CLI::App& app) {
       ->check(int_range(0, int64_t{1} << 53));
   app.add_flag("--skip-nonfinite", skip_nonfinite,
                "skip (and count) an update whose loss or gradient is NaN/inf instead of stopping with exit 3");
-  app.add_option("--threads", threads, "CPU threads (0: OpenMP's default)")->capture_default_str()->check(int_range(0, 4096));
+  app.add_option("--threads", threads, "CPU threads (0: OpenMP's default)")
+      ->capture_default_str()
+      ->check(int_range(0, 4096));
   for (const char* f : {"--eval-every", "--eval-batches", "--sample-every", "--log-every"})
     app.get_option(f)->check(int_range(0, int64_t{1} << 53));
   app.get_option("--sample-tokens")->check(int_range(0, 1 << 20));
@@ -273,17 +311,20 @@ Device RunFlags::device() const {
 void EvalFlags::add(CLI::App& app) {
   app.add_option("--eval-task", task,
                  "at each evaluation, also score this LLM-Adapters task (as evaluate --task does) and log its accuracy");
-  app.add_option("--eval-limit", limit, "--eval-task: the first K items")->capture_default_str()
+  app.add_option("--eval-limit", limit, "--eval-task: the first K items")
+      ->capture_default_str()
       ->check(int_range(1, 1000000));
   app.add_option("--eval-mode", mode, "--eval-task scoring: likelihood or generate (greedy, 32 new tokens)")
-      ->capture_default_str()->check(CLI::IsMember({"likelihood", "generate"}));
+      ->capture_default_str()
+      ->check(CLI::IsMember({"likelihood", "generate"}));
   app.add_option("--keep-best", keep_best,
                  "val_loss or accuracy: also write the adapter of the best evaluation to OUT with .best before "
                  "its extension")
       ->check(CLI::IsMember({"val_loss", "accuracy"}));
   app.add_option("--patience", patience,
                  "stop after N evaluations in a row without improving the --keep-best metric (0: never)")
-      ->capture_default_str()->check(int_range(0, int64_t{1} << 53));
+      ->capture_default_str()
+      ->check(int_range(0, int64_t{1} << 53));
 }
 
 void EvalFlags::validate(const std::string& out) const {
@@ -303,9 +344,11 @@ std::string best_path(const std::string& out) {
 }
 
 void FlowFlags::add(CLI::App& app, const std::string& flag, const std::string& every_flag) {
-  app.add_option(flag, path, "record the adapters' gradient flow during the run: one JSON row per module every " +
-                                 every_flag + " steps (docs/05-gradient-flow.md lists the fields)");
-  app.add_option(every_flag, every, "gradient-flow row every N steps (and the last)")->capture_default_str()
+  app.add_option(flag, path,
+                 "record the adapters' gradient flow during the run: one JSON row per module every " + every_flag +
+                     " steps (docs/05-gradient-flow.md lists the fields)");
+  app.add_option(every_flag, every, "gradient-flow row every N steps (and the last)")
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--flow-modules", modules, "gradient flow of the modules matching this regex only (default: all)");
 }
@@ -318,7 +361,8 @@ void FlowFlags::validate() const {
   }
 }
 
-std::function<std::string(int64_t)> sampler(models::LlamaModel& model, const models::Tokenizer& tok, const RunFlags& run) {
+std::function<std::string(int64_t)> sampler(models::LlamaModel& model, const models::Tokenizer& tok,
+                                            const RunFlags& run) {
   return [&model, &tok, &run](int64_t step) {
     models::GenerateOptions go;
     go.steps = run.sample_tokens;
@@ -377,10 +421,8 @@ void check_outputs(const std::vector<std::pair<std::string, const char*>>& input
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Output& o = outputs[i];
     if (o.path.empty()) continue;
-    if (o.folder_files.empty())
-      check_writable(o.path, o.flag, std::string(o.flag) != "--metrics");
-    else
-      check_writable_folder(o.path, o.flag, o.folder_files);
+    if (o.folder_files.empty()) check_writable(o.path, o.flag, std::string(o.flag) != "--metrics");
+    else check_writable_folder(o.path, o.flag, o.folder_files);
     for (const std::string& w : written(o)) {
       for (const auto& [in, in_flag] : inputs)
         if (models::same_file(w, in))

@@ -37,7 +37,7 @@ struct DataFlags {
   // Instruction records: cutoff (tokens per sample), loss on the response only, packing,
   // a validation file instead of the --val-frac split, the chat template family.
   static constexpr int64_t kDefaultCutoff = 256;  // LLM-Adapters' cutoff_len
-  int64_t cutoff = 0;  // 0: kDefaultCutoff, or the model's context + 1 when that is shorter
+  int64_t cutoff = 0;                             // 0: kDefaultCutoff, or the model's context + 1 when that is shorter
   bool mask_prompt = false, pack = false;
   std::string val_data, chat_template;
   bool records() const;  // --data names a .json / .jsonl file
@@ -132,7 +132,8 @@ void check_outputs(const std::vector<std::pair<std::string, const char*>>& input
 
 // --sample-every's line: "sample @STEP: TEXT", --sample-tokens tokens at temperature 0.8
 // from BOS, seeded by --seed + STEP (the model as it is, adapters included).
-std::function<std::string(int64_t)> sampler(models::LlamaModel& model, const models::Tokenizer& tok, const RunFlags& run);
+std::function<std::string(int64_t)> sampler(models::LlamaModel& model, const models::Tokenizer& tok,
+                                            const RunFlags& run);
 
 // What the training loop (models/train/train_loop.h) takes from the run flags.
 models::LoopOptions loop_options(const RunFlags& run);
