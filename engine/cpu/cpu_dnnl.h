@@ -42,9 +42,8 @@ void dnnl_gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alp
 bool dnnl_built();
 // The fixed rule for f32: oneDNN's f32 matmul instead of OpenBLAS for a piece of m·n·k ≥
 // 65536 multiply-adds with every side ≥ 16, when oneDNN is built in and the CPU has AVX-512
-// (measured on Zen 5: 1.5–2.2× OpenBLAS 0.3.21 on one core for every product of the bench
-// configs; below that size it loses; docs/design-notes.md). Shapes and CPU features only,
-// never timings, so a run is reproducible.
+// (below that size OpenBLAS wins; the measurements are in docs/design-notes.md). Shapes and
+// CPU features only, never timings, so a run is reproducible.
 bool dnnl_f32_route(int64_t m, int64_t n, int64_t k);
 // The size half of that rule (m·n·k ≥ 65536, every side ≥ 16), which bf16 products follow too.
 bool dnnl_size_rule(int64_t m, int64_t n, int64_t k);
