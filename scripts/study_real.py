@@ -12,8 +12,9 @@ Budget (environment; the defaults are the full study, PILOT=1 a small run):
   METHODS="lora moslora linchain2 linchain3 linchain3_authors lora_bias linchain3_identity"
   ORDER=reverse (take the pieces last first: a second driver on the same OUT then meets the first one
   only at the end; every piece re-checks at run time whether it is done)
-  JOBS=2 (evaluations at a time, 1 thread each; fine-tunes run one at a time, TRAIN_JOBS=1, beside them:
-  a SmolLM2 fine-tune peaks at 12-14 GB RSS)  FLOW_EVERY=25  TARGET_LOSS= (default: LoRA's final loss)
+  JOBS=2 (processes at a time, 1 thread each: fine-tunes one at a time, TRAIN_JOBS=1, with JOBS − 1
+  evaluations beside them, of the base and of each run as it finishes; then JOBS evaluations;
+  a SmolLM2 fine-tune peaks near 3 GB RSS, so TRAIN_JOBS=2 fits in 24 GB)  FLOW_EVERY=25  TARGET_LOSS= (default: LoRA's final loss)
   PILOT=1: STEPS=10 SEEDS=0 ITEMS=5 WARMUP=1 ACCUM=1 EVAL_EVERY=10 FLOW_EVERY=5 JOBS=1
            METHODS="lora linchain3 linchain3_authors"
 Parts (each resumable: a finished piece is a file written atomically and is skipped on a rerun):
@@ -550,7 +551,7 @@ class Report:
                    f"({t_train_best / 3600:.0f} h at the fastest rate measured) and "
                    f"{t_eval / 3600:.0f} h of evaluation in 1-thread pieces, i.e. about "
                    f"{max(t_train, (t_train + t_eval) / 2) / 3600:.0f} h of wall time on 2 free cores (fine-tunes one at a "
-                   "time, since each peaks at 12–14 GB RSS, evaluations beside them; more on a loaded machine). "
+                   "time, evaluations beside them; more on a loaded machine). "
                    "That does not fit this shared 2-core machine: the default budget wants a dedicated multi-core "
                    "machine or a GPU (`make study-real PART=train` and the like run it in parts, every finished piece "
                    "is kept), or a smaller budget (STEPS, ITEMS, METHODS, SEEDS), named in the command line above. "
@@ -1016,10 +1017,17 @@ def main():
         st.part_data()
     if a.part == "data":
         return
-    if a.part == "all":  # the fine-tunes one at a time; beside them the base and the finished runs are evaluated
+    if a.part == "all":  # the fine-tunes one at a time; beside them the base and each run as it finishes are evaluated
         tr = threading.Thread(target=st.pool, args=(st.train_tasks(), b["train_jobs"]))
         tr.start()
-        st.pool(st.base_tasks() + st.eval_all_tasks())
+        beside = max(1, b["jobs"] - b["train_jobs"])  # evaluations beside the fine-tunes; JOBS once they are done
+        st.pool(st.base_tasks(), beside)
+        while tr.is_alive():
+            tasks = st.eval_all_tasks()
+            if tasks:
+                st.pool(tasks, beside)
+            else:
+                time.sleep(0 if a.dry_run else 10)
         tr.join()
     if a.part == "base":
         st.part_base()

@@ -6,8 +6,8 @@
 // so results never depend on the thread count. Kernels are split by family:
 // cpu_memory.cpp, cpu_gemm.cpp (+ cpu_dnnl.cpp), cpu_elementwise.cpp, cpu_nn.cpp, cpu_optim.cpp.
 #pragma once
+#include <map>
 #include <mutex>
-#include <unordered_map>
 #include <vector>
 
 #include "engine/backend.h"
@@ -20,6 +20,8 @@ class CpuBackend final : public Backend {
 
   void* alloc(size_t bytes) override;
   void release(void* p, size_t bytes) override;
+  int64_t cached_bytes();  // bytes of the free blocks the cache holds (cpu_memory.cpp)
+  void trim();             // every free block back to the system
   void to_host(void* dst, const void* src, size_t bytes) override;
   void from_host(void* dst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
@@ -58,7 +60,9 @@ class CpuBackend final : public Backend {
 
  private:
   std::mutex mu_;
-  std::unordered_map<size_t, std::vector<void*>> cache_;  // free blocks by rounded size
+  std::map<size_t, std::vector<void*>> cache_;  // free blocks by size (cpu_memory.cpp)
+  int64_t cached_bytes_ = 0;                    // bytes of the free blocks in cache_
+  void trim_locked();                           // every free block back to the system; mu_ held
 
  protected:
   void do_gemm(const GemmArgs& g) override;  // cpu_gemm.cpp
