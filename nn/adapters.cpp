@@ -197,7 +197,34 @@ Tensor ChainAdapter::delta_bias() {
 
 // y[..., out] = x[..., in] · W₀[out,in]ᵀ + s · x · A[in,r] · W₁[r,r] ⋯ Wₙ[r,r] · B[out,r]ᵀ
 Tensor ChainAdapter::forward(const Tensor& x, const Tensor& weight) {
+  if (measuring_) {  // the input-dependent part alone: x[rows, in] · A · W₁⋯Wₙ · Bᵀ → [rows, out]
+    NoGrad ng;
+    std::vector<ops::ChainFactor> f{a_};
+    for (const Tensor& w : mixers_) f.push_back(w);
+    f.push_back(ops::transposed_factor(b_));
+    const int64_t rows = x.numel() / in_features();
+    const Tensor t = ops::chain_matmul(ops::reshape(x, {rows, in_features()}), f);
+    term_sq_ += backend(t).sum_squares(t) * scale_ * scale_;
+    term_rows_ += rows;
+  }
   return ops::adapted_linear(x, weight, factors_, scale_, &probe_, dropout_, dropout_seed_);
+}
+
+void ChainAdapter::measure_terms(bool on) {
+  measuring_ = on;
+  term_sq_ = 0;
+  term_rows_ = 0;
+}
+
+ChainAdapter::TermSizes ChainAdapter::measured_terms() {
+  TermSizes t;
+  t.rows = term_rows_;
+  if (term_rows_ > 0) t.input_rms = std::sqrt(term_sq_ / static_cast<double>(term_rows_));
+  if (!biases_.empty()) {
+    const Tensor d = delta_bias();
+    t.bias_norm = std::sqrt(backend(d).sum_squares(d));
+  }
+  return t;
 }
 
 // ΔW[out, in] = s · B[out,r] · Wₙᵀ ⋯ W₁ᵀ · A[in,r]ᵀ  (= s·(A·W₁⋯Wₙ·Bᵀ)ᵀ)

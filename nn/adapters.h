@@ -101,6 +101,18 @@ class ChainAdapter : public Adapter {
   // recording.
   Tensor beta() const;
 
+  // The sizes of the adapter term's two parts, Δy = s·x·A·W₁⋯Wₙ·Bᵀ + Δb, on the inputs of the
+  // forwards since measure_terms(true): the input-dependent part's RMS over rows (x without
+  // dropout, every row of the batch) and ‖Δb‖ = ‖s·B·β‖ (0 without chain biases). Off by default:
+  // measuring costs a second chain product per forward (finetune --flow turns it on for the
+  // steps it logs). measured_terms() with rows = 0: nothing was measured.
+  struct TermSizes {
+    double input_rms = 0, bias_norm = 0;
+    int64_t rows = 0;
+  };
+  void measure_terms(bool on);
+  TermSizes measured_terms();
+
   // The probe of the latest forward: for n ≥ 1 its span is the mixers, so after backward
   // grad_product = ∂L/∂P and grad_factors[i] = ∂L/∂W_{i+1}. LoRA: no span (so no probe.beta or
   // grad_biases either; a LoRA bias's gradient is in biases()[0].grad()).
@@ -122,6 +134,9 @@ class ChainAdapter : public Adapter {
   double dropout_ = 0.0;
   uint64_t dropout_seed_ = 0;
   ops::ChainProbe probe_;
+  bool measuring_ = false;
+  double term_sq_ = 0;  // Σ over measured rows of ‖s·x·A·P·Bᵀ‖²
+  int64_t term_rows_ = 0;
   std::vector<ops::ChainFactor> factors_;  // {A, W₁, …, Wₙ, Bᵀ}, built once (no list per forward)
 };
 

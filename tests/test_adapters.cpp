@@ -564,3 +564,56 @@ TEST_CASE("gradient accumulation: k micro-batches with loss/k equal one big batc
   for (int i = 0; i < 2; ++i) backward(ops::mul_scalar(m.loss(ops::slice(x, 0, 2 * i, 2)), 0.5));
   CHECK(max_abs_diff(set.store->flat_grad().to_f64_vector(), whole) < 1e-6);
 }
+
+// ChainAdapter::measure_terms: the two parts of the adapter's output, Δy = (input-dependent)
+// + Δb, checked against the layer's own output: y − x·W₀ᵀ − Δb row by row, in double.
+TEST_CASE("measured term sizes: the input-dependent part's RMS and ‖Δb‖ add up to the layer's Δy") {
+  struct Case {
+    AdapterKind kind;
+    int chain;
+    bool bias;
+  };
+  for (const Case c : {Case{AdapterKind::LoRA, 0, false}, Case{AdapterKind::LoRA, 0, true},
+                       Case{AdapterKind::LinChain, 3, false}, Case{AdapterKind::LinChain, 3, true}}) {
+    CAPTURE(adapter_kind_name(c.kind));
+    CAPTURE(c.bias);
+    Tiny m;
+    AdapterConfig cfg = config(c.kind, c.chain);
+    cfg.chain_bias = c.bias;
+    const Tensor x = input();
+    Tensor y_base;
+    {
+      NoGrad ng;
+      y_base = m.q.forward(x);
+    }
+    AdapterSet set = attach_with_grads(m, cfg);
+    ChainAdapter& ad = *set.adapters[0].adapter;
+    CHECK(ad.measured_terms().rows == 0);  // off until asked
+    ad.measure_terms(true);
+    Tensor y;
+    {
+      NoGrad ng;
+      y = m.q.forward(x);
+      y = m.q.forward(x);  // two forwards: the sizes are over both
+    }
+    const ChainAdapter::TermSizes t = ad.measured_terms();
+    ad.measure_terms(false);
+    CHECK(t.rows == 2 * 2 * 5);
+    const auto yv = y.to_f64_vector(), yb = y_base.to_f64_vector();
+    std::vector<double> db(static_cast<size_t>(ad.out_features()), 0.0);
+    if (c.bias) db = ad.delta_bias().to_f64_vector();
+    double sq = 0, bsq = 0;
+    for (size_t i = 0; i < yv.size(); ++i) {
+      const double d = yv[i] - yb[i] - db[i % db.size()];
+      sq += d * d;
+    }
+    for (double v : db) bsq += v * v;
+    const double rms = std::sqrt(sq / 10.0);  // 10 rows
+    CHECK(rms > 1e-3);
+    CHECK(std::abs(t.input_rms - rms) <= 1e-5 * rms);
+    CHECK(std::abs(t.bias_norm - std::sqrt(bsq)) <= 1e-6 * std::max(1.0, std::sqrt(bsq)));
+    if (c.bias) CHECK(t.bias_norm > 1e-3);
+    ad.measure_terms(false);
+    CHECK(ad.measured_terms().rows == 0);
+  }
+}

@@ -96,6 +96,11 @@ TEST_CASE("finetune --flow and gradflow --model on the same flags write the same
   CHECK(a[0]["grad_norm_A"].get<double>() == 0);
   CHECK(a[0]["grad_norm_B"].get<double>() > 0);
   CHECK(a.back()["grad_norm_A"].get<double>() > 0);
+  // The adapter term's size on each logged step's forwards: 0 at step 0 (B = 0), then not;
+  // no chain biases here, so no Δb.
+  CHECK(a[0]["input_term_rms"].get<double>() == 0);
+  CHECK(a.back()["input_term_rms"].get<double>() > 0);
+  CHECK(a.back()["bias_term_norm"].is_null());
   // The per-step metrics of the same run start with the base model's validation loss.
   const auto m = jsonl(base.d.file("m.jsonl"));
   REQUIRE(m.size() == 8);

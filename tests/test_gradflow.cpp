@@ -282,7 +282,8 @@ TEST_CASE("gradflow: logger writes parseable JSONL rows every K steps") {
     CHECK(r["sv"].size() == 3);
   }
   CHECK(rows[0]["update_cos"].is_null());
-  CHECK(rows[1]["update_cos"].is_number());  // step 1 was measured, unlogged
+  CHECK(rows[1]["update_cos"].is_number());    // step 1 was measured, unlogged
+  CHECK(rows[0]["input_term_rms"].is_null());  // this loop never calls before_forward
   std::remove(path.c_str());
 }
 

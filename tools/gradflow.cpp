@@ -188,6 +188,7 @@ double train_step(GradFlowTask& task, Attached& a, nn::GradFlowLogger* logger, i
                   std::vector<std::pair<std::string, double>>* extra_out) {
   task.begin_step(step);
   a.set.store->zero_grad();
+  if (logger) logger->before_forward(step);
   a.set.dropout_on(dropout_hash(seed, static_cast<uint64_t>(step)));  // --dropout (off when 0)
   const Tensor loss = task.train_loss();
   a.set.dropout_off();

@@ -22,6 +22,7 @@ class FlowRecorder : public StepObserver {
  public:
   // `last_step`: the 0-based index of the run's last step (always logged).
   FlowRecorder(const nn::AdapterSet& set, const FlowOptions& options, int64_t last_step);
+  void before_forward(int64_t step) override { logger_.before_forward(step); }
   void after_backward(int64_t step) override { logger_.before_step(step); }
   // Row fields beyond the adapter's: the step's training loss, lr and global gradient norm.
   void after_update(int64_t step, const StepStats& s) override;

@@ -132,6 +132,10 @@ std::string gradflow_row_json(const GradFlowRow& row) {
   j["eff_rank"] = row.eff_rank;
   j["stable_rank"] = row.stable_rank;
   j["update_cos"] = row.update_cos ? nlohmann::ordered_json(*row.update_cos) : nlohmann::ordered_json(nullptr);
+  j["input_term_rms"] = row.input_term_rms ? nlohmann::ordered_json(*row.input_term_rms)
+                                           : nlohmann::ordered_json(nullptr);
+  j["bias_term_norm"] = row.bias_term_norm ? nlohmann::ordered_json(*row.bias_term_norm)
+                                           : nlohmann::ordered_json(nullptr);
   return j.dump();
 }
 
@@ -153,6 +157,12 @@ void AdapterMonitor::before_step() {
   pending_.grad_norm_B = frobenius_norm(ad_.b().grad());
   for (const Tensor& w : ad_.mixers()) pending_.grad_norm_W.push_back(frobenius_norm(w.grad()));
   if (!ad_.mixers().empty()) pending_.grad_norm_P = frobenius_norm(ad_.probe().grad_product);
+  const ChainAdapter::TermSizes terms = ad_.measured_terms();
+  if (terms.rows > 0) {
+    pending_.input_term_rms = terms.input_rms;
+    if (!ad_.biases().empty()) pending_.bias_term_norm = terms.bias_norm;
+  }
+  ad_.measure_terms(false);
   before_.clear();
   for (const Tensor& t : factors()) before_.push_back(host(t));
   have_before_ = true;
@@ -219,6 +229,11 @@ GradFlowLogger::~GradFlowLogger() {
     close();
   } catch (...) {  // a destructor must not throw; close() reports errors when called directly
   }
+}
+
+void GradFlowLogger::before_forward(int64_t step) {
+  if (!logs(step)) return;
+  for (auto& m : monitors_) m.adapter().measure_terms(true);
 }
 
 void GradFlowLogger::before_step(int64_t /*step*/) {

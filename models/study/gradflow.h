@@ -54,7 +54,11 @@ struct GradFlowRow {
   double delta_w_norm = 0;            // ‖ΔW‖_F after the step (delta_weight())
   std::vector<double> sv;             // top-k singular values of ΔW after the step
   double eff_rank = 0, stable_rank = 0;
-  std::optional<double> update_cos;                   // cos(Δθ_t, Δθ_{t−1}) of the flattened adapter
+  std::optional<double> update_cos;  // cos(Δθ_t, Δθ_{t−1}) of the flattened adapter
+  // The adapter term's parts on the step's forwards (ChainAdapter::measured_terms; null when
+  // the loop did not call GradFlowLogger::before_forward): ‖s·x·A·P·Bᵀ‖ RMS over rows, and
+  // ‖Δb‖ = ‖s·B·β‖ (null without chain biases).
+  std::optional<double> input_term_rms, bias_term_norm;
   std::vector<std::pair<std::string, double>> extra;  // caller's fields, e.g. eval_loss
 };
 std::string gradflow_row_json(const GradFlowRow& row);  // one line, no newline
@@ -103,6 +107,9 @@ class GradFlowLogger {
 
   void set_last_step(int64_t step) { last_step_ = step; }
   bool logs(int64_t step) const { return step % every_ == 0 || step == last_step_; }
+  // Before the first forward of step `step` (optional): on a logged step the adapters measure
+  // their term sizes (ChainAdapter::measure_terms) until before_step.
+  void before_forward(int64_t step);
   // After backward of step `step`, before the optimizer step.
   void before_step(int64_t step);
   // After the optimizer step: the rows written for this step (empty when not logged).

@@ -31,6 +31,7 @@ StepStats Trainer::step(bool want_stop) {
   store_.zero_grad();
   const int64_t ranks = comm_->size(), shard = options_.batch / ranks;
   double loss_sum = 0;
+  if (options_.observer) options_.observer->before_forward(opt_.step_count());
   for (int64_t micro = 0; micro < options_.accum; ++micro) {
     // This rank's slice of the global micro-batch [position_, position_ + batch).
     const int64_t first = position_ + comm_->rank() * shard;

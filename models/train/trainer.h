@@ -42,13 +42,15 @@ struct StepStats {
 };
 
 // Watches the training steps from inside (models/study/flow_recorder.h records gradient
-// flow with it): after_backward sees the step's gradients (summed over micro-batches and
-// ranks) before the optimizer step, after_update the updated parameters. `step` is the
+// flow with it): before_forward comes before the step's first forward, after_backward sees
+// the step's gradients (summed over micro-batches and ranks) before the optimizer step,
+// after_update the updated parameters. `step` is the
 // 0-based index of the optimizer step (StepStats::step − 1). Null in TrainOptions: nothing
 // is called and nothing is measured.
 class StepObserver {
  public:
   virtual ~StepObserver() = default;
+  virtual void before_forward(int64_t /*step*/) {}  // before the step's first micro-batch
   virtual void after_backward(int64_t step) = 0;
   virtual void after_update(int64_t step, const StepStats& stats) = 0;
 };
