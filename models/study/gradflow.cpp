@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -236,7 +238,20 @@ void GradFlowLogger::before_forward(int64_t step) {
   for (auto& m : monitors_) m.adapter().measure_terms(true);
 }
 
-void GradFlowLogger::before_step(int64_t /*step*/) {
+void GradFlowLogger::before_step(int64_t step) {
+  if (!started_) {  // a resumed run continues its file: PATH's rows of the steps before this one
+    started_ = true;
+    std::error_code ec;
+    if (f_ && step > 0 && std::filesystem::is_regular_file(path_, ec)) {
+      std::ifstream in(path_);
+      for (std::string line; std::getline(in, line);) {
+        const nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (row.is_object() && row.contains("step") && row["step"].is_number_integer() &&
+            row["step"].get<int64_t>() < step)
+          std::fprintf(f_, "%s\n", line.c_str());
+      }
+    }
+  }
   for (auto& m : monitors_) m.before_step();
 }
 

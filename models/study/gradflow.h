@@ -93,7 +93,9 @@ class AdapterMonitor {
 // ---- the JSONL logger ---------------------------------------------------------------------
 // One JSON object per line per adapted module on every logged step: step % every == 0 and
 // the last step (set_last_step). The file is written to PATH.tmp and renamed to PATH by
-// close() (also on destruction), so a crashed run leaves no half-written PATH. An empty
+// close() (also on destruction), so a crashed run leaves no half-written PATH. A loop that
+// starts at step s > 0 (a resumed run) first copies PATH's rows of the steps before s, so
+// the file of an interrupted and resumed run holds every logged step once. An empty
 // path measures without writing (rows are still returned). `modules`, when not empty, is an
 // ECMAScript regex: only the adapted modules whose name it matches (std::regex_search) are
 // measured; a bad regex or one that matches no module is a FormatError.
@@ -122,6 +124,7 @@ class GradFlowLogger {
   std::vector<AdapterMonitor> monitors_;
   std::string path_;
   std::FILE* f_ = nullptr;
+  bool started_ = false;
   int every_;
   int64_t last_step_ = -1;
 };
