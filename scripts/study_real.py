@@ -466,13 +466,16 @@ class Report:
         self.load()
         b = self.b
         n_seeds = max((len(v) for v in self.runs.values()), default=0)
+        ran = [m for m in b.get("methods", []) if any(k[0] == m for k in self.runs)]
+        missing = [SHORT[m] for m in b.get("methods", []) if m not in ran]
+        methods_text = ", ".join(SHORT[m] for m in ran) + (f" (not run: {', '.join(missing)})" if missing else "")
         self.w(BEGIN)
         self.w("## 9. SmolLM2-135M-Instruct: instruction fine-tuning on commonsense data (`make study-real`)")
         self.w()
         if b.get("pilot") or n_seeds < 3:
             self.w(f"> **Pilot run, not the study.** Budget: {b.get('steps')} optimizer steps per run, "
                    f"{len(b.get('seeds', []))} seed(s) ({', '.join(map(str, b.get('seeds', [])))}), "
-                   f"{b.get('items')} items per test set, methods: {', '.join(SHORT[m] for m in b.get('methods', []))}. "
+                   f"{b.get('items')} items per test set, methods: {methods_text}. "
                    "It shows the pipeline end to end on real numbers; with this budget (and fewer than 3 seeds) "
                    "nothing below separates a method from seed or item-sampling noise, and no ranking is claimed. "
                    "`make study-real` with the default budget is the study.")
@@ -481,7 +484,7 @@ class Report:
             recs = b.get("steps", 0) * 4 * (b.get("accum") or 4)
             self.w(f"> **A reduced budget, not the default one.** {b.get('steps')} optimizer steps of "
                    f"{4 * (b.get('accum') or 4)} records per run ({recs} records seen), {b.get('items')} items per test "
-                   f"set, {n_seeds} seeds, methods: {', '.join(SHORT[m] for m in b.get('methods', []))}; the default is "
+                   f"set, {n_seeds} seeds, methods: {methods_text}; the default is "
                    f"{FULL['STEPS']} steps of {4 * FULL['ACCUM']} records and {FULL['ITEMS']} items. Seed noise is "
                    f"estimated, but with {b.get('items')} items per set the accuracies carry an item-sampling error of "
                    f"about {100 * math.sqrt(0.25 / max(1, b.get('items', 1)) / 8):.0f} points on the 8-set average, so the "
@@ -539,9 +542,13 @@ class Report:
             parts.setdefault(t["part"], []).append(t)
         if not parts:
             return
+        resumed = [f"{SHORT[k[0]]} seed {sd_}" for k, rs in self.runs.items() for sd_, r in sorted(rs.items())
+                   if r["train"].get("resumed")]
         self.w("**Wall time (measured)**, summed over the pieces of each part (1 thread each, `nice -n 10`, one "
                "fine-tune at a time with evaluations beside it, on a 2-core, 24 GB machine shared with other jobs): " + ", ".join(f"{p} {fmt_time(sum(x['seconds'] for x in v))} ({len(v)} pieces)"
-                                                for p, v in parts.items()) + "." + (f" {wall_note}" if wall_note else ""))
+                                                for p, v in parts.items()) + "." + (f" {wall_note}" if wall_note else "") +
+               (f" {len(resumed)} fine-tune(s) ({', '.join(resumed)}) were interrupted and resumed from their "
+                "checkpoints; their train time counts only the process that finished them." if resumed else ""))
         self.w()
         # Extrapolation to the full default budget from the measured rates.
         tr = parts.get("train", [])
