@@ -2,7 +2,8 @@
 // adapter: only the adapter store trains (no gradients, optimizer state or weight-gradient
 // GEMMs for the base). Saves the adapter (a PEFT folder, or one .safetensors file),
 // optionally as a plain LoRA (--export-lora) and a merged model, and a JSON summary for
-// comparison tables. Interrupted (Ctrl-C, SIGTERM), it saves its
+// comparison tables. --base-dtype bf16 stores the frozen base's matrices once in bf16
+// (LlamaModel::store_base_bf16). Interrupted (Ctrl-C, SIGTERM), it saves its
 // checkpoint and outputs and exits 128 + signal with one line.
 // --flow records the adapters' gradient flow on the way (models/study/flow_recorder.h).
 #include <cstdio>
@@ -89,9 +90,9 @@ int main(int argc, char** argv) {
   std::string base_dtype = "f32";
   app.add_option("--base-dtype", base_dtype,
                  "how the frozen base's weight matrices are stored: f32, or bf16 (attention, MLP and embedding/head "
-                 "stored once in bfloat16, half their memory; needs --precision bf16, whose GEMMs round them to the "
-                 "same bits, so the results are the same; norms, adapters and optimizer state stay f32; CPU only; not "
-                 "with --merge-out)")
+                 "stored once in bfloat16, half their memory; needs --precision bf16, whose GEMMs round f32 weights "
+                 "to these same bits; the one difference is the embedding lookup, which then reads rounded rows; "
+                 "norms, adapters and optimizer state stay f32; CPU only; not with --merge-out)")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16"}));
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");

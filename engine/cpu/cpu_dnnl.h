@@ -1,5 +1,5 @@
 // engine/cpu/cpu_dnnl.h — the CPU backend's oneDNN and bfloat16 pieces: rounding f32 to bf16
-// (round to nearest even) and, when built with oneDNN (make DNNL=1), one single-threaded
+// (round to nearest even; engine/dtype.h's) and, when built with oneDNN (make DNNL=1), one single-threaded
 // oneDNN matmul C = alpha·op(A)·op(B) + beta·C with f32 C and accumulation: bf16 A and B on
 // a CPU with bf16 dot-product instructions, f32 A and B where the fixed rule below says it
 // beats OpenBLAS. cpu_gemm.cpp decides when to call them.
