@@ -48,8 +48,22 @@ GemmArgs gemm_args(const MatView& a, const MatView& b, const MatView& c, double 
   auto fail = [&](const std::string& why) {
     throw ShapeError("gemm: op(A) " + a.desc() + " · op(B) " + b.desc() + " → C " + c.desc() + ": " + why);
   };
-  if (a.dtype != b.dtype || a.dtype != c.dtype) fail("dtypes differ");
-  if (!is_float(a.dtype)) fail("needs f32 or f64");
+  // A bf16-stored operand (a frozen weight) multiplies in a bf16 product into an f32 C: its
+  // bits are the rounded values. Under f32 precision it is refused, not widened: a weight
+  // stored in bf16 cannot give an f32 product's result.
+  const bool bf16_operand = a.dtype == DType::BF16 || b.dtype == DType::BF16;
+  if (bf16_operand) {
+    auto refuse = [&](const std::string& why) {
+      throw DTypeError("gemm: op(A) " + a.desc() + " · op(B) " + b.desc() + " → C " + c.desc() + ": " + why);
+    };
+    for (const MatView* v : {&a, &b})
+      if (v->dtype != DType::BF16 && v->dtype != DType::F32) refuse("a bf16 operand multiplies only with f32 or bf16");
+    if (c.dtype != DType::F32) refuse("a bf16 operand needs an f32 C");
+    if (precision != GemmPrecision::BF16) refuse("a bf16-stored operand needs bf16 precision (--precision bf16)");
+  } else {
+    if (a.dtype != b.dtype || a.dtype != c.dtype) fail("dtypes differ");
+    if (!is_float(a.dtype)) fail("needs f32 or f64");
+  }
   const int64_t m = a.op_rows(), k = a.op_cols(), n = b.op_cols();
   if (b.op_rows() != k) fail("inner dims differ (" + std::to_string(k) + " vs " + std::to_string(b.op_rows()) + ")");
   if (c.trans) fail("C cannot be transposed");
@@ -62,7 +76,7 @@ GemmArgs gemm_args(const MatView& a, const MatView& b, const MatView& c, double 
   for (const MatView* v : {&a, &b, &c})
     if (v->batch != 1 && v->batch != batch) fail("batch counts differ (each is 1 or " + std::to_string(batch) + ")");
   // BF16 applies to f32 products with something to multiply (k = 0 only scales C).
-  if (a.dtype != DType::F32 || k == 0) precision = GemmPrecision::F32;
+  if (c.dtype != DType::F32 || k == 0) precision = GemmPrecision::F32;
   GemmArgs g{a, b, c, alpha, beta, m, n, k, batch, precision};
   for (MatView* v : {&g.a, &g.b, &g.c})
     if (v->batch == 1) v->stride = 0;  // one matrix for every entry

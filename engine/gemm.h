@@ -44,9 +44,12 @@ enum class GemmPrecision { F32, BF16 };
 const char* precision_name(GemmPrecision p);  // "f32", "bf16"
 
 // A checked product: the views (batch-1 views with stride 0), the scalars, the sizes
-// op(A)[m,k] · op(B)[k,n] over `batch` entries, and the precision (BF16 only for f32
-// views). Made by gemm_args, which throws a ShapeError naming the three views when they
-// do not fit.
+// op(A)[m,k] · op(B)[k,n] over `batch` entries, and the precision (BF16 only for an f32 C).
+// A and B have C's dtype, except that either may be stored in bf16 (DType::BF16, a frozen
+// weight) under BF16 precision with an f32 C: its bits are used as they are, where an f32
+// operand is rounded (same values, so the same result); under F32 precision a bf16
+// operand is refused. Made by gemm_args, which throws a ShapeError naming the three views
+// when they do not fit.
 struct GemmArgs {
   MatView a, b, c;
   double alpha, beta;

@@ -36,6 +36,7 @@ Tensor Tensor::from(const std::vector<double>& values, const Shape& shape, DType
       case DType::F32: host.data<float>()[i] = static_cast<float>(values[i]); break;
       case DType::F64: host.data<double>()[i] = values[i]; break;
       case DType::I32: host.data<int32_t>()[i] = static_cast<int32_t>(values[i]); break;
+      case DType::BF16: host.data<uint16_t>()[i] = bf16_bits(static_cast<float>(values[i])); break;
     }
   }
   return device == Device::CPU ? host : host.to(device);
@@ -115,6 +116,7 @@ std::vector<double> Tensor::to_f64_vector() const {
       case DType::F32: out[i] = h.data<float>()[i]; break;
       case DType::F64: out[i] = h.data<double>()[i]; break;
       case DType::I32: out[i] = h.data<int32_t>()[i]; break;
+      case DType::BF16: out[i] = bf16_value(h.data<uint16_t>()[i]); break;
     }
   }
   return out;
@@ -138,19 +140,28 @@ double Tensor::item() const {
     case DType::F32: return h.data<float>()[0];
     case DType::F64: return h.data<double>()[0];
     case DType::I32: return h.data<int32_t>()[0];
+    case DType::BF16: return bf16_value(h.data<uint16_t>()[0]);
   }
   return 0;
 }
 
+// Between f32 and f64 (exact widening, rounding narrowing), f32 → bf16 (round to nearest
+// even) and bf16 → f32 (exact); bf16 ↔ f64 goes through f32. No conversion touches i32.
 Tensor Tensor::to(DType dt) const {
   if (dt == dtype()) return *this;
   if (dt == DType::I32 || dtype() == DType::I32)
     throw DTypeError("Tensor::to: no conversion between " + desc() + " and " + dtype_name(dt));
+  if ((dt == DType::BF16 && dtype() == DType::F64) || (dt == DType::F64 && dtype() == DType::BF16))
+    return to(DType::F32).to(dt);
   Tensor host = to(Device::CPU);
   Tensor out = empty(shape(), dt, Device::CPU);
   const int64_t n = numel();
   if (dt == DType::F64)
     for (int64_t i = 0; i < n; ++i) out.data<double>()[i] = host.data<float>()[i];
+  else if (dt == DType::BF16)
+    for (int64_t i = 0; i < n; ++i) out.data<uint16_t>()[i] = bf16_bits(host.data<float>()[i]);
+  else if (dtype() == DType::BF16)
+    for (int64_t i = 0; i < n; ++i) out.data<float>()[i] = bf16_value(host.data<uint16_t>()[i]);
   else
     for (int64_t i = 0; i < n; ++i) out.data<float>()[i] = static_cast<float>(host.data<double>()[i]);
   return device() == Device::CPU ? out : out.to(device());
@@ -192,6 +203,9 @@ bool Tensor::requires_grad() const {
 }
 Tensor& Tensor::set_requires_grad(bool on) {
   need();
+  if (on && dtype() == DType::BF16)
+    throw DTypeError("set_requires_grad on " + desc() +
+                     ": bf16 is a storage type for frozen weights, not differentiable");
   if (on && !is_float(dtype())) throw DTypeError("set_requires_grad on " + desc() + ": only float tensors");
   impl_->requires_grad = on;
   return *this;

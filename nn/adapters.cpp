@@ -322,7 +322,7 @@ AdapterSet attach_adapters(const std::vector<std::pair<std::string, Linear*>>& l
     if (!hit) continue;
     if (!lin || !lin->weight.defined()) throw Error("attach_adapters: module '" + module + "' has no weight");
     if (lin->adapter) throw FormatError("attach_adapters: module '" + module + "' already has an adapter");
-    const DType dt = lin->weight.dtype();
+    const DType dt = lin->weight.dtype() == DType::BF16 ? DType::F32 : lin->weight.dtype();  // bf16: storage only
     const int64_t in = lin->in_features(), out = lin->out_features();
     Pending p{module, lin, Tensor(), Tensor(), {}, {}};
     p.a = set.store->add(adapter_a_name(module), kaiming_uniform({in, r}, in, rng, dt));

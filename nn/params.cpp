@@ -38,7 +38,43 @@ void ParamStore::finalize(Device device) {
   if (trainable_) set_trainable(true);
 }
 
+void ParamStore::store_bf16(const std::function<bool(const std::string&, const Tensor&)>& which) {
+  if (!finalized()) throw Error("ParamStore " + group_ + ": store_bf16 before finalize");
+  if (trainable_)
+    throw Error("ParamStore " + group_ + ": store_bf16 on a trainable store (bf16 is for frozen weights)");
+  if (flat_bf16_.defined()) throw Error("ParamStore " + group_ + ": store_bf16 called twice");
+  if (flat_.dtype() != DType::F32)
+    throw DTypeError("ParamStore " + group_ + ": store_bf16 needs f32 parameters, the store holds " +
+                     dtype_name(flat_.dtype()));
+  std::vector<bool> pick(params_.size());
+  int64_t n16 = 0, n32 = 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    pick[i] = which(params_[i].first, params_[i].second);
+    (pick[i] ? n16 : n32) += params_[i].second.numel();
+  }
+  Tensor f32 = Tensor::empty({n32}, DType::F32, flat_.device());
+  Tensor b16 = Tensor::empty({n16}, DType::BF16, flat_.device());
+  int64_t o16 = 0, o32 = 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i].second;
+    int64_t& o = pick[i] ? o16 : o32;
+    const Tensor& dst = pick[i] ? b16 : f32;
+    const DType dt = pick[i] ? DType::BF16 : DType::F32;
+    Tensor view = Tensor::view_of(dst.storage(), o, p.shape(), dt);
+    view.copy_from(p.to(dt));
+    p.impl()->storage = dst.storage();  // every handle follows
+    p.impl()->offset = o;
+    p.impl()->dtype = dt;
+    offsets_[i] = o;
+    o += p.numel();
+  }
+  flat_ = f32;
+  flat_bf16_ = b16;
+}
+
 void ParamStore::set_trainable(bool on) {
+  if (on && flat_bf16_.defined())
+    throw DTypeError("ParamStore " + group_ + ": cannot train a store with bf16-stored parameters (frozen only)");
   trainable_ = on;
   if (!finalized()) return;
   if (on) {

@@ -8,6 +8,7 @@
 // values into the flat buffer and re-points every Tensor handle given out by add() (they
 // share one TensorImpl), so handles taken before finalize() stay valid.
 #pragma once
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,6 +30,11 @@ class ParamStore {
   // all must agree). Called once.
   void finalize(Device device = Device::CPU);
   bool finalized() const { return flat_.defined(); }
+  // Re-stores the finalized, frozen parameters that `which` picks in bf16 (a fine-tune's
+  // base, engine/dtype.h): they move, rounded to nearest even, into a second flat buffer
+  // flat_bf16(), the others are repacked into a smaller flat(); every handle follows.
+  // The store can no longer be made trainable (bf16 tensors are not differentiable).
+  void store_bf16(const std::function<bool(const std::string& name, const Tensor& value)>& which);
 
   // Trainable: parameters require grad and the flat gradient buffer exists (zeroed).
   // Frozen: no gradient buffer at all.
@@ -43,7 +49,8 @@ class ParamStore {
   Tensor get(const std::string& name) const;  // throws if absent
   bool has(const std::string& name) const;
   int64_t numel() const { return numel_; }
-  Tensor& flat() { return flat_; }
+  Tensor& flat() { return flat_; }            // the parameters not stored in bf16
+  Tensor& flat_bf16() { return flat_bf16_; }  // those stored in bf16 (undefined: none)
   Tensor& flat_grad() { return flat_grad_; }
   Device device() const { return flat_.defined() ? flat_.device() : Device::CPU; }
 
@@ -53,7 +60,7 @@ class ParamStore {
   std::vector<int64_t> offsets_;
   int64_t numel_ = 0;
   bool trainable_ = false;
-  Tensor flat_, flat_grad_;
+  Tensor flat_, flat_grad_, flat_bf16_;
 };
 
 }  // namespace cg::nn

@@ -13,7 +13,7 @@ namespace cg::ops {
 // y[..., out] = x[..., in] · w[out, in]ᵀ + s · (x · op(F_1) ⋯ op(F_k) + c)
 Tensor adapted_linear(const Tensor& x, const Tensor& w, const std::vector<ChainFactor>& factors, double scale,
                       ChainProbe* probe, double dropout, uint64_t dropout_seed) {
-  detail::check_same("adapted_linear", {&x, &w});
+  detail::check_weight("adapted_linear", x, w);  // w may be a bf16-stored frozen weight
   detail::check_rank("adapted_linear", w, 2, 2, "weight");
   if (x.rank() < 1 || x.dim(-1) != w.dim(1))
     throw ShapeError("adapted_linear: input " + x.desc() + " does not fit weight " + w.desc() + " (need [..., " +

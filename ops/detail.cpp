@@ -22,6 +22,16 @@ void check_float(const char* op, const Tensor& t) {
   if (!is_float(t.dtype())) throw DTypeError(std::string(op) + ": needs a float tensor, got " + t.desc());
 }
 
+void check_weight(const char* op, const Tensor& x, const Tensor& w) {
+  if (w.dtype() == DType::BF16 && x.dtype() == DType::F32) {
+    if (w.device() != x.device())
+      throw DeviceError(std::string(op) + ": tensors on different devices: " + x.desc() + " and " + w.desc());
+    return;
+  }
+  check_same(op, {&x, &w});
+  check_float(op, x);
+}
+
 void check_rank(const char* op, const Tensor& t, int lo, int hi, const char* what) {
   if (t.rank() < lo || t.rank() > hi)
     throw ShapeError(std::string(op) + ": " + what + " must have rank " + std::to_string(lo) +

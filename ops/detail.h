@@ -10,6 +10,9 @@ namespace cg::ops::detail {
 // Throws unless every defined tensor shares the first one's device and dtype.
 void check_same(const char* op, std::initializer_list<const Tensor*> ts);
 void check_float(const char* op, const Tensor& t);
+// x and a weight w: same device, and w of x's float dtype, or w stored in bf16 (a frozen
+// weight, engine/dtype.h) with x f32. Throws a DTypeError/DeviceError naming op otherwise.
+void check_weight(const char* op, const Tensor& x, const Tensor& w);
 void check_rank(const char* op, const Tensor& t, int lo, int hi, const char* what);
 // The numpy broadcast shape of a and b, or a ShapeError naming op.
 Shape broadcast_shape(const char* op, const Shape& a, const Shape& b);

@@ -33,7 +33,8 @@ Tensor rope(const Tensor& x, int64_t pos_offset, double theta, const Tensor& pos
 
 // out[..., D] = table[V, D][ids[...]]
 Tensor embedding(const Tensor& table, const Tensor& ids) {
-  detail::check_float("embedding", table);
+  // A bf16-stored table (a frozen base's, engine/dtype.h) gives f32 rows: its values, exactly.
+  if (table.dtype() != DType::BF16) detail::check_float("embedding", table);
   detail::check_rank("embedding", table, 2, 2, "table");
   if (ids.dtype() != DType::I32) throw DTypeError("embedding: ids must be i32, got " + ids.desc());
   if (ids.device() != table.device())
@@ -46,7 +47,7 @@ Tensor embedding(const Tensor& table, const Tensor& ids) {
       throw ShapeError("embedding: id " + std::to_string(iv[i]) + " out of range for table " + table.desc());
   Shape os = ids.shape();
   os.push(table.dim(1));
-  Tensor out = detail::empty_as(table, os);
+  Tensor out = Tensor::empty(os, table.dtype() == DType::BF16 ? DType::F32 : table.dtype(), table.device());
   backend(table).embedding(table, ids, out);
   record("embedding", out, {table, ids}, [table, ids](const Tensor& gy) {  // gtable[ids[n]] += gy[n]
     Tensor g = Tensor::zeros(table.shape(), table.dtype(), table.device());

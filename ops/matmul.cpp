@@ -33,8 +33,7 @@ void gemm_batched(const Operand& a, const Operand& b, const Tensor& c, int64_t c
 
 // y[...,M,N] = op(a)[...,M,K] · op(b)[...,K,N]
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
-  detail::check_same("matmul", {&a, &b});
-  detail::check_float("matmul", a);
+  detail::check_weight("matmul", a, b);  // b may be a bf16-stored frozen weight; y has a's dtype
   detail::check_rank("matmul", a, 2, 4, "a");
   detail::check_rank("matmul", b, 2, 4, "b");
   const int64_t M = ta ? a.dim(-1) : a.dim(-2), Ka = ta ? a.dim(-2) : a.dim(-1);

@@ -13,8 +13,11 @@ namespace cg::ops {
 // ---- linear algebra ----------------------------------------------------------------------
 // y[...,M,N] = op(a)[...,M,K] · op(b)[...,K,N]; op transposes the last two dims.
 // b of rank 2 is shared by every leading index of a; otherwise leading dims must match.
+// b may be stored in bf16 (a frozen weight, engine/dtype.h) with a f32, under
+// --precision bf16 (the GEMM refuses it otherwise); y is then f32. Every other op
+// refuses a bf16 tensor (DTypeError), except embedding's table.
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta = false, bool tb = false);
-// y[...,O] = x[...,I] · w[O,I]ᵀ  (HF nn.Linear layout, no bias)
+// y[...,O] = x[...,I] · w[O,I]ᵀ  (HF nn.Linear layout, no bias; w may be bf16, as in matmul)
 Tensor linear(const Tensor& x, const Tensor& w);
 
 // ---- elementwise (numpy broadcasting, rank ≤ 4) ----------------------------------------
@@ -55,7 +58,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
 // positions (i32 [B,T], ≥ 0, on x's device) is given, positions[b,t] (packed samples
 // restart at 0).
 Tensor rope(const Tensor& x, int64_t pos_offset = 0, double theta = 10000.0, const Tensor& positions = Tensor());
-// out[..., D] = table[V,D][ids[...]]
+// out[..., D] = table[V,D][ids[...]]  (a bf16-stored table gives f32 rows)
 Tensor embedding(const Tensor& table, const Tensor& ids);
 // How attention's keys are laid out: as rows k[B,KV,Tk,D] like the values, or transposed
 // k[B,KV,D,Tk] (a KV cache's layout: a query's scores are then one plain product q·k).

@@ -6,8 +6,8 @@
 // a pretraining or adapter fine-tuning step — forward, loss, backward, optimizer step,
 // zero_grad, and the same through models::Trainer with a fresh batch per micro-batch —
 // must not call it at all. Any per-step allocation fails here — except inside oneDNN, whose
-// execute call allocates a few small nodes (counted exactly: dnnl_cost); with bf16 GEMMs,
-// see the last case.
+// execute call allocates a few small nodes (counted exactly: dnnl_cost); with bf16 GEMMs
+// (and a base stored in bf16), see the last case.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -264,6 +264,13 @@ TEST_CASE("a bf16 training step after warm-up: nothing from the backend's alloca
     nn::AdapterSet set = nn::attach_adapters(base.linears(), ac, 9);
     check_zero("LinChain fine-tune (Trainer, bf16)", threads, count_trainer_steps(base, *set.store, kWarm, kSteps),
                kSteps, cost);
+    // The base's matrices stored once in bf16 (finetune --base-dtype bf16): no rounding blocks
+    // for them where oneDNN reads their bits; the rest still from the cache.
+    models::LlamaModel base16(small_config(), 4);
+    nn::AdapterSet set16 = nn::attach_adapters(base16.linears(), ac, 9);
+    base16.store_base_bf16();
+    check_zero("LinChain fine-tune, bf16-stored base (Trainer)", threads,
+               count_trainer_steps(base16, *set16.store, kWarm, kSteps), kSteps, cost);
   }
   set_num_threads(prev);
   set_gemm_precision(prev_p);

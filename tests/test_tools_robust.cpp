@@ -2,9 +2,11 @@
 // SIGINT mid-run saves a loadable checkpoint and the output, exits 130 with one line, and
 // --resume reproduces the uninterrupted run's later losses bit for bit (metrics appended);
 // outputs that would overwrite an input, directories, bad numbers, typos and impossible
-// settings are one-line exit-2 errors before anything loads; a locked checkpoint is refused.
+// settings are one-line exit-2 errors before anything loads; a locked checkpoint is refused;
+// --precision and finetune's --base-dtype are checked and recorded in checkpoints.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <sys/file.h>
 
 #include <nlohmann/json.hpp>
@@ -316,4 +318,32 @@ TEST_CASE("--precision: f32 or bf16 on train, finetune, evaluate and generate; a
   Run g = run("build/bin/generate",
               {"--model", base, "--tokenizer", "byte", "--precision", "bf16", "--steps", "8", "--temperature", "0"});
   CHECK_MESSAGE(g.code == 0, g.err);
+}
+
+TEST_CASE("finetune --base-dtype bf16: needs --precision bf16, not with --merge-out; runs, and a resume checks it") {
+  if (!have_tools()) return;
+  TempDir d;
+  const std::string base = make_base(d);
+  const std::vector<std::string> ft{"--model", base, "--arith", "sub", "--seq", "32", "--batch", "4", "--steps", "4"};
+  check_usage_error(run(kFinetune, with(ft, {"--base-dtype", "bf16"})), "finetune", "--base-dtype bf16 needs");
+  check_usage_error(run(kFinetune, with(ft, {"--base-dtype", "bf16", "--precision", "bf16", "--merge-out",
+                                             d.file("m.safetensors")})),
+                    "finetune", "--merge-out needs --base-dtype f32");
+  check_usage_error(run(kFinetune, with(ft, {"--base-dtype", "f16"})), "finetune", "--base-dtype");
+  const std::string s = d.file("s.json"), ck = d.file("ck.safetensors");
+  Run r = run(kFinetune, with(ft, {"--base-dtype", "bf16", "--precision", "bf16", "--summary", s, "--checkpoint", ck,
+                                   "--stop-after", "2"}));
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(r.err.find("weight matrices stored in bf16") != std::string::npos);
+  std::ifstream sf(s);
+  const nlohmann::json j = nlohmann::json::parse(sf);
+  CHECK(j["base_dtype"] == "bf16");
+  CHECK(j["precision"] == "bf16");
+  CHECK(std::isfinite(j["final_loss"].get<double>()));
+  // The checkpoint names the bf16 base: resuming with the f32 base is refused.
+  Run other = run(kFinetune, with(ft, {"--precision", "bf16", "--resume", ck}));
+  CHECK(other.code == 2);
+  CHECK(other.err.find("base differs") != std::string::npos);
+  Run same = run(kFinetune, with(ft, {"--base-dtype", "bf16", "--precision", "bf16", "--resume", ck}));
+  CHECK_MESSAGE(same.code == 0, same.err);
 }

@@ -2,7 +2,8 @@
 // adapter: only the adapter store trains (no gradients, optimizer state or weight-gradient
 // GEMMs for the base). Saves the adapter (a PEFT folder, or one .safetensors file),
 // optionally as a plain LoRA (--export-lora) and a merged model, and a JSON summary for
-// comparison tables. Interrupted (Ctrl-C, SIGTERM), it saves its
+// comparison tables. --base-dtype bf16 stores the frozen base's matrices once in bf16
+// (LlamaModel::store_base_bf16). Interrupted (Ctrl-C, SIGTERM), it saves its
 // checkpoint and outputs and exits 128 + signal with one line.
 // --flow records the adapters' gradient flow on the way (models/study/flow_recorder.h).
 #include <cstdio>
@@ -86,6 +87,14 @@ int main(int argc, char** argv) {
       "--merge-out", merge_out,
       "save the base with the adapter merged in (HF Llama safetensors; an adapter with chain biases adds the biases, "
       "attention_bias / mlp_bias in its config); build/bin/convert --save-hf makes an HF folder of it");
+  std::string base_dtype = "f32";
+  app.add_option("--base-dtype", base_dtype,
+                 "how the frozen base's weight matrices are stored: f32, or bf16 (attention, MLP and embedding/head "
+                 "stored once in bfloat16, half their memory; needs --precision bf16, whose GEMMs round f32 weights "
+                 "to these same bits; the one difference is the embedding lookup, which then reads rounded rows; "
+                 "norms, adapters and optimizer state stay f32; CPU only; not with --merge-out)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
   app.add_option("--summary", summary_path, "write a JSON summary of the run here");
   std::string config_path;
   app.add_option("--config", config_path,
@@ -100,6 +109,13 @@ int main(int argc, char** argv) {
     data.validate(eval_arith > 0);
     run.validate();
     evalf.validate(out);
+    const bool base_bf16 = base_dtype == "bf16";
+    if (base_bf16 && precision.value != "bf16")
+      throw FormatError("--base-dtype bf16 needs --precision bf16 (a bf16-stored weight cannot give an f32 product)");
+    if (base_bf16 && !merge_out.empty())
+      throw FormatError("--merge-out needs --base-dtype f32 (the adapter merges into f32 weights)");
+    if (base_bf16 && run.device() != Device::CPU)
+      throw FormatError("--base-dtype bf16 is CPU-only (the CUDA backend has no bf16-stored operands)");
     const std::string best_out = evalf.keep_best.empty() ? "" : tools::best_path(out);
     nn::Communicator& comm = nn::world();  // under mpirun: data parallel, rank 0 reports
     run.apply();
@@ -151,6 +167,7 @@ int main(int argc, char** argv) {
           throw FormatError("--out " + p + ": " + models::kLoraBiasNotPeft);
     models::Checkpoint ck = models::read_checkpoint(model_path);
     auto model = models::LlamaModel::from_checkpoint(ck, run.device());
+    ck = models::Checkpoint{};  // the model holds its own copy of the weights
     // Without --tokenizer, the tokenizer the model carries (GGUF vocabulary, HF tokenizer.json).
     std::unique_ptr<models::Tokenizer> tok = app.count("--tokenizer") ? nullptr
                                                                       : models::tokenizer_from_model(model_path);
@@ -178,6 +195,7 @@ int main(int argc, char** argv) {
         }
       adapters = nn::attach_adapters(model->linears(), flags_cfg, run.seed, run.device());
     }
+    if (base_bf16) model->store_base_bf16();       // after the adapters: their shapes read the f32 weights
     std::optional<models::FlowRecorder> recorder;  // rank 0 records; off: no observer at all
     if (comm.lead() && !flow.path.empty()) {       // before any output: a filter that matches nothing is a usage error
       const int64_t last = run.stop_after > 0 ? std::min(run.steps, run.stop_after) : run.steps;
@@ -189,8 +207,9 @@ int main(int argc, char** argv) {
     }
     const nn::AdapterConfig& ac = adapters.config;
     if (comm.lead()) {
-      std::fprintf(stderr, "finetune: base %s (%lld parameters, frozen)\n", model->config().str().c_str(),
-                   static_cast<long long>(model->params().numel()));
+      std::fprintf(stderr, "finetune: base %s (%lld parameters, frozen%s)\n", model->config().str().c_str(),
+                   static_cast<long long>(model->params().numel()),
+                   base_bf16 ? ", weight matrices stored in bf16" : "");
       std::fprintf(stderr, "finetune: %s%s r=%d n=%d alpha=%g%s on %zu modules: %lld trainable parameters\n",
                    nn::adapter_kind_name(ac.kind).c_str(), ac.chain_bias ? " (chain biases)" : "", ac.rank,
                    ac.num_mixers(), ac.alpha, ac.dropout > 0 ? (" dropout=" + std::to_string(ac.dropout)).c_str() : "",
@@ -215,6 +234,11 @@ int main(int argc, char** argv) {
       const Tensor base = model->params().flat().to(Device::CPU);
       loop.describe["base"] = model->config().str() + " weights_fnv1a=" +
                               std::to_string(models::fnv1a64(base.raw(), static_cast<size_t>(base.nbytes())));
+      if (base_bf16) {  // the matrices' bf16 bits (flat() then holds the norms only)
+        const Tensor b16 = model->params().flat_bf16().to(Device::CPU);
+        loop.describe["base"] +=
+            " bf16_weights_fnv1a=" + std::to_string(models::fnv1a64(b16.raw(), static_cast<size_t>(b16.nbytes())));
+      }
       loop.describe["adapter"] =
           nn::adapter_kind_name(ac.kind) + " r=" + std::to_string(ac.rank) + " n=" + std::to_string(ac.num_mixers()) +
           " alpha=" + std::to_string(ac.alpha) + " targets=" + nn::target_modules_csv(ac.targets) +
@@ -284,6 +308,8 @@ int main(int argc, char** argv) {
                            {"final_loss", loop.last_loss},
                            {"final_val_loss", loop.last_val_loss},
                            {"ms_per_step", loop.mean_ms},
+                           {"precision", precision.value},
+                           {"base_dtype", base_dtype},
                            {"peak_tensor_mb", peak_mb}};
     if (accuracy >= 0) summary["accuracy"] = accuracy;
     if (loop.last_accuracy >= 0) summary["task_accuracy"] = loop.last_accuracy;

@@ -1,5 +1,5 @@
 // engine/cpu/cpu_dnnl.h — the CPU backend's oneDNN and bfloat16 pieces: rounding f32 to bf16
-// (round to nearest even) and, when built with oneDNN (make DNNL=1), one single-threaded
+// (round to nearest even; engine/dtype.h's) and, when built with oneDNN (make DNNL=1), one single-threaded
 // oneDNN matmul C = alpha·op(A)·op(B) + beta·C with f32 C and accumulation: bf16 A and B on
 // a CPU with bf16 dot-product instructions, f32 A and B where the fixed rule below says it
 // beats OpenBLAS. cpu_gemm.cpp decides when to call them.
@@ -8,24 +8,13 @@
 #include <cstring>
 #include <string>
 
+#include "engine/dtype.h"
+
 namespace cg::cpu {
 
-// The bf16 nearest to x (ties to even), as its 16 bits; NaN stays a (quiet) NaN, values
-// beyond the largest bf16 round to ±inf, subnormals are kept.
-inline uint16_t bf16_bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-// The same value as a float (exactly representable).
-inline float bf16_round(float x) {
-  const uint32_t u = static_cast<uint32_t>(bf16_bits(x)) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
+// Rounding f32 to bf16 (round to nearest even): engine/dtype.h.
+using ::cg::bf16_bits;
+using ::cg::bf16_round;
 
 // True when oneDNN is built in and the CPU multiplies bf16 in hardware (avx512_core_bf16,
 // AMX): a fixed property of the build and the machine, read once.

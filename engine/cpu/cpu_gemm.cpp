@@ -99,9 +99,10 @@ void split_gemm(const GemmArgs& g, const Tin* pa, int64_t lda, int64_t sa, const
   }
 }
 
-// A view's stored matrices (one, or one per batch entry) rounded to bf16, packed densely
-// (ld = cols, stride = rows·cols, or 0 for one matrix shared by the batch). Out is
-// uint16_t (bf16 bits, for oneDNN) or float (the bf16 values, for OpenBLAS).
+// A view's stored matrices (one, or one per batch entry) rounded to bf16 (an f32 view) or
+// widened (a bf16 view, for OpenBLAS), packed densely (ld = cols, stride = rows·cols, or 0
+// for one matrix shared by the batch). Out is uint16_t (bf16 bits, for oneDNN) or float
+// (the bf16 values, for OpenBLAS). A bf16 view given to oneDNN needs no copy: direct().
 template <class Out>
 struct Rounded {
   Out* data = nullptr;
@@ -110,11 +111,17 @@ struct Rounded {
 template <class Out>
 Rounded<Out> round_view(const MatView& v, Out* dst) {
   const int64_t rows = v.rows, cols = v.cols, entries = v.stride == 0 ? 1 : v.batch;
-  const float* src = static_cast<const float*>(v.data);
+  const bool bf16_in = v.dtype == DType::BF16;
   cpu::parallel_for(entries * rows, entries * rows * cols, cpu::kParElementwise, [&](int64_t r) {
-    const int64_t e = r / rows, i = r % rows;
-    const float* s = src + e * v.stride + i * v.ld;
+    const int64_t e = r / rows, i = r % rows, at = e * v.stride + i * v.ld;
     Out* d = dst + r * cols;
+    if (bf16_in) {  // only for OpenBLAS (float): the bits' values, exactly
+      const uint16_t* s = static_cast<const uint16_t*>(v.data) + at;
+#pragma omp simd
+      for (int64_t j = 0; j < cols; ++j) d[j] = static_cast<Out>(bf16_value(s[j]));
+      return;
+    }
+    const float* s = static_cast<const float*>(v.data) + at;
     if constexpr (std::is_same_v<Out, uint16_t>) {
 #pragma omp simd
       for (int64_t j = 0; j < cols; ++j) d[j] = cpu::bf16_bits(s[j]);
@@ -125,6 +132,8 @@ Rounded<Out> round_view(const MatView& v, Out* dst) {
   });
   return {dst, std::max<int64_t>(cols, 1), v.stride == 0 ? 0 : rows * cols};
 }
+// A bf16-stored view's own bits, where oneDNN reads them as they are.
+Rounded<uint16_t> direct(const MatView& v) { return {static_cast<uint16_t*>(v.data), v.ld, v.stride}; }
 
 }  // namespace
 
@@ -160,29 +169,43 @@ void CpuBackend::do_gemm(const GemmArgs& g) {
   });
 }
 
-// bf16 × bf16 → f32: A and B rounded once per call into blocks from the backend's cache,
-// then the same split as f32, each piece through oneDNN's bf16 matmul where the CPU has
-// bf16 dot products and the product is large enough (cpu_dnnl.h), else through OpenBLAS on the rounded values (products of
-// bf16 values are exact in f32, so this is the same math up to the summation order).
+// bf16 × bf16 → f32: A and B rounded once per call into blocks from the backend's cache
+// (a bf16-stored operand, a frozen weight, is used as it is by oneDNN and widened for
+// OpenBLAS: the same values as rounding its f32 original, so the same bits), then the same
+// split as f32, each piece through oneDNN's bf16 matmul where the CPU has bf16 dot products
+// and the product is large enough (cpu_dnnl.h), else through OpenBLAS on the rounded values
+// (products of bf16 values are exact in f32, so this is the same math up to the summation order).
 void CpuBackend::gemm_bf16(const GemmArgs& g) {
   if (g.m == 0 || g.n == 0) return;
   const float al = static_cast<float>(g.alpha);
   auto run = [&](auto tag) {
     using Out = decltype(tag);
-    auto count = [](const MatView& v) { return (v.stride == 0 ? 1 : v.batch) * v.rows * v.cols; };
+    constexpr bool native = std::is_same_v<Out, uint16_t>;
+    // Elements to copy for a view: none when oneDNN reads a bf16 view's bits directly.
+    auto count = [](const MatView& v) -> int64_t {
+      if (native && v.dtype == DType::BF16) return 0;
+      return (v.stride == 0 ? 1 : v.batch) * v.rows * v.cols;
+    };
     const size_t na = static_cast<size_t>(count(g.a)) * sizeof(Out), nb = static_cast<size_t>(count(g.b)) * sizeof(Out);
     struct Block {  // released on every way out
       CpuBackend& be;
-      void* p;
       size_t n;
-      ~Block() { be.release(p, n); }
-    } ba{*this, alloc(na), na}, bb{*this, alloc(nb), nb};
-    const Rounded<Out> ra = round_view(g.a, static_cast<Out*>(ba.p)), rb = round_view(g.b, static_cast<Out*>(bb.p));
+      void* p;
+      Block(CpuBackend& b, size_t bytes) : be(b), n(bytes), p(bytes ? b.alloc(bytes) : nullptr) {}
+      ~Block() {
+        if (p) be.release(p, n);
+      }
+    } ba{*this, na}, bb{*this, nb};
+    auto prepare = [&](const MatView& v, void* block) -> Rounded<Out> {
+      if constexpr (native)
+        if (v.dtype == DType::BF16) return direct(v);
+      return round_view(v, static_cast<Out*>(block));
+    };
+    const Rounded<Out> ra = prepare(g.a, ba.p), rb = prepare(g.b, bb.p);
     split_gemm<Out, float>(g, ra.data, ra.ld, ra.stride, rb.data, rb.ld, rb.stride,
                            [&](bool ta, bool tb, int64_t m, int64_t n, int64_t k, const Out* a, int64_t lda,
                                const Out* b, int64_t ldb, float be, float* c, int64_t ldc) {
-                             if constexpr (std::is_same_v<Out, uint16_t>)
-                               cpu::dnnl_gemm_bf16(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
+                             if constexpr (native) cpu::dnnl_gemm_bf16(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
                              else gemm_one<float>(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
                            });
   };

@@ -100,6 +100,12 @@ void CpuBackend::fill(Tensor& t, double value) {
       for (int64_t i = 0; i < n; ++i) p[i] = static_cast<int32_t>(value);
       break;
     }
+    case DType::BF16: {
+      uint16_t* p = t.data<uint16_t>();
+      const uint16_t b = bf16_bits(static_cast<float>(value));
+      for (int64_t i = 0; i < n; ++i) p[i] = b;
+      break;
+    }
   }
 }
 

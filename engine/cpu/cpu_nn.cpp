@@ -275,6 +275,17 @@ void CpuBackend::rope(const Tensor& x, Tensor& y, int64_t pos_offset, double the
 }
 
 void CpuBackend::embedding(const Tensor& table, const Tensor& ids, Tensor& out) {
+  if (table.dtype() == DType::BF16) {  // a bf16-stored table: f32 rows, the values exactly
+    const int64_t n = ids.numel(), d = table.dim(1);
+    const int32_t* pi = ids.data<int32_t>();
+    const uint16_t* pt = table.data<uint16_t>();
+    float* po = out.data<float>();
+    cpu::parallel_for(n, n * d, cpu::kParRowwise, [&](int64_t i) {
+      const uint16_t* row = pt + pi[i] * d;
+      for (int64_t j = 0; j < d; ++j) po[i * d + j] = bf16_value(row[j]);
+    });
+    return;
+  }
   dispatch_float(table.dtype(), "embedding", [&](auto tag) {
     using T = decltype(tag);
     const int64_t n = ids.numel(), d = table.dim(1);

@@ -31,6 +31,9 @@ int to_int(int64_t v, const char* what) {
 // column-major Xᵀ[c,r] with the same ld. So C = op(A)·op(B) (row-major) is computed as
 // Cᵀ = op(B)ᵀ·op(A)ᵀ (column-major): swap the operands and m with n, keep the flags.
 void CudaBackend::do_gemm(const GemmArgs& g) {
+  if (g.a.dtype == DType::BF16 || g.b.dtype == DType::BF16)
+    throw DTypeError("cuda gemm: op(A) " + g.a.desc() + " · op(B) " + g.b.desc() +
+                     ": bf16-stored operands (--base-dtype bf16) are CPU-only; store the weights in f32");
   const int64_t m = g.m, n = g.n, k = g.k;
   if (m == 0 || n == 0) return;
   if (g.c.stride == 0 && g.batch > 1) {  // every entry adds into one C: run them in order

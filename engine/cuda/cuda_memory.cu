@@ -101,6 +101,10 @@ void CudaBackend::fill(Tensor& t, double value) {
       fill_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<int32_t*>(t.raw()), n,
                                                          static_cast<int32_t>(value));
       break;
+    case DType::BF16:  // the bits of the nearest bf16, stored as they are
+      fill_kernel<<<grid_for(n), kThreads, 0, stream_>>>(static_cast<uint16_t*>(t.raw()), n,
+                                                         bf16_bits(static_cast<float>(value)));
+      break;
   }
   check_launch("fill");
 }

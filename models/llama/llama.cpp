@@ -91,6 +91,10 @@ void LlamaModel::add_params(const std::vector<std::pair<std::string, Tensor>>& v
   }
 }
 
+void LlamaModel::store_base_bf16() {
+  params_.store_bf16([](const std::string&, const Tensor& t) { return t.rank() == 2; });
+}
+
 // The config gains attention_bias / mlp_bias when some projection of that group has a bias
 // the config does not (a merged affine adapter's, nn/linear.h); the group's projections
 // without one are written with zeros, as HF's LlamaForCausalLM has a bias on all or none.
@@ -214,7 +218,7 @@ LlamaModel::KVCache LlamaModel::make_cache(int64_t batch, int64_t capacity) cons
   if (capacity <= 0) capacity = config_.seq_len;
   if (batch < 1) throw ShapeError("LlamaModel::make_cache: batch must be ≥ 1, got " + std::to_string(batch));
   KVCache c;
-  const DType dt = embed_.dtype();
+  const DType dt = final_norm_.dtype();  // the working dtype (the matrices may be stored in bf16)
   for (int64_t i = 0; i < config_.n_layers; ++i) {
     c.k.push_back(Tensor::zeros({batch, config_.n_kv_heads, config_.head_dim(), capacity}, dt, device()));
     c.v.push_back(Tensor::zeros({batch, config_.n_kv_heads, capacity, config_.head_dim()}, dt, device()));

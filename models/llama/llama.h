@@ -54,6 +54,14 @@ class LlamaModel {
   // projections of the group without one).
   Checkpoint to_checkpoint() const;
 
+  // Stores the base's weight matrices (attention, MLP, embedding / lm_head) once in bf16
+  // (engine/dtype.h), for a fine-tune under --precision bf16 that keeps the base frozen:
+  // half their memory, the same GEMM results (a bf16 product rounds f32 weights to exactly
+  // these bits). Norms and biases stay f32. The base can no longer train, merge adapters
+  // or run f32-precision GEMMs (each refused with a DTypeError).
+  void store_base_bf16();
+  bool base_is_bf16() const { return embed_.dtype() == DType::BF16; }
+
   const LlamaConfig& config() const { return config_; }
   nn::ParamStore& params() { return params_; }
   const nn::ParamStore& params() const { return params_; }

@@ -1,7 +1,9 @@
 // tools/common/precision.h — --precision f32|bf16, shared by train, finetune, evaluate and
 // generate: the precision of every f32 GEMM (cg::set_gemm_precision, engine/backend.h).
 // bf16: GEMM inputs rounded to bfloat16, f32 accumulation; weights, optimizer state, norms,
-// softmax and loss stay f32. Any other value is refused by the parser (one line, exit 2).
+// softmax and loss stay f32 (finetune's --base-dtype bf16 stores the frozen base's matrices
+// in bf16 instead; it needs bf16 here). Any other value is refused by the parser (one line,
+// exit 2).
 #pragma once
 #include <string>
 
