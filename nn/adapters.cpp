@@ -197,17 +197,20 @@ Tensor ChainAdapter::delta_bias() {
 
 // y[..., out] = x[..., in] · W₀[out,in]ᵀ + s · x · A[in,r] · W₁[r,r] ⋯ Wₙ[r,r] · B[out,r]ᵀ
 Tensor ChainAdapter::forward(const Tensor& x, const Tensor& weight) {
-  if (measuring_) {  // the input-dependent part alone: x[rows, in] · A · W₁⋯Wₙ · Bᵀ → [rows, out]
-    NoGrad ng;
-    std::vector<ops::ChainFactor> f{a_};
-    for (const Tensor& w : mixers_) f.push_back(w);
-    f.push_back(ops::transposed_factor(b_));
-    const int64_t rows = x.numel() / in_features();
-    const Tensor t = ops::chain_matmul(ops::reshape(x, {rows, in_features()}), f);
-    term_sq_ += backend(t).sum_squares(t) * scale_ * scale_;
-    term_rows_ += rows;
-  }
+  if (measuring_) accumulate_terms(x);  // finetune --flow: the term sizes (nn/adapters.h)
   return ops::adapted_linear(x, weight, factors_, scale_, &probe_, dropout_, dropout_seed_);
+}
+
+// The input-dependent part alone, s · x[rows, in] · A · W₁⋯Wₙ · Bᵀ → [rows, out]: its Σ‖row‖².
+void ChainAdapter::accumulate_terms(const Tensor& x) {
+  NoGrad ng;
+  std::vector<ops::ChainFactor> f{a_};
+  for (const Tensor& w : mixers_) f.push_back(w);
+  f.push_back(ops::transposed_factor(b_));
+  const int64_t rows = x.numel() / in_features();
+  const Tensor t = ops::chain_matmul(ops::reshape(x, {rows, in_features()}), f);
+  term_sq_ += backend(t).sum_squares(t) * scale_ * scale_;
+  term_rows_ += rows;
 }
 
 void ChainAdapter::measure_terms(bool on) {

@@ -134,6 +134,7 @@ class ChainAdapter : public Adapter {
   double dropout_ = 0.0;
   uint64_t dropout_seed_ = 0;
   ops::ChainProbe probe_;
+  void accumulate_terms(const Tensor& x);  // forward's share of measure_terms
   bool measuring_ = false;
   double term_sq_ = 0;  // Σ over measured rows of ‖s·x·A·P·Bᵀ‖²
   int64_t term_rows_ = 0;
