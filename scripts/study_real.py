@@ -7,7 +7,8 @@ usage: /usr/bin/python3 scripts/study_real.py [--out build/study-real] [--part d
                                               [--dry-run] [--bin build/bin] [--doc docs/study.md]
        /usr/bin/python3 scripts/study_real.py --self-test      (a fake results folder, the report
                                                                checked; part of `make test`)
-Budget (environment; the defaults are the full study, PILOT=1 a small run):
+Budget (environment; the defaults are the full study, PILOT=1 a small run; with no budget variable
+set, the budget of the study kept in KEEP, so `make study-real` carries on with it):
   STEPS=300 SEEDS="0 1 2" ITEMS=300 (per test set) TRAIN_PER_SET=1000 LRS=3e-4 WARMUP=30 ACCUM=4 EVAL_EVERY=75
   METHODS="lora moslora linchain2 linchain3 linchain3_authors lora_bias linchain3_identity"
   ORDER=reverse (take the pieces last first: a second driver on the same OUT then meets the first one
@@ -25,13 +26,21 @@ Parts (each resumable: a finished piece is a file written atomically and is skip
   eval    every finished run on every test subset, both modes (OUT/runs/*/eval/)
   report  docs/study.md's section between the study-real markers, docs/figures/study_real_*.png
 OUT/budget.json records the budget; a rerun with another budget into the same OUT is refused
-(exit 2), so numbers of different budgets are never mixed. OUT/timing.jsonl: wall seconds of
+(exit 2), so numbers of different budgets are never mixed.
+KEEP (default results/study-real/, committed; KEEP=none or PILOT=1: nothing kept) holds the small
+files the report reads: budget.json, data/manifest.json (with the sha256 of the mix and the test
+subsets, which a rerun must reproduce), base/*.json, timing.jsonl, and every run that is trained and
+evaluated on every set (train.json, metrics.jsonl, flow.jsonl, eval/*.json; not its adapter). Each
+finished piece is copied there, and OUT is filled from there before anything runs, so a study longer
+than one machine's session adds up across machines; a run cut off before its last evaluation is
+redone. `--part report` on an empty OUT reports what KEEP holds. OUT/timing.jsonl: wall seconds of
 every piece, which the report sums per part and extrapolates to the full budget.
 Needs build/bin/{finetune,evaluate}, ../shared/data (smollm2, llm_adapters, hellaswag),
 /usr/bin/python3 with numpy and matplotlib.
 """
 import argparse
 import concurrent.futures
+import hashlib
 import json
 import math
 import os
@@ -78,8 +87,15 @@ FT_COMMON = ["--rank", "16", "--alpha", "32", "--targets", "q,k,v,up,down", "--s
 SMOOTH = 10  # training-loss curves and steps-to-target use a trailing mean over this many steps
 
 
-def budget_from_env():
-    base = PILOT if os.environ.get("PILOT") == "1" else FULL
+def budget_from_env(kept=None):
+    """The budget: the environment's variables over the defaults (FULL, or PILOT with PILOT=1). With
+    none of the budget variables set and a kept study (KEEP's budget.json), that study's budget."""
+    base = dict(PILOT if os.environ.get("PILOT") == "1" else FULL)
+    if kept and not any(os.environ.get(k) for k in FULL if k != "JOBS"):  # JOBS changes no number
+        base.update(STEPS=kept["steps"], SEEDS=" ".join(map(str, kept["seeds"])), ITEMS=kept["items"],
+                    TRAIN_PER_SET=kept["train_per_set"], LRS=" ".join(kept["lrs"]), WARMUP=kept["warmup"],
+                    ACCUM=kept["accum"], EVAL_EVERY=kept["eval_every"], FLOW_EVERY=kept["flow_every"],
+                    METHODS=" ".join(kept["methods"]))
     b = {k: os.environ.get(k) or str(v) for k, v in base.items()}  # unset or empty: the default
     out = {"pilot": os.environ.get("PILOT") == "1", "steps": int(b["STEPS"]), "seeds": [int(s) for s in b["SEEDS"].split()],
            "items": int(b["ITEMS"]), "train_per_set": int(b["TRAIN_PER_SET"]), "lrs": b["LRS"].split(),
@@ -132,31 +148,87 @@ def read_jsonl(path):
 
 
 class Study:
-    def __init__(self, out, budget, bin_dir, data_dir, dry_run=False):
+    def __init__(self, out, budget, bin_dir, data_dir, dry_run=False, keep=None):
         self.out, self.b, self.bin, self.data, self.dry = out, budget, bin_dir, data_dir, dry_run
+        self.keep = keep
         self.lock = threading.Lock()
         self.model = os.path.join(data_dir, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
         self.llma = os.path.join(data_dir, "llm_adapters", "dataset")
         self.hella = os.path.join(data_dir, "hellaswag", "hellaswag_val_full.txt")
 
     # ---- bookkeeping ---------------------------------------------------------------------------
+    FIXED = ("steps", "items", "train_per_set", "warmup", "accum", "eval_every", "flow_every")
+
     def check_budget(self):
-        p = os.path.join(self.out, "budget.json")
+        """OUT/budget.json (and KEEP's) must hold this per-run budget; methods, seeds and lrs may be added."""
         keep = {k: v for k, v in self.b.items() if k not in ("jobs", "train_jobs")}  # they change no number
-        old = load_json(p)
-        if old is not None:
+        paths = [os.path.join(self.out, "budget.json")] + ([os.path.join(self.keep, "budget.json")] if self.keep else [])
+        for p in paths:
+            old = load_json(p)
+            if old is None:
+                continue
             old = {k: v for k, v in old.items() if k not in ("jobs", "train_jobs")}
-            # A rerun may add methods, seeds or lrs; the per-run budget must be the same.
-            fixed = ("steps", "items", "train_per_set", "warmup", "accum", "eval_every", "flow_every")
-            diff = [k for k in fixed if old.get(k) != keep.get(k)]
+            diff = [k for k in self.FIXED if old.get(k) != keep.get(k)]
             if diff:
                 die(f"{p} holds another budget ({', '.join(f'{k} {old.get(k)} vs {keep.get(k)}' for k in diff)}); "
-                    "use another OUT or remove it")
+                    "use another OUT (and KEEP=none) or remove it")
             for k in ("seeds", "lrs", "methods"):
                 keep[k] = old[k] + [x for x in keep[k] if x not in old[k]]
             keep["pilot"] = old.get("pilot", False) and keep["pilot"]
         if not self.dry:
-            write_atomic(p, json.dumps(keep, indent=1) + "\n")
+            for p in paths:
+                write_atomic(p, json.dumps(keep, indent=1) + "\n")
+
+    # ---- the kept results ----------------------------------------------------------------------
+    # KEEP (results/study-real/, committed) holds the small files the report reads, so that a
+    # study longer than one machine's session adds up across machines: every finished piece is
+    # copied there, and OUT is filled from there before anything runs (what is there is done).
+    # A run is kept once it is trained and evaluated on every set (its adapter is not kept).
+    RUN_FILES = ["train.json", "metrics.jsonl", "flow.jsonl"] + [f"eval/{s}.{m}.json" for s in TEST_SETS for m in MODES]
+
+    def run_complete(self, d):
+        return all(os.path.exists(os.path.join(d, f)) for f in self.RUN_FILES)
+
+    def sync(self):
+        """OUT ↔ KEEP: base results and complete runs go where they are missing; timing rows are merged."""
+        if not self.keep or self.dry:
+            return
+        with self.lock:
+            def copy(a, b):
+                os.makedirs(os.path.dirname(b), exist_ok=True)
+                shutil.copyfile(a, b + ".tmp")
+                os.replace(b + ".tmp", b)
+            for rel in ["data/manifest.json"] + [f"base/{s}.{m}.json" for s in TEST_SETS for m in MODES]:
+                a, b = os.path.join(self.out, rel), os.path.join(self.keep, rel)
+                if os.path.exists(a) and not os.path.exists(b):
+                    copy(a, b)
+                elif os.path.exists(b) and not os.path.exists(a):  # a manifest alone: the report needs no data
+                    copy(b, a)
+            for src, dst in ((self.out, self.keep), (self.keep, self.out)):
+                rd = os.path.join(src, "runs")
+                for name in sorted(os.listdir(rd)) if os.path.isdir(rd) else []:
+                    a, b = os.path.join(rd, name), os.path.join(dst, "runs", name)
+                    if self.run_complete(a) and not os.path.exists(os.path.join(b, "train.json")):
+                        for f in self.RUN_FILES:  # train.json last: it marks the run done
+                            if f != "train.json":
+                                copy(os.path.join(a, f), os.path.join(b, f))
+                        copy(os.path.join(a, "train.json"), os.path.join(b, "train.json"))
+            rows = {}
+            for d in (self.out, self.keep):
+                for ln in open(os.path.join(d, "timing.jsonl")) if os.path.exists(os.path.join(d, "timing.jsonl")) else []:
+                    if ln.strip():
+                        rows.setdefault(ln.strip(), None)
+            for d in (self.out, self.keep):
+                write_atomic(os.path.join(d, "timing.jsonl"), "".join(r + "\n" for r in rows))
+
+    def check_data(self):
+        """The training mix and test subsets made here must be the ones KEEP's results were measured on."""
+        if not self.keep:
+            return
+        a, b = (load_json(os.path.join(d, "data", "manifest.json")) for d in (self.out, self.keep))
+        if a and b and a.get("sha256") != b.get("sha256"):
+            die(f"{self.out}/data differs from the data of {self.keep} (sha256 in data/manifest.json): "
+                "../shared/data changed, so the kept results cannot be added to; KEEP=none for a study of its own")
 
     def stamp(self, part, what, seconds, **extra):
         row = dict(part=part, what=what, seconds=round(seconds, 2), **extra)
@@ -199,7 +271,7 @@ class Study:
     def part_data(self):
         d = os.path.join(self.out, "data")
         man = os.path.join(d, "manifest.json")
-        if os.path.exists(man):
+        if all(os.path.exists(p) for p in [man, os.path.join(d, "train_mix.json")] + [self.test_path(s) for s in TEST_SETS]):
             return
         t0 = time.time()
         for p in [self.model, self.hella] + [os.path.join(self.llma, s, "test.json") for s in TEST_SETS if s != "hellaswag"] \
@@ -232,7 +304,10 @@ class Study:
                 write_atomic(self.test_path(s), json.dumps([items[j] for j in idx]))
             tests[s] = {"items": len(idx), "of": len(recs) if s == "hellaswag" else len(items)}
         write_atomic(os.path.join(d, "train_mix.json"), json.dumps(mix))
-        write_atomic(man, json.dumps({"train": counts, "train_total": len(mix), "test": tests}, indent=1) + "\n")
+        sha = {os.path.relpath(p, d): hashlib.sha256(open(p, "rb").read()).hexdigest()
+               for p in [os.path.join(d, "train_mix.json")] + [self.test_path(s) for s in TEST_SETS]}
+        write_atomic(man, json.dumps({"train": counts, "train_total": len(mix), "test": tests, "sha256": sha},
+                                     indent=1) + "\n")
         self.stamp("data", "data", time.time() - t0)
 
     # ---- evaluation ----------------------------------------------------------------------------
@@ -262,6 +337,7 @@ class Study:
                     r.update(wall_s=wall, peak_rss_mb=rss)
                     write_atomic(res, json.dumps(r) + "\n")
                     self.stamp("base" if adapter is None else "eval", f"{label} {s} {mode}", wall, items=r["items"])
+                    self.sync()
                 tasks.append(task)
         return tasks
 
@@ -314,6 +390,7 @@ class Study:
                 os.remove(ck)  # the run is complete; the checkpoint only served resuming
             write_atomic(os.path.join(d, "train.json"), json.dumps(rec, indent=1) + "\n")
             self.stamp("train", f"{m} lr{lr} s{seed}", wall, steps=self.b["steps"])
+            self.sync()
         return task
 
     def train_tasks(self):
@@ -496,7 +573,11 @@ class Report:
                "the budget with `STEPS`, `SEEDS`, `ITEMS`, `LRS`, …; `PILOT=1` for the small budget). Results go to "
                "build/study-real/ (PILOT=1: build/study-real-pilot/), one folder per (method, lr, seed), each written "
                "atomically when complete, so a rerun skips what is done and an interrupted fine-tune resumes from its "
-               f"checkpoint. This section: `{self.command()}`.")
+               "checkpoint. The small files this report reads (budget, base results, and each run once it is trained "
+               "and evaluated on every set: its summary, loss and flow rows, accuracies) are also kept in "
+               "results/study-real/, committed, and a fresh build/study-real/ is filled from there first, so the study "
+               "adds up across machines and `make study-real PART=report` regenerates this section from a fresh clone. "
+               f"This section: `{self.command()}`.")
         self.w()
         man = self.man
         tr = man.get("train", {})
@@ -1086,6 +1167,31 @@ def self_test():
               "the faster-falling loss reaches LoRA's final loss in fewer steps")
         for f in ("study_real_loss.png", "study_real_accuracy.png", "study_real_cost.png", "study_real_terms.png"):
             check(os.path.getsize(os.path.join(tmp, "figs", f)) > 1000, f"figure {f} written")
+        # KEEP: complete runs and base results are kept, an unevaluated run is not; a fresh OUT
+        # filled from KEEP gives the same report
+        keep, out2 = os.path.join(tmp, "keep"), os.path.join(tmp, "out2")
+        part = os.path.join(out, "runs", "lora_lr3e-4_s9")
+        shutil.copytree(os.path.join(out, "runs", "lora_lr3e-4_s0"), part)
+        os.remove(os.path.join(part, "eval", "piqa.generate.json"))
+        write_atomic(os.path.join(out, "timing.jsonl"), json.dumps(dict(part="train", what="x", seconds=1.0)) + "\n")
+        Study(out, b, "", "", keep=keep).sync()
+        check(os.path.exists(os.path.join(keep, "runs", "linchain3_lr3e-4_s2", "eval", "openbookqa.likelihood.json"))
+              and os.path.exists(os.path.join(keep, "base", "boolq.generate.json")), "complete runs and the base are kept")
+        check(not os.path.exists(os.path.join(keep, "runs", "lora_lr3e-4_s9")), "a run not evaluated on every set is not kept")
+        shutil.rmtree(part)
+        write_atomic(os.path.join(out2, "budget.json"), json.dumps(b))
+        Study(out2, b, "", "", keep=keep).sync()
+        doc1, doc2 = os.path.join(tmp, "doc1.md"), os.path.join(tmp, "doc2.md")
+        for o, d in ((out, doc1), (out2, doc2)):
+            write_atomic(d, BEGIN + "\n" + END + "\n")
+            do_report(o, d, os.path.join(tmp, "figs2"))
+        t1, t2 = open(doc1).read(), open(doc2).read()
+        if t1 != t2:
+            import difflib
+            print("".join(list(difflib.unified_diff(t1.splitlines(True), t2.splitlines(True)))[:20]))
+        check(t1 == t2 and "wall" in t1.lower(),
+              "a fresh OUT filled from KEEP gives the same report")
+        check(len(read_jsonl(os.path.join(out2, "timing.jsonl"))) == 1, "timing rows come along once")
         # a pilot (1 seed) says so and calls nothing an effect
         b1 = dict(b, pilot=True, seeds=[0])
         write_atomic(os.path.join(out, "budget.json"), json.dumps(b1))
@@ -1098,7 +1204,7 @@ def self_test():
         check("no difference can be called an effect" in text and "better beyond seed noise" not in text,
               "one seed: no effect claimed")
         # a second budget into the same folder is refused with exit 2
-        env = dict(os.environ, STEPS="51", SEEDS="0", METHODS="lora")
+        env = dict(os.environ, STEPS="51", SEEDS="0", METHODS="lora", KEEP="none")
         p = subprocess.run([sys.executable, os.path.abspath(__file__), "--out", out, "--part", "data", "--dry-run"],
                            env=env, capture_output=True, text=True)
         check(p.returncode == 2 and "another budget" in p.stderr, "another budget in the same OUT: exit 2")
@@ -1116,19 +1222,26 @@ def main():
     ap.add_argument("--data-dir", default=os.environ.get("DATA_DIR") or os.path.relpath(os.path.join(ROOT, "..", "shared", "data")))
     ap.add_argument("--doc", default=os.path.join(ROOT, "docs", "study.md"))
     ap.add_argument("--figures", default=os.path.join(ROOT, "docs", "figures"))
+    ap.add_argument("--keep", default=os.environ.get("KEEP") or os.path.join(ROOT, "results", "study-real"),
+                    help="the committed copy of the results (none: do not keep; PILOT=1 keeps nothing)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     ap.add_argument("--self-test", action="store_true")
     a = ap.parse_args()
     if a.self_test:
         sys.exit(self_test())
+    keep = None if a.keep in ("", "none") or os.environ.get("PILOT") == "1" else a.keep
     if a.part == "report":
+        if keep and not os.path.exists(os.path.join(a.out, "budget.json")) and os.path.exists(os.path.join(keep, "budget.json")):
+            os.makedirs(a.out, exist_ok=True)
+            shutil.copyfile(os.path.join(keep, "budget.json"), os.path.join(a.out, "budget.json"))
         if not os.path.exists(os.path.join(a.out, "budget.json")):
             die(f"{a.out}/budget.json not found: nothing has run into {a.out}")
+        Study(a.out, load_json(os.path.join(a.out, "budget.json")), a.bin, a.data_dir, keep=keep).sync()
         do_report(a.out, a.doc, a.figures)
         return
-    b = budget_from_env()
+    b = budget_from_env(load_json(os.path.join(keep, "budget.json")) if keep else None)
     os.makedirs(a.out, exist_ok=True)
-    st = Study(a.out, b, a.bin, a.data_dir, a.dry_run)
+    st = Study(a.out, b, a.bin, a.data_dir, a.dry_run, keep)
     st.check_budget()
     for tool in ("finetune", "evaluate"):
         if not os.access(os.path.join(a.bin, tool), os.X_OK):
@@ -1137,6 +1250,8 @@ def main():
         print("(data part not run: the commands below name its outputs)")
     else:
         st.part_data()
+        st.check_data()
+        st.sync()  # what KEEP holds is done
     if a.part == "data":
         return
     if a.part == "all":  # the fine-tunes one at a time; beside them the base and each run as it finishes are evaluated

@@ -6,6 +6,7 @@
 #   make study-real PART=train          one part: data | base | train | eval | report | all
 #   make study-real METHODS="lora lora_bias" SEEDS="0 1 2"    a subset of the runs
 #   make study-real PILOT=1             the small pilot budget, into build/study-real-pilot
+#   make study-real PART=report         the section from what results/study-real/ (committed) holds
 # Budget variables (STEPS, SEEDS, ITEMS, TRAIN_PER_SET, LRS, WARMUP, METHODS, JOBS, FLOW_EVERY,
 # TARGET_LOSS) and the layout of OUT: scripts/study_real.py --help / its header.
 set -euo pipefail
