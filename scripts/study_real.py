@@ -30,7 +30,7 @@ OUT/budget.json records the budget; a rerun with another budget into the same OU
 KEEP (default results/study-real/, committed; KEEP=none or PILOT=1: nothing kept) holds the small
 files the report reads: budget.json, data/manifest.json (with the sha256 of the mix and the test
 subsets, which a rerun must reproduce), base/*.json, timing.jsonl, and every run that is trained and
-evaluated on every set (train.json, metrics.jsonl, flow.jsonl, eval/*.json; not its adapter). Each
+evaluated on every set (train.json, metrics.jsonl, flow.jsonl.gz, eval/*.json; not its adapter). Each
 finished piece is copied there, and OUT is filled from there before anything runs, so a study longer
 than one machine's session adds up across machines; a run cut off before its last evaluation is
 redone. `--part report` on an empty OUT reports what KEEP holds. OUT/timing.jsonl: wall seconds of
@@ -40,6 +40,7 @@ Needs build/bin/{finetune,evaluate}, ../shared/data (smollm2, llm_adapters, hell
 """
 import argparse
 import concurrent.futures
+import gzip
 import hashlib
 import json
 import math
@@ -186,17 +187,20 @@ class Study:
     # A run is kept once it is trained and evaluated on every set (its adapter is not kept).
     RUN_FILES = ["train.json", "metrics.jsonl", "flow.jsonl"] + [f"eval/{s}.{m}.json" for s in TEST_SETS for m in MODES]
 
-    def run_complete(self, d):
-        return all(os.path.exists(os.path.join(d, f)) for f in self.RUN_FILES)
+    def run_complete(self, d, kept=False):
+        return all(os.path.exists(os.path.join(d, f + (".gz" if kept and f == "flow.jsonl" else ""))) for f in self.RUN_FILES)
 
     def sync(self):
-        """OUT ↔ KEEP: base results and complete runs go where they are missing; timing rows are merged."""
+        """OUT ↔ KEEP: base results and complete runs go where they are missing; timing rows are merged.
+        KEEP holds each run's flow rows gzipped (flow.jsonl.gz, a quarter of the size)."""
         if not self.keep or self.dry:
             return
         with self.lock:
-            def copy(a, b):
+            def copy(a, b, how=shutil.copyfileobj):
                 os.makedirs(os.path.dirname(b), exist_ok=True)
-                shutil.copyfile(a, b + ".tmp")
+                with (gzip.open if how == "gunzip" else open)(a, "rb") as fa, \
+                        (gzip.GzipFile(b + ".tmp", "wb", mtime=0) if how == "gzip" else open(b + ".tmp", "wb")) as fb:
+                    shutil.copyfileobj(fa, fb)
                 os.replace(b + ".tmp", b)
             for rel in ["data/manifest.json"] + [f"base/{s}.{m}.json" for s in TEST_SETS for m in MODES]:
                 a, b = os.path.join(self.out, rel), os.path.join(self.keep, rel)
@@ -204,15 +208,17 @@ class Study:
                     copy(a, b)
                 elif os.path.exists(b) and not os.path.exists(a):  # a manifest alone: the report needs no data
                     copy(b, a)
-            for src, dst in ((self.out, self.keep), (self.keep, self.out)):
+            for src, dst, kept in ((self.out, self.keep, False), (self.keep, self.out, True)):
                 rd = os.path.join(src, "runs")
                 for name in sorted(os.listdir(rd)) if os.path.isdir(rd) else []:
                     a, b = os.path.join(rd, name), os.path.join(dst, "runs", name)
-                    if self.run_complete(a) and not os.path.exists(os.path.join(b, "train.json")):
-                        for f in self.RUN_FILES:  # train.json last: it marks the run done
-                            if f != "train.json":
+                    if self.run_complete(a, kept) and not os.path.exists(os.path.join(b, "train.json")):
+                        for f in self.RUN_FILES[1:] + self.RUN_FILES[:1]:  # train.json last: it marks the run done
+                            if f == "flow.jsonl":
+                                copy(os.path.join(a, f + ".gz" * kept), os.path.join(b, f + ".gz" * (not kept)),
+                                     "gunzip" if kept else "gzip")
+                            else:
                                 copy(os.path.join(a, f), os.path.join(b, f))
-                        copy(os.path.join(a, "train.json"), os.path.join(b, "train.json"))
             rows = {}
             for d in (self.out, self.keep):
                 for ln in open(os.path.join(d, "timing.jsonl")) if os.path.exists(os.path.join(d, "timing.jsonl")) else []:
@@ -1178,6 +1184,8 @@ def self_test():
         check(os.path.exists(os.path.join(keep, "runs", "linchain3_lr3e-4_s2", "eval", "openbookqa.likelihood.json"))
               and os.path.exists(os.path.join(keep, "base", "boolq.generate.json")), "complete runs and the base are kept")
         check(not os.path.exists(os.path.join(keep, "runs", "lora_lr3e-4_s9")), "a run not evaluated on every set is not kept")
+        check(os.path.exists(os.path.join(keep, "runs", "lora_lr3e-4_s0", "flow.jsonl.gz"))
+              and not os.path.exists(os.path.join(keep, "runs", "lora_lr3e-4_s0", "flow.jsonl")), "flow rows kept gzipped")
         shutil.rmtree(part)
         write_atomic(os.path.join(out2, "budget.json"), json.dumps(b))
         Study(out2, b, "", "", keep=keep).sync()
