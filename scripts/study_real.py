@@ -1015,14 +1015,23 @@ class Report:
         la, lb, l3, lr_ = (next((k for k in self.keys if k[0] == m and k[1] == ref[1]), None)
                            for m in ("linchain3_authors", "lora_bias", "linchain3", "lora"))
         if la and lb and n_seeds >= 2:
-            a, b_ = self.avg_acc(la, "generate"), self.avg_acc(lb, "generate")
-            if a and b_:
-                t = welch_t(a, b_)
-                bullets.append(f"Chain or bias: the authors' LinChain n=3 vs LoRA with the same kind of bias (and the same "
-                               f"dropout), generate mode: {100 * (mean(a) - mean(b_)):+.1f} points (t = {t:.1f}); " +
-                               ("not distinguishable, so at this budget what the authors' form adds over LoRA is not "
-                                "shown to need the chain." if math.isnan(t) or abs(t) < 2 else
-                                "a difference beyond seed noise between two methods that differ only by the chain."))
+            parts, ts = [], []
+            for mode in MODES:
+                a, b_ = self.avg_acc(la, mode), self.avg_acc(lb, mode)
+                if a and b_:
+                    t = welch_t(a, b_)
+                    parts.append(f"{mode} {100 * (mean(a) - mean(b_)):+.1f} points (" +
+                                 (f"t = {t:.1f}" if not math.isnan(t) else f"{len(a)} vs {len(b_)} seeds: no t") + ")")
+                    ts.append(t)
+            if parts:
+                known = [t for t in ts if not math.isnan(t)]
+                bullets.append("Chain or bias: the authors' LinChain n=3 vs LoRA with the same kind of bias (and the same "
+                               "dropout), 8-set average: " + "; ".join(parts) + "; " +
+                               ("too few seeds on one side to tell." if not known else
+                                "a difference beyond seed noise between two methods that differ only by the chain."
+                                if any(abs(t) >= 2 for t in known) else
+                                "not distinguishable, so at this budget what the authors' form adds over LoRA is not "
+                                "shown to need the chain."))
         elif la and not lb:
             bullets.append("The control 'LoRA + bias in B's span' was not run in this regeneration, so the chain's "
                            "effect cannot be separated from the bias's here.")
