@@ -196,7 +196,7 @@ class Study:
         if not self.keep or self.dry:
             return
         with self.lock:
-            def copy(a, b, how=shutil.copyfileobj):
+            def copy(a, b, how=None):  # how: None, "gzip" or "gunzip"
                 os.makedirs(os.path.dirname(b), exist_ok=True)
                 with (gzip.open if how == "gunzip" else open)(a, "rb") as fa, \
                         (gzip.GzipFile(b + ".tmp", "wb", mtime=0) if how == "gzip" else open(b + ".tmp", "wb")) as fb:
